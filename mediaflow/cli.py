@@ -1,0 +1,161 @@
+"""The `mediaflow` command.
+
+The one shell that lives inside the package: `process`, `demo` and `serve` import the Prefect
+flows and the FastAPI app lazily, so the library itself never imports either.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from mediaflow.errors import MediaflowError
+from mediaflow.transcript import FORMATS
+
+
+def _progress_bar(total_s: float):
+    from tqdm import tqdm
+
+    bar = tqdm(total=round(total_s, 1), unit="s", desc="transcribing", file=sys.stderr, disable=None,
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]")
+
+    def update(done_s: float) -> None:
+        bar.update(max(0.0, min(done_s, total_s) - bar.n))
+
+    return bar, update
+
+
+def cmd_transcribe(args, settings) -> int:
+    from mediaflow.audio import probe
+    from mediaflow.pipeline import get_transcriber
+    from mediaflow.transcript import export
+
+    if args.model:
+        settings.asr_model = args.model
+    info = probe(args.file, max_bytes=settings.max_upload_bytes, max_duration_s=settings.max_duration_h * 3600)
+    bar, update = _progress_bar(info.duration_s)
+    with bar:
+        transcript = get_transcriber(settings).transcribe(
+            args.file, progress=update, max_duration_s=settings.max_duration_h * 3600
+        )
+    sys.stdout.write(export(transcript, args.format))
+    if not args.format == "text":
+        sys.stdout.write("\n")
+    return 0
+
+
+def _summary(settings, episode_id: str) -> dict:
+    from mediaflow.pipeline import get_store
+
+    store = get_store(settings.db_url)
+    ep = store.get_episode(episode_id)
+    out = {k: v for k, v in ep.to_dict().items() if k not in ("created_at", "updated_at")}
+    if ep.status == "done":
+        t = store.get_transcript(episode_id)
+        out["transcript"] = {"segments": len(t.segments), "words": len(t.words), "language": t.language,
+                             "model": t.model, "preview": t.text[:300]}
+    return out
+
+
+def cmd_process(args, settings) -> int:
+    from flows.episodes import process_episode
+
+    episode_id = process_episode(str(Path(args.file).resolve()), title=args.title, force=args.force)
+    print(json.dumps(_summary(settings, episode_id), indent=2, default=str))
+    return 0
+
+
+def cmd_demo(args, settings) -> int:
+    from flows.episodes import process_episode
+    from mediaflow.pipeline import get_store
+    from mediaflow.sample import sample_episode
+    from mediaflow.transcript import export
+
+    print(f"data dir: {settings.data_path}", file=sys.stderr)
+    print("sample episode: synthesising with the Piper voice (first run only) ...", file=sys.stderr)
+    sample = sample_episode(settings.data_path / "samples")
+    episode_id = process_episode(str(sample))
+    transcript = get_store(settings.db_url).get_transcript(episode_id)
+    exports = settings.data_path / "exports"
+    exports.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fmt, ext in (("json", "json"), ("vtt", "vtt"), ("srt", "srt"), ("podcast", "transcript.json")):
+        path = exports / f"{episode_id}.{ext}"
+        path.write_text(export(transcript, fmt), encoding="utf-8")
+        written.append(str(path))
+    summary = _summary(settings, episode_id)
+    summary["exports"] = written
+    print(json.dumps(summary, indent=2, default=str))
+    print("\nfirst cues:")
+    for s in transcript.segments[:6]:
+        print(f"  [{s.start:7.2f} – {s.end:7.2f}] {s.text}")
+    return 0
+
+
+def cmd_serve(args, settings) -> int:
+    import uvicorn
+
+    uvicorn.run("service.app:create_app", factory=True, host=args.host or settings.host,
+                port=args.port or settings.port, workers=1)
+    return 0
+
+
+def cmd_episodes(args, settings) -> int:
+    from mediaflow.pipeline import get_store
+
+    rows, total = get_store(settings.db_url).list_episodes(limit=args.limit)
+    for ep in rows:
+        print(f"{ep.id}  {ep.status:10s} {ep.duration_s:8.1f}s  {ep.title}")
+    print(f"{total} episode(s)", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mediaflow", description="Podcast transcripts, chapters and speech.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("transcribe", help="transcribe an audio file to stdout")
+    t.add_argument("file")
+    t.add_argument("--format", choices=FORMATS, default="json")
+    t.add_argument("--model", help="`tiny.en` (bundled) or a local CTranslate2 Whisper directory")
+    t.set_defaults(func=cmd_transcribe)
+
+    pr = sub.add_parser("process", help="run the process-episode flow on a file and store the result")
+    pr.add_argument("file")
+    pr.add_argument("--title")
+    pr.add_argument("--force", action="store_true", help="transcribe again even if already done")
+    pr.set_defaults(func=cmd_process)
+
+    d = sub.add_parser("demo", help="make the sample episode and process it end to end")
+    d.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("serve", help="start the API")
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    s.set_defaults(func=cmd_serve)
+
+    e = sub.add_parser("episodes", help="list stored episodes")
+    e.add_argument("--limit", type=int, default=50)
+    e.set_defaults(func=cmd_episodes)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    from mediaflow.config import Settings
+
+    try:
+        return args.func(args, Settings())
+    except MediaflowError as exc:
+        print(f"mediaflow: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

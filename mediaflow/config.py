@@ -1,0 +1,75 @@
+"""Settings: every knob in one place, from `MEDIAFLOW_*` environment variables or a `.env` file."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+AUDIO_EXTENSIONS = (
+    ".mp3", ".m4a", ".aac", ".mp4", ".m4b", ".ogg", ".oga", ".opus", ".flac", ".wav",
+    ".webm", ".mkv", ".mov", ".wma", ".aiff", ".aif",
+)
+
+
+class Settings(BaseSettings):
+    """mediaflow configuration. Paths may be relative; they resolve against the working directory."""
+
+    model_config = SettingsConfigDict(env_prefix="MEDIAFLOW_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(Path("data"), description="Where audio, the SQLite database and caches live.")
+    database_url: str | None = Field(
+        None, description="Any SQLAlchemy URL; default: SQLite file `mediaflow.db` in the data dir."
+    )
+    watch_dir: Path | None = Field(None, description="Folder `process_folder` watches; default: data_dir/inbox.")
+
+    asr_model: str = Field(
+        "tiny.en", description="`tiny.en` (bundled) or the path of a local CTranslate2 Whisper model directory."
+    )
+    asr_compute_type: str = Field("int8", description="CTranslate2 compute type: int8, int8_float32, float32, ...")
+    asr_threads: int = Field(0, description="CPU threads for Whisper; 0 = all cores.")
+    asr_batch_size: int = Field(8, ge=1, le=64, description="Batched inference size (speech chunks per forward).")
+    asr_language: str | None = Field(None, description="Force a language code; default: detect (English for *.en models).")
+    asr_window_s: float = Field(
+        600.0, ge=30.0, description="Audio decoded and transcribed per window; bounds memory for long episodes."
+    )
+
+    max_upload_mb: int = Field(2048, ge=1, description="Largest accepted input file.")
+    max_duration_h: float = Field(6.0, gt=0, description="Longest accepted episode.")
+
+    api_key: SecretStr | None = Field(None, description="If set, write endpoints require `Authorization: Bearer <key>`.")
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    @property
+    def data_path(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def audio_dir(self) -> Path:
+        return self.data_path / "audio"
+
+    @property
+    def inbox_dir(self) -> Path:
+        return (self.watch_dir.expanduser().resolve() if self.watch_dir else self.data_path / "inbox")
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_path / 'mediaflow.db'}"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * 1024 * 1024
+
+    @property
+    def threads(self) -> int:
+        return self.asr_threads or os.cpu_count() or 1
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

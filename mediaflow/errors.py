@@ -1,0 +1,67 @@
+"""One small hierarchy of errors, each with a message a user can act on.
+
+The API maps these to status codes in one place (`service/errors.py`); the CLI prints
+`str(error)` on one line and exits non-zero.
+"""
+
+
+class MediaflowError(Exception):
+    """Base class. `code` is a stable machine-readable name; `transient` means retrying may help."""
+
+    code = "mediaflow_error"
+    transient = False
+
+
+class AudioDecodeError(MediaflowError):
+    """The input is not audio ffmpeg can read: corrupt, truncated beyond repair, or not audio."""
+
+    code = "audio_decode_error"
+
+
+class EmptyAudio(AudioDecodeError):
+    """The input decodes but carries no samples worth processing (zero bytes, zero length)."""
+
+    code = "empty_audio"
+
+
+class UnsupportedFormat(AudioDecodeError):
+    """ffmpeg does not recognise the container, or there is no audio stream in it."""
+
+    code = "unsupported_format"
+
+
+class InputTooLarge(MediaflowError):
+    """The input exceeds a configured size or duration limit."""
+
+    code = "input_too_large"
+
+
+class InvalidInput(MediaflowError):
+    """A parameter is wrong: an unknown format name, a path outside the data dir, ..."""
+
+    code = "invalid_input"
+
+
+class NotFound(MediaflowError):
+    """The requested episode, transcript or file does not exist."""
+
+    code = "not_found"
+
+
+class ModelUnavailable(MediaflowError):
+    """A model could not be found or loaded from the local installation."""
+
+    code = "model_unavailable"
+
+
+class StorageError(MediaflowError):
+    """The database or the data dir could not be written; retrying may help."""
+
+    code = "storage_error"
+    transient = True
+
+
+class DependencyMissing(MediaflowError):
+    """A required program (ffmpeg, ffprobe) or package is not installed."""
+
+    code = "dependency_missing"

@@ -1,0 +1,154 @@
+"""The episode pipeline as plain steps: ingest → transcribe → store. Flows and the CLI call these."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from sqlalchemy.exc import IntegrityError
+
+from mediaflow.asr import Progress, Transcriber
+from mediaflow.audio import AudioInfo, LoudnessMeter, atomic_copy, probe, sha256_file
+from mediaflow.config import AUDIO_EXTENSIONS, Settings
+from mediaflow.errors import InvalidInput
+from mediaflow.store import EPISODE_ID_LEN, Episode, Store
+from mediaflow.transcript import Transcript
+
+
+@lru_cache(maxsize=8)
+def get_store(url: str) -> Store:
+    """One `Store` (engine and connection pool) per database URL and process."""
+    return Store(url)
+
+
+@lru_cache(maxsize=2)
+def _transcriber(model: str, compute_type: str, threads: int, batch_size: int, window_s: float, language):
+    return Transcriber(model, compute_type, threads, batch_size, window_s=window_s, language=language)
+
+
+def get_transcriber(settings: Settings) -> Transcriber:
+    """The process's Whisper model for these settings, loaded once."""
+    return _transcriber(
+        settings.asr_model, settings.asr_compute_type, settings.threads,
+        settings.asr_batch_size, settings.asr_window_s, settings.asr_language,
+    )
+
+
+def resolve_in_data_dir(settings: Settings, path: str | Path) -> Path:
+    """Resolve a user-given path and refuse anything outside the data dir (`..`, absolute, symlinks)."""
+    root = settings.data_path
+    candidate = (root / path).resolve() if not Path(path).is_absolute() else Path(path).resolve()
+    if candidate != root and root not in candidate.parents:
+        raise InvalidInput("the path must be inside the data dir")
+    return candidate
+
+
+def title_from(info: AudioInfo, source: Path) -> str:
+    if info.title:
+        return info.title
+    stem = re.sub(r"[_\-]+", " ", source.stem).strip()
+    return (stem[:1].upper() + stem[1:]) if stem else source.name
+
+
+def ingest(source: str | Path, settings: Settings, title: str | None = None) -> Episode:
+    """Validate the audio, copy it into the data dir under its content hash, and record the episode.
+
+    Raises a `MediaflowError` before anything is written if the input is not usable audio.
+    Idempotent: the same bytes give back the same episode.
+    """
+    source = Path(source)
+    store = get_store(settings.db_url)
+    info = probe(source, max_bytes=settings.max_upload_bytes, max_duration_s=settings.max_duration_h * 3600)
+    digest = sha256_file(source)
+    suffix = source.suffix.lower() if source.suffix.lower() in AUDIO_EXTENSIONS else ".bin"
+    rel = Path("audio") / f"{digest[:EPISODE_ID_LEN]}{suffix}"
+    target = settings.data_path / rel
+    existing = store.get_by_hash(digest)
+    if existing is not None:
+        stored = settings.data_path / existing.audio_path
+        if not stored.exists():  # the row survived but the file was lost: restore it
+            atomic_copy(source, stored)
+        return existing
+    if source.resolve() != target.resolve():
+        atomic_copy(source, target)
+    try:
+        return store.add_episode(
+            content_hash=digest,
+            title=(title or title_from(info, source))[:500],
+            source_name=source.name[:500],
+            audio_path=rel.as_posix(),
+            status="pending",
+            size_bytes=info.size_bytes,
+            duration_s=round(info.duration_s, 3),
+            sample_rate=info.sample_rate,
+            channels=info.channels,
+            codec=info.codec,
+            container=info.container,
+        )
+    except IntegrityError:  # a concurrent ingest of the same bytes won the race
+        return store.get_by_hash(digest)
+
+
+def needs_transcript(episode: Episode, settings: Settings) -> bool:
+    """False when the stored transcript came from the configured model: re-runs skip finished work."""
+    store = get_store(settings.db_url)
+    return store.transcript_model(episode.id) != get_transcriber(settings).model_id
+
+
+@dataclass
+class TranscribeResult:
+    transcript: Transcript
+    loudness_dbfs: float | None
+    peak_dbfs: float | None
+
+
+def transcribe_episode(episode_id: str, settings: Settings, progress: Progress | None = None) -> TranscribeResult:
+    """Transcribe the stored audio of an episode (streamed; loudness measured in the same pass)."""
+    store = get_store(settings.db_url)
+    ep = store.update_episode(episode_id, status="processing", error=None)
+    meter = LoudnessMeter()
+    transcript = get_transcriber(settings).transcribe(
+        settings.data_path / ep.audio_path,
+        progress=progress,
+        max_duration_s=settings.max_duration_h * 3600,
+        meter=meter,
+    )
+    return TranscribeResult(transcript, meter.loudness_dbfs, meter.peak_dbfs)
+
+
+def store_transcript(episode_id: str, result: TranscribeResult, settings: Settings) -> Episode:
+    """Save the transcript and the measured loudness with the episode, atomically."""
+    store = get_store(settings.db_url)
+    store.save_transcript(
+        episode_id, result.transcript, loudness_dbfs=result.loudness_dbfs, peak_dbfs=result.peak_dbfs
+    )
+    return store.get_episode(episode_id)
+
+
+def mark_failed(episode_id: str, error: BaseException, settings: Settings) -> None:
+    """Record a readable reason on the episode; the previous transcript, if any, stays."""
+    store = get_store(settings.db_url)
+    store.update_episode(episode_id, status="failed", error=str(error)[:2000] or type(error).__name__)
+
+
+def pending_files(settings: Settings, folder: Path | None = None, settle_s: float = 2.0) -> list[Path]:
+    """Audio files in the watched folder not yet stored as finished episodes."""
+    import time
+
+    folder = folder or settings.inbox_dir
+    if not folder.is_dir():
+        return []
+    store = get_store(settings.db_url)
+    out = []
+    now = time.time()
+    for p in sorted(folder.iterdir()):
+        if not p.is_file() or p.suffix.lower() not in AUDIO_EXTENSIONS or p.name.startswith("."):
+            continue
+        if now - p.stat().st_mtime < settle_s:  # still being copied in
+            continue
+        ep = store.get_by_hash(sha256_file(p))
+        if ep is None or ep.status != "done":
+            out.append(p)
+    return out

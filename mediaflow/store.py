@@ -1,0 +1,192 @@
+"""Persistence: episodes and transcripts in any SQLAlchemy database (SQLite by default).
+
+An episode is keyed by the SHA-256 of its audio bytes, so the same file processed twice is one
+episode. Every write is one transaction: a reader sees the old row or the new one.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import JSON, Float, ForeignKey, Integer, String, Text, create_engine, event, func, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from mediaflow.errors import NotFound, StorageError
+from mediaflow.transcript import Transcript
+
+EPISODE_ID_LEN = 16
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Episode(Base):
+    __tablename__ = "episodes"
+
+    id: Mapped[str] = mapped_column(String(EPISODE_ID_LEN), primary_key=True)
+    content_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    title: Mapped[str] = mapped_column(String(500))
+    source_name: Mapped[str] = mapped_column(String(500))
+    audio_path: Mapped[str] = mapped_column(String(1000))  # relative to the data dir
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending|processing|done|failed
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    duration_s: Mapped[float] = mapped_column(Float)
+    sample_rate: Mapped[int] = mapped_column(Integer)
+    channels: Mapped[int] = mapped_column(Integer)
+    codec: Mapped[str] = mapped_column(String(50))
+    container: Mapped[str] = mapped_column(String(100))
+    loudness_dbfs: Mapped[float | None] = mapped_column(Float, nullable=True)
+    peak_dbfs: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+    updated_at: Mapped[datetime] = mapped_column(default=_now, onupdate=_now)
+
+    def to_dict(self) -> dict:
+        return {c.name: getattr(self, c.name) for c in self.__table__.columns}
+
+
+class TranscriptRow(Base):
+    __tablename__ = "transcripts"
+
+    episode_id: Mapped[str] = mapped_column(ForeignKey("episodes.id", ondelete="CASCADE"), primary_key=True)
+    model: Mapped[str] = mapped_column(String(200))
+    language: Mapped[str] = mapped_column(String(16))
+    duration_s: Mapped[float] = mapped_column(Float)
+    word_count: Mapped[int] = mapped_column(Integer)
+    data: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+
+
+class Store:
+    """The project's database. Construct with an SQLAlchemy URL; tables are created on first use."""
+
+    def __init__(self, url: str):
+        self.url = url
+        kwargs: dict = {}
+        if url.startswith("sqlite"):
+            path = url.split("///", 1)[-1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        self.engine = create_engine(url, **kwargs)
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        Base.metadata.create_all(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: committed on success, rolled back on any error."""
+        s = self._sessions()
+        try:
+            yield s
+            s.commit()
+        except OperationalError as exc:
+            s.rollback()
+            raise StorageError(f"database unavailable: {exc.orig}") from exc
+        except BaseException:
+            s.rollback()
+            raise
+        finally:
+            s.close()
+
+    # -- episodes -----------------------------------------------------------------------------
+    def get_by_hash(self, content_hash: str) -> Episode | None:
+        with self.session() as s:
+            return s.scalar(select(Episode).where(Episode.content_hash == content_hash))
+
+    def add_episode(self, **fields) -> Episode:
+        """Insert an episode unless one with the same content hash exists; return the stored one."""
+        with self.session() as s:
+            existing = s.scalar(select(Episode).where(Episode.content_hash == fields["content_hash"]))
+            if existing is not None:
+                return existing
+            ep = Episode(id=fields["content_hash"][:EPISODE_ID_LEN], **fields)
+            s.add(ep)
+        return ep
+
+    def get_episode(self, episode_id: str) -> Episode:
+        with self.session() as s:
+            ep = s.get(Episode, episode_id)
+        if ep is None:
+            raise NotFound(f"episode {episode_id!r} not found")
+        return ep
+
+    def list_episodes(self, limit: int = 50, offset: int = 0, status: str | None = None) -> tuple[list[Episode], int]:
+        with self.session() as s:
+            q = select(Episode)
+            count_q = select(func.count()).select_from(Episode)
+            if status:
+                q, count_q = q.where(Episode.status == status), count_q.where(Episode.status == status)
+            total = s.scalar(count_q) or 0
+            rows = list(s.scalars(q.order_by(Episode.created_at.desc(), Episode.id).limit(limit).offset(offset)))
+        return rows, total
+
+    def update_episode(self, episode_id: str, **fields) -> Episode:
+        with self.session() as s:
+            ep = s.get(Episode, episode_id)
+            if ep is None:
+                raise NotFound(f"episode {episode_id!r} not found")
+            for k, v in fields.items():
+                setattr(ep, k, v)
+        return ep
+
+    # -- transcripts --------------------------------------------------------------------------
+    def save_transcript(self, episode_id: str, transcript: Transcript, **episode_fields) -> None:
+        """Replace the episode's transcript and mark it done, in one transaction."""
+        with self.session() as s:
+            ep = s.get(Episode, episode_id)
+            if ep is None:
+                raise NotFound(f"episode {episode_id!r} not found")
+            row = s.get(TranscriptRow, episode_id)
+            if row is None:
+                row = TranscriptRow(episode_id=episode_id)
+                s.add(row)
+            row.model = transcript.model
+            row.language = transcript.language
+            row.duration_s = transcript.duration
+            row.word_count = len(transcript.text.split())
+            row.data = json.loads(json.dumps(transcript.to_dict()))
+            row.created_at = _now()
+            for k, v in episode_fields.items():
+                setattr(ep, k, v)
+            ep.status, ep.error = "done", None
+
+    def get_transcript(self, episode_id: str) -> Transcript:
+        with self.session() as s:
+            row = s.get(TranscriptRow, episode_id)
+            if row is None:
+                ep = s.get(Episode, episode_id)
+        if row is None:
+            if ep is None:
+                raise NotFound(f"episode {episode_id!r} not found")
+            raise NotFound(f"episode {episode_id!r} has no transcript yet (status: {ep.status})")
+        return Transcript.from_dict(row.data)
+
+    def transcript_model(self, episode_id: str) -> str | None:
+        with self.session() as s:
+            row = s.get(TranscriptRow, episode_id)
+            return row.model if row else None
+
+    def count(self) -> int:
+        with self.session() as s:
+            return s.scalar(select(func.count()).select_from(Episode)) or 0
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    # WAL lets the API read while a flow writes; foreign keys make deletes cascade.
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()

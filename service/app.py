@@ -1,0 +1,33 @@
+"""The FastAPI application: routers per resource, errors mapped in one place."""
+
+from __future__ import annotations
+
+import os
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service import errors
+from service.jobs import Jobs
+from service.routes import episodes, health
+
+
+def create_app() -> FastAPI:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.jobs = Jobs(workers=1)
+        yield
+        app.state.jobs.shutdown()
+
+    app = FastAPI(
+        title="mediaflow",
+        version="0.1.0",
+        description="Podcast transcripts, chapters, recommendation features and narrated explanations.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(episodes.router)
+    return app

@@ -1,0 +1,30 @@
+"""Dependencies: settings, the store and the API key check arrive through `Depends`."""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import Depends, Header, HTTPException
+
+from mediaflow.config import Settings, get_settings
+from mediaflow.pipeline import get_store
+from mediaflow.store import Store
+
+
+def settings() -> Settings:
+    return get_settings()
+
+
+def store(s: Settings = Depends(settings)) -> Store:
+    return get_store(s.db_url)
+
+
+def require_api_key(authorization: str | None = Header(None), s: Settings = Depends(settings)) -> None:
+    """Write endpoints need `Authorization: Bearer <key>` when an API key is configured."""
+    if s.api_key is None:
+        return
+    expected = s.api_key.get_secret_value().encode()
+    scheme, _, token = (authorization or "").partition(" ")
+    # compare_digest: the time taken does not reveal how much of the key matched
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
+        raise HTTPException(401, "missing or wrong API key", headers={"WWW-Authenticate": "Bearer"})

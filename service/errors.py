@@ -1,0 +1,61 @@
+"""Every error leaves the API as `{"error": {"code", "message"}}`; the status codes live here."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mediaflow import errors as e
+
+log = logging.getLogger("mediaflow.service")
+
+STATUS = {
+    e.InvalidInput: 400,
+    e.NotFound: 404,
+    e.InputTooLarge: 413,
+    e.UnsupportedFormat: 415,
+    e.EmptyAudio: 422,
+    e.AudioDecodeError: 422,
+    e.ModelUnavailable: 503,
+    e.DependencyMissing: 503,
+    e.StorageError: 503,
+}
+
+
+def status_for(exc: e.MediaflowError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def error_body(code: str, message: str) -> dict:
+    return {"error": {"code": code, "message": message}}
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(e.MediaflowError)
+    async def mediaflow_error(_: Request, exc: e.MediaflowError):
+        return JSONResponse(error_body(exc.code, str(exc)), status_code=status_for(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError):
+        msgs = [f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg')}" for err in exc.errors()]
+        return JSONResponse(error_body("invalid_input", "; ".join(msgs)), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException):
+        code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}.get(
+            exc.status_code, "http_error")
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception):
+        # Log the trace for the operator; never send paths or stack traces to the client.
+        log.exception("unhandled error")
+        return JSONResponse(error_body("internal_error", "internal error; see the server log"), status_code=500)

@@ -1,0 +1,126 @@
+"""Episodes: upload or register audio, list, read, and fetch transcripts."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
+from fastapi.responses import JSONResponse
+
+from mediaflow import pipeline
+from mediaflow.config import Settings
+from mediaflow.errors import InputTooLarge, InvalidInput
+from mediaflow.store import Store
+from mediaflow.transcript import MEDIA_TYPES, export
+from service.deps import require_api_key, settings, store
+from service.schemas import EpisodeList, EpisodeOut
+
+router = APIRouter(prefix="/episodes", tags=["episodes"])
+
+_CHUNK = 1 << 20
+
+
+async def _save_upload(upload: UploadFile, s: Settings) -> Path:
+    """Stream the upload into the data dir's incoming folder, refusing it past the size cap."""
+    incoming = s.data_path / "incoming"
+    incoming.mkdir(parents=True, exist_ok=True)
+    suffix = Path(upload.filename or "").suffix.lower()[:10]
+    fd, tmp = tempfile.mkstemp(dir=incoming, suffix=suffix)
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as f:
+            while chunk := await upload.read(_CHUNK):
+                size += len(chunk)
+                if size > s.max_upload_bytes:
+                    raise InputTooLarge(f"upload is over the {s.max_upload_mb} MiB limit")
+                f.write(chunk)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    # keep the user's file name for the title, inside our own folder
+    named = Path(tmp).with_name(f"{Path(tmp).stem}--{Path(upload.filename or 'upload').name[:200]}")
+    os.replace(tmp, named)
+    return named
+
+
+@router.post(
+    "",
+    response_model=EpisodeOut,
+    status_code=202,
+    dependencies=[Depends(require_api_key)],
+    responses={200: {"model": EpisodeOut, "description": "already processed"}},
+)
+async def create_episode(
+    request: Request,
+    response: Response,
+    file: UploadFile | None = File(None, description="The episode's audio (any format ffmpeg reads)."),
+    path: str | None = Form(None, description="Or: a file inside the data dir, relative to it."),
+    title: str | None = Form(None, max_length=500),
+    s: Settings = Depends(settings),
+):
+    """Add an episode. The audio is checked now; transcription runs as a Prefect flow run."""
+    limit = request.headers.get("content-length")
+    if limit and limit.isdigit() and int(limit) > s.max_upload_bytes + _CHUNK:
+        raise InputTooLarge(f"upload is over the {s.max_upload_mb} MiB limit")
+    if (file is None) == (path is None):
+        raise InvalidInput("send either an audio `file` or a `path` inside the data dir, not both")
+    if file is not None:
+        source = await _save_upload(file, s)
+        try:
+            episode = pipeline.ingest(source, s, title=title or _upload_title(file.filename))
+        finally:
+            source.unlink(missing_ok=True)
+    else:
+        source = pipeline.resolve_in_data_dir(s, path)
+        if not source.is_file():
+            raise InvalidInput(f"no file at {path!r} in the data dir")
+        episode = pipeline.ingest(source, s, title=title)
+    if episode.status == "done":
+        response.status_code = 200
+        return episode
+    stored = s.data_path / episode.audio_path
+    request.app.state.jobs.submit_episode(episode.id, str(stored))
+    response.headers["Location"] = f"/episodes/{episode.id}"
+    return episode
+
+
+def _upload_title(filename: str | None) -> str | None:
+    if not filename:
+        return None
+    stem = Path(filename).stem.replace("_", " ").replace("-", " ").strip()
+    return stem or None
+
+
+@router.get("", response_model=EpisodeList)
+def list_episodes(
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0),
+    status: Literal["pending", "processing", "done", "failed"] | None = None,
+    db: Store = Depends(store),
+):
+    rows, total = db.list_episodes(limit=limit, offset=offset, status=status)
+    return EpisodeList(items=rows, total=total, limit=limit, offset=offset)
+
+
+@router.get("/{episode_id}", response_model=EpisodeOut)
+def get_episode(episode_id: str, db: Store = Depends(store)):
+    return db.get_episode(episode_id)
+
+
+@router.get(
+    "/{episode_id}/transcript",
+    responses={200: {"content": {m: {} for m in set(MEDIA_TYPES.values())}}},
+)
+def get_transcript(
+    episode_id: str,
+    format: Literal["json", "vtt", "srt", "podcast", "text"] = "json",
+    db: Store = Depends(store),
+):
+    """The transcript as JSON (ours), WebVTT, SRT, Podcasting 2.0 JSON or plain text."""
+    body = export(db.get_transcript(episode_id), format)
+    if format in ("json", "podcast"):
+        return Response(body, media_type="application/json")
+    return Response(body, media_type=f"{MEDIA_TYPES[format]}; charset=utf-8")
