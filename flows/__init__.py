@@ -1,0 +1,13 @@
+"""Prefect flows over the mediaflow library.
+
+Embedded defaults, set before Prefect is imported: Prefect keeps its state in the data dir, and
+its telemetry (which needs the network, and contends for its SQLite file) is off.
+"""
+
+import os
+
+from mediaflow.config import get_settings
+
+os.environ.setdefault("PREFECT_HOME", str(get_settings().data_path / "prefect"))
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")

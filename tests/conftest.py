@@ -1,0 +1,104 @@
+"""Shared fixtures. Test audio is made here: speech by the Piper voice, tones and noise by numpy."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# Before anything imports Prefect: its state goes to a throwaway home for the whole run.
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="mediaflow-prefect-")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"  # the INFO line at exit hits a closed capture stream
+os.environ.pop("PREFECT_API_URL", None)
+os.environ.setdefault("MEDIAFLOW_DATA_DIR", tempfile.mkdtemp(prefix="mediaflow-data-"))
+
+from mediaflow import config  # noqa: E402
+from mediaflow.audio import encode  # noqa: E402
+
+SPEECH_TEXT = (
+    "The volcano erupted at dawn, covering the village in grey ash. "
+    "Scientists measured the lava flow with drones and thermal cameras. "
+    "Nobody was hurt, but the harvest was lost."
+)
+
+LONG_PARAGRAPHS = [
+    "Coffee was first roasted and brewed in Yemen, where monks drank it to stay awake during night prayers.",
+    "Coffee houses spread to Cairo and Istanbul, and then to London, where merchants read the news and traded.",
+    "Today most coffee beans are grown in Brazil, Vietnam and Colombia, close to the equator.",
+    "Sleep moves memories from the hippocampus into the cortex, so students who sleep after studying remember more.",
+    "A network of channels in the brain flushes out waste proteins at night, which may protect against disease.",
+    "Charles Babbage designed the Analytical Engine, a machine of gears and punched cards, in the eighteen thirties.",
+    "Ada Lovelace wrote what many call the first computer program for it, long before electronics existed.",
+    "The transistor, invented in 1947, made computers smaller, faster and far more reliable than vacuum tubes.",
+]
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-nostdin", "-y", "-loglevel", "error", *args], check=True)
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch):
+    """Fresh settings on an empty data dir (its own SQLite database)."""
+    monkeypatch.setenv("MEDIAFLOW_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("MEDIAFLOW_API_KEY", raising=False)
+    config.get_settings.cache_clear()
+    yield config.get_settings()
+    config.get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("media")
+
+
+@pytest.fixture(scope="session")
+def speech_wav(media_dir) -> Path:
+    """About 12 s of real synthetic speech (Piper joe) of `SPEECH_TEXT`, 22.05 kHz mono WAV."""
+    from mediaflow.tts.piper import PiperSpeaker
+
+    sp = PiperSpeaker()
+    path = media_dir / "speech.wav"
+    path.write_bytes(encode(sp.speak(SPEECH_TEXT), sp.sample_rate, "wav"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def long_speech_wav(media_dir) -> Path:
+    """About 70 s of speech in eight paragraphs with pauses between them."""
+    from mediaflow.tts.piper import PiperSpeaker
+
+    sp = PiperSpeaker()
+    path = media_dir / "long.wav"
+    path.write_bytes(encode(sp.speak_paragraphs(LONG_PARAGRAPHS), sp.sample_rate, "wav"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def speech_mp3(media_dir, speech_wav) -> Path:
+    path = media_dir / "speech.mp3"
+    ffmpeg("-i", str(speech_wav), "-ac", "2", "-ar", "44100", "-b:a", "96k", str(path))
+    return path
+
+
+def tone(seconds: float, freq: float = 440.0, sr: int = 16000, amp: float = 0.5) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    import re
+
+    import jiwer
+
+    def norm(s: str) -> str:
+        s = s.lower().replace("-", " ")
+        return re.sub(r"\s+", " ", re.sub(r"[^a-z0-9' ]", " ", s)).strip()
+
+    return jiwer.wer(norm(reference), norm(hypothesis))

@@ -1,0 +1,74 @@
+"""The bundled Whisper model transcribes real speech; long audio streams in windows without seams."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import LONG_PARAGRAPHS, SPEECH_TEXT, tone, wer
+from mediaflow import audio
+from mediaflow.asr import Transcriber, resolve_model
+from mediaflow.errors import ModelUnavailable
+
+
+@pytest.fixture(scope="module")
+def transcriber() -> Transcriber:
+    return Transcriber("tiny.en", compute_type="int8", threads=2)
+
+
+def test_whisper_recovers_piper_speech_word_for_word(transcriber, speech_mp3):
+    t = transcriber.transcribe(speech_mp3)
+    assert wer(SPEECH_TEXT, t.text) <= 0.10, t.text
+    assert t.language == "en"
+    assert t.model == "whisper-tiny.en-ct2"
+    assert t.duration == pytest.approx(audio.probe(speech_mp3).duration_s, abs=0.1)
+
+
+def test_word_timestamps_are_ordered_and_inside_the_audio(transcriber, speech_wav):
+    t = transcriber.transcribe(speech_wav)
+    words = t.words
+    assert len(words) >= 20
+    starts = [w.start for w in words]
+    assert starts == sorted(starts)
+    assert all(0 <= w.start <= w.end <= t.duration + 0.05 for w in words)
+    assert all(0 <= w.probability <= 1 for w in words)
+    for s in t.segments:  # each segment's text is the join of its words
+        assert s.text == "".join(w.text for w in s.words).strip()
+
+
+def test_long_audio_in_small_windows_loses_and_repeats_nothing(transcriber, long_speech_wav):
+    reference = " ".join(LONG_PARAGRAPHS)
+    one_window = transcriber.transcribe(long_speech_wav)
+    transcriber_small = Transcriber("tiny.en", threads=2, window_s=30.0)
+    windowed = transcriber_small.transcribe(long_speech_wav)
+    assert audio.probe(long_speech_wav).duration_s > 45  # 30 s windows: at least one seam
+    assert wer(reference, one_window.text) <= 0.12, one_window.text
+    assert wer(reference, windowed.text) <= 0.12, windowed.text
+    assert abs(len(windowed.words) - len(one_window.words)) <= 3
+    starts = [w.start for w in windowed.words]
+    assert starts == sorted(starts)
+    assert [s.id for s in windowed.segments] == list(range(len(windowed.segments)))
+
+
+def test_array_input_and_silence(transcriber):
+    t = transcriber.transcribe(np.zeros(16000 * 5, dtype=np.float32))
+    assert t.segments == [] and t.duration == pytest.approx(5.0)
+    t = transcriber.transcribe(tone(3.0))
+    assert len(t.text.split()) <= 3  # a steady tone is not speech
+
+
+def test_progress_reports_reach_the_end(transcriber, speech_wav):
+    seen = []
+    transcriber.transcribe(speech_wav, progress=seen.append)
+    assert seen and seen[-1] == pytest.approx(audio.probe(speech_wav).duration_s, abs=0.1)
+
+
+def test_unknown_model_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelUnavailable, match="CTranslate2"):
+        resolve_model(str(tmp_path / "no-such-model"))
+
+
+def test_a_local_model_directory_is_accepted():
+    path, _ = resolve_model("tiny.en")
+    same, model_id = resolve_model(str(path))
+    assert same == path and model_id == "whisper-model"
