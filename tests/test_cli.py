@@ -1,0 +1,63 @@
+"""The `mediaflow` command as a user runs it: a subprocess, stdout for results, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import SPEECH_TEXT, wer
+
+BIN = Path(sys.executable).with_name("mediaflow")
+
+
+def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN), *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})})
+
+
+def test_transcribe_writes_podcast_json_to_stdout(speech_mp3):
+    r = run("transcribe", str(speech_mp3), "--format", "podcast")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert wer(SPEECH_TEXT, " ".join(s["body"] for s in doc["segments"])) <= 0.1
+    assert all(s["startTime"] < s["endTime"] for s in doc["segments"])
+
+
+def test_transcribe_srt_and_text(speech_wav):
+    r = run("transcribe", str(speech_wav), "--format", "srt")
+    assert r.returncode == 0 and r.stdout.startswith("1\n00:00:")
+    r = run("transcribe", str(speech_wav), "--format", "text")
+    assert "volcano" in r.stdout.lower()
+
+
+def test_bad_input_exits_non_zero_with_one_line(tmp_path):
+    bad = tmp_path / "x.mp3"
+    bad.write_text("not audio")
+    r = run("transcribe", str(bad))
+    assert r.returncode == 2
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert lines == ["mediaflow: error: x.mp3: not a recognised audio or video file"]
+    assert r.stdout == ""
+    r = run("transcribe", str(tmp_path / "missing.wav"))
+    assert r.returncode == 2 and "no such file" in r.stderr
+
+
+def test_wrong_parameters_are_refused(speech_wav):
+    r = run("transcribe", str(speech_wav), "--format", "docx")
+    assert r.returncode == 2 and "invalid choice" in r.stderr
+    r = run("transcribe", str(speech_wav), "--model", "/nonexistent/model")
+    assert r.returncode == 2 and "CTranslate2" in r.stderr
+
+
+def test_process_stores_and_lists_the_episode(tmp_path, speech_wav):
+    env = {"MEDIAFLOW_DATA_DIR": str(tmp_path / "data"), "PREFECT_HOME": str(tmp_path / "prefect")}
+    r = run("process", str(speech_wav), "--title", "Volcano news", env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads(r.stdout)
+    assert summary["status"] == "done" and summary["title"] == "Volcano news"
+    assert summary["transcript"]["words"] >= 20
+    r = run("episodes", env=env)
+    assert summary["id"] in r.stdout and "1 episode(s)" in r.stderr
