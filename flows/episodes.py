@@ -48,18 +48,29 @@ def store_transcript(episode_id: str, result: pipeline.TranscribeResult) -> None
     pipeline.store_transcript(episode_id, result, get_settings())
 
 
+@task(retries=1, retry_delay_seconds=5, retry_condition_fn=retry_transient)
+def chapterize(episode_id: str) -> int:
+    """Chapters from the stored transcript; replaces earlier chapters. Returns how many."""
+    return len(pipeline.chapterize_episode(episode_id, get_settings()))
+
+
 @flow(name="process-episode")
 def process_episode(source: str, title: str | None = None, force: bool = False) -> str:
-    """One episode end to end: ingest → transcribe → store. Re-running skips finished work."""
+    """One episode end to end: ingest → transcribe → store → chapterize. Re-runs skip finished work."""
     settings = get_settings()
+    logger = get_run_logger()
     episode_id = ingest_audio(source, title)
     episode = pipeline.get_store(settings.db_url).get_episode(episode_id)
-    if not force and not pipeline.needs_transcript(episode, settings):
-        get_run_logger().info("episode %s already transcribed with this model; skipping", episode_id)
-        return episode_id
     try:
-        result = transcribe(episode_id)
-        store_transcript(episode_id, result)
+        redo = force or pipeline.needs_transcript(episode, settings)
+        if redo:
+            store_transcript(episode_id, transcribe(episode_id))
+        else:
+            logger.info("episode %s already transcribed with this model; skipping", episode_id)
+        if redo or pipeline.needs_chapters(episode, settings):
+            chapterize(episode_id)
+        if redo or episode.status != "done":
+            pipeline.mark_done(episode_id, settings)
     except BaseException as exc:
         pipeline.mark_failed(episode_id, exc, settings)
         raise

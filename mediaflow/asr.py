@@ -85,6 +85,7 @@ class Transcriber:
             compute_type=settings.asr_compute_type,
             threads=settings.threads,
             batch_size=settings.asr_batch_size,
+            beam_size=settings.asr_beam_size,
             window_s=settings.asr_window_s,
             language=settings.asr_language,
         )
@@ -115,7 +116,7 @@ class Transcriber:
         carry = np.zeros(0, dtype=np.float32)
         offset = 0.0
         next_id = 0
-        for window, last in _with_last(windows):
+        for window, last in _with_last(_merge_short_tail(windows, self.window_s / 4)):
             if meter is not None:
                 meter.add(window)
             state["duration"] += len(window) / SAMPLE_RATE
@@ -171,6 +172,23 @@ def _split(audio: np.ndarray, window_s: float) -> Iterator[np.ndarray]:
     step = int(window_s * SAMPLE_RATE)
     for i in range(0, max(len(audio), 1), step):
         yield audio[i : i + step].astype(np.float32, copy=False)
+
+
+def _merge_short_tail(windows: Iterable[np.ndarray], min_tail_s: float) -> Iterator[np.ndarray]:
+    """Fold a short final window into the one before it: a 10.1-minute episode is one pass, not two."""
+    it = iter(windows)
+    a = next(it, None)
+    if a is None:
+        return
+    b = next(it, None)
+    while b is not None:
+        c = next(it, None)
+        if c is None and len(b) < min_tail_s * SAMPLE_RATE:
+            a, b = np.concatenate([a, b]), None
+            break
+        yield a
+        a, b = b, c
+    yield a
 
 
 def _with_last(items: Iterable) -> Iterator[tuple[object, bool]]:

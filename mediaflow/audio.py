@@ -46,6 +46,7 @@ class AudioInfo:
     container: str
     bit_rate: int | None = None
     title: str | None = None  # from the file's tags (ID3, Vorbis comment, ...)
+    description: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -110,13 +111,14 @@ def probe(path: str | Path, max_bytes: int | None = None, max_duration_s: float 
         container=str(fmt.get("format_name") or "unknown"),
         bit_rate=int(fmt["bit_rate"]) if str(fmt.get("bit_rate", "")).isdigit() else None,
         title=_tag(fmt, "title") or _tag(stream, "title"),
+        description=_tag(fmt, "description") or _tag(fmt, "comment"),
     )
 
 
 def _tag(section: dict, key: str) -> str | None:
     tags = {k.lower(): v for k, v in (section.get("tags") or {}).items()}
     value = str(tags.get(key, "")).strip()
-    return value[:500] or None
+    return value[:5000] or None
 
 
 def _first_float(*values) -> float | None:

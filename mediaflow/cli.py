@@ -47,6 +47,48 @@ def cmd_transcribe(args, settings) -> int:
     return 0
 
 
+def _load_transcript_input(path: str, settings):
+    """An audio file, a transcript JSON of ours, or a Podcasting 2.0 JSON transcript."""
+    import json as _json
+
+    from mediaflow.errors import InvalidInput
+    from mediaflow.transcript import Transcript
+
+    p = Path(path)
+    if p.suffix.lower() == ".json":
+        try:
+            doc = _json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InvalidInput(f"{p.name}: not readable JSON ({exc})") from exc
+        segs = doc.get("segments") if isinstance(doc, dict) else None
+        if not isinstance(segs, list):
+            raise InvalidInput(f"{p.name}: expected a transcript JSON with a `segments` list")
+        if segs and isinstance(segs[0], dict) and "startTime" in segs[0]:
+            return Transcript.from_podcast_json(doc)
+        try:
+            return Transcript.from_dict(doc)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInput(f"{p.name}: not a mediaflow transcript JSON ({exc})") from exc
+    from mediaflow.audio import probe
+    from mediaflow.pipeline import get_transcriber
+
+    info = probe(p, max_bytes=settings.max_upload_bytes, max_duration_s=settings.max_duration_h * 3600)
+    bar, update = _progress_bar(info.duration_s)
+    with bar:
+        return get_transcriber(settings).transcribe(p, progress=update)
+
+
+def cmd_chapters(args, settings) -> int:
+    from mediaflow.chapters import chapterize
+    from mediaflow.chapters.formats import export as export_chapters
+
+    transcript = _load_transcript_input(args.input, settings)
+    chapters = chapterize(transcript, title=args.title, description=args.description)
+    out = export_chapters(chapters, args.format, title=args.title)
+    sys.stdout.write(out if out.endswith("\n") else out + "\n")
+    return 0
+
+
 def _summary(settings, episode_id: str) -> dict:
     from mediaflow.pipeline import get_store
 
@@ -57,6 +99,11 @@ def _summary(settings, episode_id: str) -> dict:
         t = store.get_transcript(episode_id)
         out["transcript"] = {"segments": len(t.segments), "words": len(t.words), "language": t.language,
                              "model": t.model, "preview": t.text[:300]}
+        try:
+            chapters, _ = store.get_chapters(episode_id)
+            out["chapters"] = [f"{c['start']:7.1f}s  {c['title']}" for c in chapters]
+        except MediaflowError:
+            out["chapters"] = []
     return out
 
 
@@ -128,6 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--title")
     pr.add_argument("--force", action="store_true", help="transcribe again even if already done")
     pr.set_defaults(func=cmd_process)
+
+    c = sub.add_parser("chapters", help="chapters for an audio file or a transcript JSON, to stdout")
+    c.add_argument("input", help="audio file, mediaflow transcript JSON, or Podcasting 2.0 JSON transcript")
+    c.add_argument("--format", choices=("json", "podcast", "vtt", "youtube"), default="json")
+    c.add_argument("--title", help="the episode title (steers the segmentation, as PODTILE does)")
+    c.add_argument("--description", help="the episode description")
+    c.set_defaults(func=cmd_chapters)
 
     d = sub.add_parser("demo", help="make the sample episode and process it end to end")
     d.set_defaults(func=cmd_demo)

@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     asr_compute_type: str = Field("int8", description="CTranslate2 compute type: int8, int8_float32, float32, ...")
     asr_threads: int = Field(0, description="CPU threads for Whisper; 0 = all cores.")
     asr_batch_size: int = Field(8, ge=1, le=64, description="Batched inference size (speech chunks per forward).")
+    asr_beam_size: int = Field(5, ge=1, le=10, description="Beam search width; 1 = greedy (faster).")
     asr_language: str | None = Field(None, description="Force a language code; default: detect (English for *.en models).")
     asr_window_s: float = Field(
         600.0, ge=30.0, description="Audio decoded and transcribed per window; bounds memory for long episodes."

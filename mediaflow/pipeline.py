@@ -24,15 +24,16 @@ def get_store(url: str) -> Store:
 
 
 @lru_cache(maxsize=2)
-def _transcriber(model: str, compute_type: str, threads: int, batch_size: int, window_s: float, language):
-    return Transcriber(model, compute_type, threads, batch_size, window_s=window_s, language=language)
+def _transcriber(model: str, compute_type: str, threads: int, batch_size: int, beam_size: int, window_s: float,
+                 language):
+    return Transcriber(model, compute_type, threads, batch_size, beam_size, window_s=window_s, language=language)
 
 
 def get_transcriber(settings: Settings) -> Transcriber:
     """The process's Whisper model for these settings, loaded once."""
     return _transcriber(
         settings.asr_model, settings.asr_compute_type, settings.threads,
-        settings.asr_batch_size, settings.asr_window_s, settings.asr_language,
+        settings.asr_batch_size, settings.asr_beam_size, settings.asr_window_s, settings.asr_language,
     )
 
 
@@ -52,7 +53,9 @@ def title_from(info: AudioInfo, source: Path) -> str:
     return (stem[:1].upper() + stem[1:]) if stem else source.name
 
 
-def ingest(source: str | Path, settings: Settings, title: str | None = None) -> Episode:
+def ingest(
+    source: str | Path, settings: Settings, title: str | None = None, description: str | None = None
+) -> Episode:
     """Validate the audio, copy it into the data dir under its content hash, and record the episode.
 
     Raises a `MediaflowError` before anything is written if the input is not usable audio.
@@ -77,6 +80,7 @@ def ingest(source: str | Path, settings: Settings, title: str | None = None) -> 
         return store.add_episode(
             content_hash=digest,
             title=(title or title_from(info, source))[:500],
+            description=(description or info.description or None),
             source_name=source.name[:500],
             audio_path=rel.as_posix(),
             status="pending",
@@ -122,9 +126,58 @@ def store_transcript(episode_id: str, result: TranscribeResult, settings: Settin
     """Save the transcript and the measured loudness with the episode, atomically."""
     store = get_store(settings.db_url)
     store.save_transcript(
-        episode_id, result.transcript, loudness_dbfs=result.loudness_dbfs, peak_dbfs=result.peak_dbfs
+        episode_id, result.transcript, status="processing",
+        loudness_dbfs=result.loudness_dbfs, peak_dbfs=result.peak_dbfs,
     )
     return store.get_episode(episode_id)
+
+
+def mark_done(episode_id: str, settings: Settings) -> None:
+    get_store(settings.db_url).update_episode(episode_id, status="done", error=None)
+
+
+def needs_chapters(episode: Episode, settings: Settings) -> bool:
+    from mediaflow.chapters import METHOD
+
+    return get_store(settings.db_url).chapters_method(episode.id) != METHOD
+
+
+def chapterize_episode(episode_id: str, settings: Settings) -> list:
+    """Chapters from the stored transcript, conditioned on the episode's title and description; stored."""
+    from mediaflow.chapters import METHOD, chapterize
+
+    store = get_store(settings.db_url)
+    ep = store.get_episode(episode_id)
+    chapters = chapterize(store.get_transcript(episode_id), title=ep.title, description=ep.description)
+    store.save_chapters(episode_id, [c.to_dict() for c in chapters], METHOD)
+    return chapters
+
+
+def chapters_mp3(episode_id: str, settings: Settings) -> Path:
+    """An MP3 copy of the episode with ID3 CHAP/CTOC frames (cached until the chapters change)."""
+    import hashlib
+    import json
+
+    from mediaflow.audio import atomic_write_bytes, decode
+    from mediaflow.chapters import Chapter
+    from mediaflow.chapters.formats import write_id3_chapters
+
+    store = get_store(settings.db_url)
+    ep = store.get_episode(episode_id)
+    data, _ = store.get_chapters(episode_id)
+    key = hashlib.sha256(json.dumps([ep.title, data]).encode()).hexdigest()[:12]
+    out = settings.data_path / "derived" / f"{episode_id}-chapters-{key}.mp3"
+    if out.exists():
+        return out
+    src = settings.data_path / ep.audio_path
+    if ep.codec != "mp3":  # transcode once to a podcast-friendly MP3
+        from mediaflow.audio import encode
+
+        mp3 = settings.data_path / "derived" / f"{episode_id}.mp3"
+        if not mp3.exists():
+            atomic_write_bytes(mp3, encode(decode(src, sample_rate=44100), 44100, "mp3", bitrate="96k"))
+        src = mp3
+    return write_id3_chapters(src, out, [Chapter(**c) for c in data], title=ep.title)
 
 
 def mark_failed(episode_id: str, error: BaseException, settings: Settings) -> None:

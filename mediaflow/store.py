@@ -36,6 +36,7 @@ class Episode(Base):
     id: Mapped[str] = mapped_column(String(EPISODE_ID_LEN), primary_key=True)
     content_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     title: Mapped[str] = mapped_column(String(500))
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
     source_name: Mapped[str] = mapped_column(String(500))
     audio_path: Mapped[str] = mapped_column(String(1000))  # relative to the data dir
     status: Mapped[str] = mapped_column(String(20), default="pending")  # pending|processing|done|failed
@@ -64,6 +65,15 @@ class TranscriptRow(Base):
     duration_s: Mapped[float] = mapped_column(Float)
     word_count: Mapped[int] = mapped_column(Integer)
     data: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+
+
+class ChaptersRow(Base):
+    __tablename__ = "chapters"
+
+    episode_id: Mapped[str] = mapped_column(ForeignKey("episodes.id", ondelete="CASCADE"), primary_key=True)
+    method: Mapped[str] = mapped_column(String(100))
+    data: Mapped[list] = mapped_column(JSON)  # [{start, end, title}]
     created_at: Mapped[datetime] = mapped_column(default=_now)
 
 
@@ -142,8 +152,8 @@ class Store:
         return ep
 
     # -- transcripts --------------------------------------------------------------------------
-    def save_transcript(self, episode_id: str, transcript: Transcript, **episode_fields) -> None:
-        """Replace the episode's transcript and mark it done, in one transaction."""
+    def save_transcript(self, episode_id: str, transcript: Transcript, status: str = "done", **episode_fields) -> None:
+        """Replace the episode's transcript and set its status, in one transaction."""
         with self.session() as s:
             ep = s.get(Episode, episode_id)
             if ep is None:
@@ -160,7 +170,7 @@ class Store:
             row.created_at = _now()
             for k, v in episode_fields.items():
                 setattr(ep, k, v)
-            ep.status, ep.error = "done", None
+            ep.status, ep.error = status, None
 
     def get_transcript(self, episode_id: str) -> Transcript:
         with self.session() as s:
@@ -172,6 +182,31 @@ class Store:
                 raise NotFound(f"episode {episode_id!r} not found")
             raise NotFound(f"episode {episode_id!r} has no transcript yet (status: {ep.status})")
         return Transcript.from_dict(row.data)
+
+    def save_chapters(self, episode_id: str, chapters: list[dict], method: str) -> None:
+        """Replace the episode's chapters in one transaction."""
+        with self.session() as s:
+            if s.get(Episode, episode_id) is None:
+                raise NotFound(f"episode {episode_id!r} not found")
+            row = s.get(ChaptersRow, episode_id) or ChaptersRow(episode_id=episode_id)
+            row.method, row.data, row.created_at = method, chapters, _now()
+            s.add(row)
+
+    def get_chapters(self, episode_id: str) -> tuple[list[dict], str]:
+        """(chapters, method) of an episode; NotFound if there are none yet."""
+        with self.session() as s:
+            row = s.get(ChaptersRow, episode_id)
+            ep = s.get(Episode, episode_id) if row is None else None
+        if row is None:
+            if ep is None:
+                raise NotFound(f"episode {episode_id!r} not found")
+            raise NotFound(f"episode {episode_id!r} has no chapters yet (status: {ep.status})")
+        return row.data, row.method
+
+    def chapters_method(self, episode_id: str) -> str | None:
+        with self.session() as s:
+            row = s.get(ChaptersRow, episode_id)
+            return row.method if row else None
 
     def transcript_model(self, episode_id: str) -> str | None:
         with self.session() as s:

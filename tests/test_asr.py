@@ -72,3 +72,15 @@ def test_a_local_model_directory_is_accepted():
     path, _ = resolve_model("tiny.en")
     same, model_id = resolve_model(str(path))
     assert same == path and model_id == "whisper-model"
+
+
+def test_a_short_final_window_is_folded_into_the_previous_one():
+    from mediaflow.asr import _merge_short_tail
+
+    def lengths(*ls):
+        return [len(w) for w in _merge_short_tail([np.zeros(n, dtype=np.float32) for n in ls], min_tail_s=1.0)]
+
+    assert lengths() == []
+    assert lengths(100) == [100]
+    assert lengths(32000, 32000, 100) == [32000, 32100]
+    assert lengths(32000, 32000, 32000) == [32000, 32000, 32000]

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse
 
 from mediaflow import pipeline
 from mediaflow.config import Settings
@@ -124,3 +124,33 @@ def get_transcript(
     if format in ("json", "podcast"):
         return Response(body, media_type="application/json")
     return Response(body, media_type=f"{MEDIA_TYPES[format]}; charset=utf-8")
+
+
+@router.get(
+    "/{episode_id}/chapters",
+    responses={200: {"content": {"application/json": {}, "application/json+chapters": {}, "text/vtt": {},
+                                 "text/plain": {}}}},
+)
+def get_chapters(
+    episode_id: str,
+    format: Literal["json", "podcast", "vtt", "youtube"] = "json",
+    db: Store = Depends(store),
+):
+    """Chapters as JSON (ours), Podcasting 2.0 JSON chapters, WebVTT chapters or a YouTube description."""
+    from mediaflow.chapters import Chapter
+    from mediaflow.chapters.formats import MEDIA_TYPES as CH_TYPES
+    from mediaflow.chapters.formats import export as export_chapters
+
+    data, _ = db.get_chapters(episode_id)
+    ep = db.get_episode(episode_id)
+    body = export_chapters([Chapter(**c) for c in data], format, title=ep.title)
+    media = CH_TYPES[format]
+    return Response(body, media_type=media if "json" in media else f"{media}; charset=utf-8")
+
+
+@router.get("/{episode_id}/chapters.mp3", response_class=FileResponse,
+            responses={200: {"content": {"audio/mpeg": {}}}})
+def get_chapters_mp3(episode_id: str, s: Settings = Depends(settings)):
+    """The episode as MP3 with ID3v2 CHAP and CTOC frames, for players that read embedded chapters."""
+    path = pipeline.chapters_mp3(episode_id, s)
+    return FileResponse(path, media_type="audio/mpeg", filename=f"{episode_id}-chapters.mp3")
