@@ -341,6 +341,16 @@ def _split_long(phonemes: str, max_tokens: int) -> list[str]:
     return [p[i: i + max_tokens] for p in pieces for i in range(0, len(p), max_tokens)]
 
 
+def sentences(text: str, max_chars: int = MAX_CHARS) -> list[str]:
+    """Normalised sentences that have something to say (for voices with their own phonemiser, like Piper)."""
+    check_text(text, max_chars)
+    v = vocab()
+    out = [s for s in split_sentences(normalize(text)) if _speakable([v[c] for c in phonemize(s)])]
+    if not out:
+        raise InvalidInput("nothing to say: the text has no speakable English words")
+    return out
+
+
 def prepare(
     text: str, max_tokens: int = KOKORO_MAX_TOKENS, group: bool = True, british: bool = False,
     max_chars: int = MAX_CHARS,

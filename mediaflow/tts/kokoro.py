@@ -197,10 +197,13 @@ class KokoroTeacher:
     sample_rate = SAMPLE_RATE
     max_tokens = KOKORO_MAX_TOKENS
 
-    def __init__(self, voice: str = "af_heart", threads: int = 0, cache_dir: str | Path | None = None):
+    def __init__(
+        self, voice: str = "af_heart", threads: int = 0, cache_dir: str | Path | None = None, voice_id: str = "",
+    ):
         if voice not in VOICE_SHA256:
             raise InvalidInput(f"unknown Kokoro voice {voice!r}; known: {', '.join(VOICE_SHA256)}")
         self.voice = voice
+        self.voice_id = voice_id or f"kokoro-{voice}"
         self.british = voice.startswith("b")  # bf_/bm_ packs were trained on British phonemes
         self.threads = threads or os.cpu_count() or 1
         self.style = load_style(voice, str(cache_dir) if cache_dir else None)

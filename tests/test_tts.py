@@ -1,0 +1,188 @@
+"""Text to speech: the shared frontend, the Kokoro teacher (heard back by Whisper), and the voice registry."""
+
+from __future__ import annotations
+
+import inspect
+import time
+
+import numpy as np
+import pytest
+
+from conftest import wer
+from mediaflow import audio
+from mediaflow.errors import DependencyMissing, InputTooLarge, InvalidInput, ModelUnavailable
+from mediaflow.tts import frontend, kokoro, voices
+from mediaflow.tts.frontend import normalize, prepare, split_sentences
+
+RECOMMENDATION = "Because you listened to The History Hour, try Deep Time: it gets into volcanoes and ancient oceans."
+
+
+@pytest.fixture(scope="module")
+def teacher() -> kokoro.KokoroTeacher:
+    return voices.get_voice("teacher", threads=2)
+
+
+# -- frontend --------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "text, spoken",
+    [
+        ("Ep. #12: AI/ML & You", "Episode twelve: AI slash ML and You"),
+        ("It costs $9.99/month.", "It costs nine dollars and ninety-nine cents per month."),
+        ("$1.2 million and £3.50", "one point two million dollars and three pounds and fifty pence"),
+        ("45% of 1,250 listeners", "forty-five percent of one thousand two hundred fifty listeners"),
+        ("In 1999, 2005 and 2024", "In nineteen ninety-nine, two thousand five and twenty twenty-four"),
+        ("the 1990s and the '80s", "the nineteen nineties and the eighties"),
+        ("the 21st and 3rd", "the twenty-first and third"),
+        ("March 3rd, 2024 at 7:30 pm", "March third, twenty twenty-four at seven thirty PM"),
+        ("2024-03-05 at 10:05", "March fifth, twenty twenty-four at ten oh five"),
+        ("on the 3rd of March", "on the third of March"),
+        ("Dr. Jane Smith lives on Baker St. in St. Louis.",
+         "Doctor Jane Smith lives on Baker Street in Saint Louis."),
+        ("Spotify vs. Apple, e.g. charts, i.e. lists, etc.",
+         "Spotify versus Apple, for example charts, that is lists, et cetera."),
+        ("See https://www.example.com/shows/ep-4?ref=x.", "See example dot com slash shows slash ep dash four."),
+        ("Write to jane.doe@example.org", "Write to jane dot doe at example dot org"),
+        ("GPT-4 in 4K, pages 10-12, 50-60%", "GPT four in four K, pages ten to twelve, fifty to sixty percent"),
+        ("S02E05 | The Guest", "season two, episode five, The Guest"),
+    ],
+)
+def test_normalize_writes_out_what_a_narrator_says(text, spoken):
+    assert normalize(text) == spoken
+
+
+def test_sentences_split_at_end_punctuation_but_not_after_initials_or_abbreviations():
+    text = normalize("J. K. Rowling met Dr. Smith at 9 a.m. Then they left! Was it fun? Yes.\nNew line")
+    assert split_sentences(text) == [
+        "J. K. Rowling met Doctor Smith at nine AM.", "Then they left!", "Was it fun?", "Yes.", "New line",
+    ]
+
+
+@pytest.mark.parametrize("text", ["", "   \n ", "...!?", "日本語のテキスト"])
+def test_empty_or_unspeakable_text_is_invalid_input(text):
+    with pytest.raises(InvalidInput, match="nothing to say"):
+        prepare(text)
+
+
+def test_text_over_the_limit_is_too_large():
+    with pytest.raises(InputTooLarge, match=str(frontend.MAX_CHARS)):
+        prepare("word " * (frontend.MAX_CHARS // 5 + 1))
+
+
+def test_long_text_is_chunked_under_the_token_limit_in_sentence_groups():
+    sentence = "Listeners who enjoy long conversations about science often return for the follow-up episodes."
+    chunks = prepare(" ".join([sentence] * 40))
+    assert len(chunks) > 1
+    assert all(0 < len(c.ids) <= frontend.KOKORO_MAX_TOKENS for c in chunks)
+    assert sum(c.text.count(sentence) for c in chunks) == 40  # whole sentences, none lost
+    one_run_on = prepare(", ".join(["another clause without end"] * 60) + ".")
+    assert len(one_run_on) > 1 and all(len(c.ids) <= frontend.KOKORO_MAX_TOKENS for c in one_run_on)
+
+
+def test_phonemes_are_in_the_teachers_alphabet():
+    (chunk,) = prepare("Hello there.")
+    assert chunk.phonemes == "həlˈO ðˈɛɹ."
+    assert chunk.ids == [frontend.vocab()[c] for c in chunk.phonemes]
+
+
+# -- the teacher -----------------------------------------------------------------------------------
+def test_teacher_speech_is_understood_by_whisper(teacher, tmp_path):
+    from mediaflow.asr import Transcriber
+
+    speech = teacher.synthesize(RECOMMENDATION)
+    assert speech.dtype == np.float32 and teacher.sample_rate == 24_000
+    assert 3.0 < len(speech) / teacher.sample_rate < 12.0
+    assert 0.05 < np.abs(speech).max() <= 1.0
+    path = tmp_path / "teacher.wav"
+    path.write_bytes(audio.encode(speech, teacher.sample_rate, "wav"))
+    heard = Transcriber("tiny.en", threads=2).transcribe(audio.decode(path)).text
+    assert wer(RECOMMENDATION, heard) <= 0.25, heard
+
+
+def test_alignment_durations_cover_the_audio_exactly(teacher):
+    (a,) = teacher.synthesize_with_alignment("Hello there. This is a short test.")
+    assert a.ids[0] == 0 and a.ids[-1] == 0 and len(a.ids) == len(a.durations)
+    assert list(a.ids[1:-1]) == [frontend.vocab()[c] for c in a.phonemes]
+    assert (a.durations >= 1).all()
+    assert int(a.durations.sum()) * kokoro.HOP == len(a.audio)
+
+
+def test_faster_speed_makes_shorter_audio(teacher):
+    text = "Try this episode next."
+    normal = teacher.synthesize(text, speed=1.0)
+    fast = teacher.synthesize(text, speed=1.3)
+    assert len(fast) < 0.9 * len(normal)
+    with pytest.raises(InvalidInput, match="speed"):
+        teacher.synthesize(text, speed=5.0)
+
+
+def test_stream_yields_one_chunk_per_sentence_and_the_first_before_the_last_is_made(teacher):
+    text = "The first idea is short. The second one is a bit longer than that. And here is the third."
+    started = time.perf_counter()
+    chunks = teacher.stream(text)
+    assert inspect.isgenerator(chunks)
+    first = next(chunks)
+    first_at = time.perf_counter() - started
+    rest = list(chunks)
+    total = time.perf_counter() - started
+    assert len(rest) + 1 == 3 and all(len(c) > 0.3 * teacher.sample_rate for c in [first, *rest])
+    assert first_at < 0.75 * total
+
+
+def test_stream_checks_the_text_before_the_first_chunk(teacher):
+    with pytest.raises(InvalidInput):
+        teacher.stream("   ")
+
+
+def test_voice_packs_are_fetched_once_and_left_alone(tmp_path):
+    paths = kokoro.ensure_voices(None, ("af_heart",))  # the shared cache, as the other tests use it
+    before = paths["af_heart"].stat().st_mtime_ns
+    again = kokoro.ensure_voices(None, ("af_heart",))
+    assert again == paths and paths["af_heart"].stat().st_mtime_ns == before
+    assert paths["af_heart"].stat().st_size == 510 * 256 * 4
+
+
+def test_missing_npm_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty directory: no npm on PATH
+    with pytest.raises(DependencyMissing, match="npm"):
+        kokoro.ensure_voices(tmp_path / "cache", ("am_michael",))
+
+
+# -- registry --------------------------------------------------------------------------------------
+def test_registry_lists_voices_with_their_costs():
+    listed = {v.id: v for v in voices.list_voices()}
+    assert {"teacher", "hibari"} <= set(listed)
+    t = listed["teacher"]
+    assert t.sample_rate == 24_000 and t.parameters > 80_000_000 and t.license.startswith("Apache")
+    assert listed["hibari"].parameters < t.parameters / 10
+    assert "student" not in listed  # no checkpoint yet
+    assert voices.voice_info("student").available is False
+
+
+def test_unknown_voice_lists_the_known_ones():
+    with pytest.raises(InvalidInput, match="teacher.*hibari"):
+        voices.get_voice("no-such-voice")
+
+
+def test_student_appears_once_its_checkpoint_exists(tmp_path, monkeypatch):
+    ckpt = tmp_path / "student.pt"
+    ckpt.write_bytes(b"not a real checkpoint")
+    monkeypatch.setenv(voices.STUDENT_ENV, str(ckpt))
+    assert "student" in {v.id for v in voices.list_voices()}
+    monkeypatch.delenv(voices.STUDENT_ENV)
+    monkeypatch.setenv(voices.STUDENT_ENV, str(tmp_path / "missing.pt"))
+    with pytest.raises(ModelUnavailable, match="checkpoint"):
+        voices.get_voice("student")
+
+
+@pytest.mark.parametrize("voice_id", ["hibari", "piper-joe"])
+def test_other_voices_follow_the_same_protocol(voice_id):
+    if voice_id not in {v.id for v in voices.list_voices()}:
+        pytest.skip(f"{voice_id} is not installed")
+    v = voices.get_voice(voice_id, threads=2)
+    text = "Because you liked Ep. 3, try this one. It is short."
+    chunks = list(v.stream(text))
+    assert len(chunks) == 2
+    whole = v.synthesize(text)
+    assert whole.dtype == np.float32 and len(whole) / v.sample_rate > 1.0
+    with pytest.raises(InvalidInput):
+        v.synthesize("")
