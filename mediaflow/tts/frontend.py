@@ -57,13 +57,13 @@ _SCALE = {"k": "thousand", "m": "million", "mn": "million", "b": "billion", "bn"
 # Plain abbreviations; a trailing period is kept when the abbreviation ends the sentence.
 _ABBREV = {
     "e.g.": "for example", "i.e.": "that is", "etc.": "et cetera", "vs.": "versus", "vs": "versus",
-    "approx.": "approximately", "Mr.": "Mister", "Mrs.": "Missus", "Ms.": "Miz", "Prof.": "Professor",
+    "Vs.": "Versus", "Vs": "Versus", "approx.": "approximately", "Mr.": "Mister", "Mrs.": "Missus", "Ms.": "Miz", "Prof.": "Professor",
     "Jr.": "Junior", "Sr.": "Senior", "Mt.": "Mount", "Ave.": "Avenue", "Pt.": "Part", "Vol.": "Volume",
     "Ch.": "Chapter", "feat.": "featuring", "ft.": "featuring", "Inc.": "Incorporated", "Ltd.": "Limited",
     "U.S.": "US", "U.K.": "UK", "w/": "with", "w/o": "without", "min.": "minutes", "hrs": "hours",
     "hr.": "hour", "approx": "approximately",
 }
-_NEVER_FINAL = {"Mr.", "Mrs.", "Ms.", "Prof.", "Mt.", "Pt.", "Vol.", "Ch.", "feat.", "ft.", "vs.", "e.g.", "i.e."}
+_NEVER_FINAL = {"Mr.", "Mrs.", "Ms.", "Prof.", "Mt.", "Pt.", "Vol.", "Ch.", "feat.", "ft.", "vs.", "Vs.", "e.g.", "i.e."}
 _ABBREV_RE = re.compile(
     r"(?<![\w.])(" + "|".join(re.escape(a) for a in sorted(_ABBREV, key=len, reverse=True)) + r")(?![\w/])"
 )
@@ -173,7 +173,7 @@ def _dr_st(m: re.Match, text: str) -> str:
     # A capital at the start of a sentence ("Near St. Paul's") is not a street name.
     after_name = re.search(r"(?<![.!?:] )(?<!^)\b(?:[A-Z][\w']*|\d\w*) $", text[: m.start()]) is not None
     before_name = re.match(r" [A-Z]", text[m.end():]) is not None
-    if before_name and not after_name:
+    if before_name and not (after_name and m[0].endswith(".")):  # "Diet Dr Pepper", but "Baker St. Then"
         return "Doctor" if m[1] == "Dr" else "Saint"
     if not (after_name or m[0].endswith(".")):
         return m[0]  # "Dr" or "St" as a plain word
@@ -226,7 +226,7 @@ def normalize(text: str) -> str:
     t = _sub(r"\b(\d{1,2})()\s?([AaPp])\.?[Mm]\b\.?", _time, t)
 
     # Money, percentages, ranges, decades, ordinals, fractions.
-    t = re.sub(r"([$£€¥])\s?(" + _NUM + r")(?:\s?(thousand|million|billion|trillion|bn|mn|[kKmMbB])\b)?",
+    t = re.sub(r"([$£€¥])\s?(" + _NUM + r")(?:\s?((?i:thousand|million|billion|trillion|bn|mn|k|m|b))\b)?",
                _money, t)
     t = re.sub(r"(?<=\w)/(?=(?:month|mo|year|yr|week|day|hour|hr|episode)\b)", " per ", t)
     t = re.sub(r"\b(\d+(?:\.\d+)?)\s?-\s?(?=\d+(?:\.\d+)?\s?%)", r"\1 to ", t)
@@ -242,6 +242,7 @@ def normalize(text: str) -> str:
     t = re.sub(r"(?<=[A-Za-z])-(?=\d)", " ", t)
     t = re.sub(r"(?<=[A-Za-z])(?=\d)|(?<=\d)(?=[A-Za-z])", " ", t)
     t = re.sub(r"(?<![\d,.])(1[1-9]\d\d|20\d\d)(?!\d|[,.]\d)", lambda m: N.year(int(m[1])), t)
+    t = re.sub(r"(?:(?<=\b[Ii]n )|(?<=, )|(?<=\b[Oo]f )|(?<=\b[Yy]ear ))(10\d[1-9])\b", lambda m: N.year(int(m[1])), t)
     t = re.sub(r"(?<![\w.])-(?=\d)", "minus ", t)
     t = re.sub(r"~\s?(?=\d)", "about ", t)
     t = re.sub(_NUM, lambda m: _number(m[0]), t)

@@ -250,3 +250,10 @@ class KokoroTeacher:
                 yield self.from_ids(c.ids, speed)[0]
 
         return generate()
+
+
+if __name__ == "__main__":  # `python -m mediaflow.tts.kokoro [CACHE_DIR]`: fetch the voice packs at set-up time
+    import sys
+
+    for name, path in ensure_voices(sys.argv[1] if len(sys.argv) > 1 else None).items():
+        print(f"{name}: {path}")

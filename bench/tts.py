@@ -1,0 +1,260 @@
+"""TTS benchmark: the yardstick every voice is measured with (a trained student adds its row).
+
+    .venv/bin/python bench/tts.py [--limit N] [--voices teacher,piper-joe,hibari] [--out bench/results/tts.json]
+
+For each voice, on the held-out sentences in bench/tts_sentences.txt:
+- speed: median real-time factor (synthesis seconds / audio seconds, per sentence, text frontend
+  included, after one warm-up call) and time to first audio for a 20-word sentence (`stream`, median of 3);
+- peak memory: max RSS of a fresh subprocess that loads the voice and speaks every sentence;
+- size: parameters (ONNX initializer elements) and bytes on disk;
+- intelligibility: corpus WER of the bundled Whisper tiny.en transcript against the input, both sides
+  passed through the frontend's `normalize`, lower-cased and stripped of punctuation;
+- closeness to the teacher: mel-cepstral distortion (MCD, dB) against the teacher's audio of the same
+  sentence. Method: decode both to 16 kHz; 40-band mel power spectrogram (25 ms window, 10 ms hop,
+  0-8 kHz, torchaudio); natural-log amplitude; orthonormal DCT-II divided by sqrt(2 * 40), which gives
+  the real-cepstrum convention log|X(w)| = c0 + 2 sum c_n cos(n w) that the MCD formula assumes;
+  coefficients c1..c24 (c0, the energy, left out); leading and trailing frames 40 dB below the loudest trimmed; dynamic time
+  warping with steps (1,0), (0,1), (1,1) on Euclidean distance; MCD = mean over the warping path of
+  (10 / ln 10) * sqrt(2 * sum_d (c_d - c'_d)^2). These are MFCC-style cepstra, not SPTK mel-generalised
+  cepstra, so the numbers compare voices within this table, not with MCDs quoted in papers.
+
+Audio is kept in bench/results/tts_audio/<voice>/ for listening. The 2 cores are shared with other
+work on a developer machine: the load average before and after is recorded with the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "bench" / "results"
+SENTENCES = ROOT / "bench" / "tts_sentences.txt"
+AUDIO = RESULTS / "tts_audio"
+FIRST_AUDIO_TEXT = (
+    "Because you listened to The History Hour last night, try Deep Time next: it gets into volcanoes and ancient oceans."
+)
+DEFAULT_VOICES = "teacher,piper-joe,hibari"
+
+
+def load_sentences(limit: int | None = None) -> list[str]:
+    lines = [ln.strip() for ln in SENTENCES.read_text(encoding="utf-8").splitlines()]
+    out = [ln for ln in lines if ln and not ln.startswith("#")]
+    return out[:limit] if limit else out
+
+
+# -- synthesis worker (one subprocess per voice, so its peak RSS is its own) -----------------------
+def synth_worker(voice_id: str, limit: int | None, threads: int) -> dict:
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    from mediaflow.audio import encode
+    from mediaflow.tts.voices import get_voice, voice_info
+
+    t0 = time.perf_counter()
+    voice = get_voice(voice_id, threads=threads)
+    load_s = time.perf_counter() - t0
+    voice.synthesize("Warm up.")
+    out_dir = AUDIO / voice_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, text in enumerate(load_sentences(limit)):
+        t0 = time.perf_counter()
+        audio = voice.synthesize(text)
+        seconds = time.perf_counter() - t0
+        duration = len(audio) / voice.sample_rate
+        (out_dir / f"{i:03d}.wav").write_bytes(encode(audio, voice.sample_rate, "wav"))
+        rows.append({"i": i, "audio_s": round(duration, 3), "synth_s": round(seconds, 4),
+                     "rtf": round(seconds / duration, 4)})
+    assert len(FIRST_AUDIO_TEXT.split()) == 20
+    firsts = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        next(iter(voice.stream(FIRST_AUDIO_TEXT)))
+        firsts.append(time.perf_counter() - t0)
+    info = voice_info(voice_id)
+    return {
+        "voice": voice_id, "sample_rate": voice.sample_rate, "load_s": round(load_s, 2),
+        "parameters": info.parameters, "size_bytes": info.size_bytes, "license": info.license,
+        "first_audio_s": round(statistics.median(firsts), 3),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "sentences": rows,
+    }
+
+
+def run_synth(voice_id: str, limit: int | None, threads: int) -> dict:
+    cmd = [sys.executable, __file__, "--worker", voice_id, "--threads", str(threads)]
+    if limit:
+        cmd += ["--limit", str(limit)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"{voice_id}: synthesis worker failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# -- intelligibility ---------------------------------------------------------------------------------
+def words(text: str) -> str:
+    from mediaflow.tts.frontend import normalize
+
+    s = normalize(text).lower().replace("-", " ")
+    return re.sub(r"\s+", " ", re.sub(r"[^a-z0-9' ]", " ", s)).strip()
+
+
+def transcribe_all(voice_ids: list[str], n: int, threads: int) -> dict[str, list[str]]:
+    from mediaflow.asr import Transcriber
+    from mediaflow.audio import decode
+
+    tr = Transcriber("tiny.en", threads=threads)
+    return {v: [tr.transcribe(decode(AUDIO / v / f"{i:03d}.wav")).text for i in range(n)] for v in voice_ids}
+
+
+# -- mel-cepstral distortion -------------------------------------------------------------------------
+def mel_cepstra(path: Path, n_mels: int = 40, n_coef: int = 24):
+    """(frames, n_coef) cepstra c1..c24 of a file, leading/trailing silence trimmed."""
+    import numpy as np
+    import torch
+    import torchaudio
+
+    from mediaflow.audio import decode
+
+    x = torch.from_numpy(decode(path, sample_rate=16000).copy())
+    mel = torchaudio.transforms.MelSpectrogram(
+        sample_rate=16000, n_fft=512, win_length=400, hop_length=160, f_min=0.0, f_max=8000.0,
+        n_mels=n_mels, power=2.0, center=True,
+    )(x)  # (n_mels, frames)
+    log_amp = 0.5 * torch.log(mel.clamp_min(1e-10))
+    dct = torchaudio.functional.create_dct(n_mels, n_mels, norm="ortho")  # (n_mels, n_mfcc)
+    # ortho DCT-II / sqrt(2M) = c_n of log|X(w)| = c0 + 2 sum c_n cos(nw), the convention the MCD formula assumes
+    cep = (log_amp.T @ dct).numpy().astype(np.float64) / np.sqrt(2 * n_mels)
+    energy_db = 10 * np.log10(mel.sum(0).numpy() + 1e-10)
+    voiced = np.flatnonzero(energy_db > energy_db.max() - 40)
+    cep = cep[voiced[0]: voiced[-1] + 1] if len(voiced) else cep
+    return cep[:, 1: n_coef + 1]
+
+
+def dtw_path(cost):
+    """Minimum-cost monotonic alignment with steps (1,0), (0,1), (1,1); rows computed with numpy.
+
+    Within a row, D[i,j] = min(A[j], D[i,j-1] + c[i,j]) with A[j] = c[i,j] + min(D[i-1,j-1], D[i-1,j]);
+    unrolled, D[i,j] = S[j] + min_{k<=j}(A[k] - S[k]) with S the row's cumulative cost: one
+    `minimum.accumulate` per row instead of a Python loop over columns.
+    """
+    import numpy as np
+
+    n, m = cost.shape
+    D = np.empty((n, m))
+    D[0] = np.cumsum(cost[0])
+    for i in range(1, n):
+        prev = D[i - 1]
+        a = cost[i] + np.minimum(prev, np.concatenate(([np.inf], prev[:-1])))
+        s = np.cumsum(cost[i])
+        D[i] = s + np.minimum.accumulate(a - s)
+    i, j, path = n - 1, m - 1, [(n - 1, m - 1)]
+    while i or j:
+        if i == 0:
+            j -= 1
+        elif j == 0:
+            i -= 1
+        else:
+            k = int(np.argmin((D[i - 1, j - 1], D[i - 1, j], D[i, j - 1])))
+            i, j = (i - 1, j - 1) if k == 0 else (i - 1, j) if k == 1 else (i, j - 1)
+        path.append((i, j))
+    return path[::-1]
+
+
+def mcd(ref_path: Path, test_path: Path) -> float:
+    import numpy as np
+
+    a, b = mel_cepstra(ref_path), mel_cepstra(test_path)
+    sq = (a**2).sum(1)[:, None] + (b**2).sum(1)[None, :] - 2 * a @ b.T
+    cost = np.sqrt(np.maximum(sq, 0.0))
+    path = dtw_path(cost)
+    per_frame = np.array([cost[i, j] for i, j in path])
+    return float(np.mean(10 / np.log(10) * np.sqrt(2) * per_frame))
+
+
+# -- report --------------------------------------------------------------------------------------------
+def fmt_bytes(n: int | None) -> str:
+    return "–" if n is None else f"{n / 1e6:.1f} MB"
+
+
+def fmt_params(n: int | None) -> str:
+    return "–" if n is None else f"{n / 1e6:.1f} M"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--limit", type=int, default=None, help="only the first N sentences (quick runs)")
+    ap.add_argument("--voices", default=DEFAULT_VOICES, help="comma-separated voice ids; the first is the MCD reference")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=str(RESULTS / "tts.json"))
+    ap.add_argument("--worker", metavar="VOICE", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        print(json.dumps(synth_worker(args.worker, args.limit, args.threads)))
+        return
+
+    import jiwer
+    import numpy as np
+
+    voice_ids = [v for v in args.voices.split(",") if v]
+    texts = load_sentences(args.limit)
+    load_before = os.getloadavg()
+    started = time.perf_counter()
+    synth = {}
+    for v in voice_ids:
+        synth[v] = run_synth(v, args.limit, args.threads)
+        print(f"{v}: synthesised {len(texts)} sentences", file=sys.stderr)
+    heard = transcribe_all(voice_ids, len(texts), args.threads)
+    print("transcribed", file=sys.stderr)
+    reference = voice_ids[0]
+    refs = [words(t) for t in texts]
+    rows = []
+    for v in voice_ids:
+        s = synth[v]
+        hyps = [words(h) for h in heard[v]]
+        mcds = [mcd(AUDIO / reference / f"{i:03d}.wav", AUDIO / v / f"{i:03d}.wav") for i in range(len(texts))] \
+            if v != reference else []
+        for row, hyp, text in zip(s["sentences"], heard[v], texts):
+            row.update(text=text, heard=hyp, wer=round(jiwer.wer(words(text), words(hyp)), 4))
+        for row, d in zip(s["sentences"], mcds):
+            row["mcd_db"] = round(d, 3)
+        rows.append({
+            "voice": v, "parameters": s["parameters"], "size_bytes": s["size_bytes"], "sample_rate": s["sample_rate"],
+            "rtf_median": round(statistics.median(r["rtf"] for r in s["sentences"]), 4),
+            "first_audio_s": s["first_audio_s"], "peak_rss_mb": s["peak_rss_mb"], "load_s": s["load_s"],
+            "wer": round(jiwer.wer(refs, hyps), 4),
+            "mcd_db": round(float(np.mean(mcds)), 3) if mcds else None,
+            "audio_s_total": round(sum(r["audio_s"] for r in s["sentences"]), 1), "license": s["license"],
+            "sentences": s["sentences"],
+        })
+    summary = {
+        "command": "bench/tts.py " + " ".join(sys.argv[1:]), "sentences": len(texts), "threads": args.threads,
+        "cpu_cores": os.cpu_count(), "mcd_reference": reference, "asr": "whisper tiny.en (bundled), int8",
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "wall_s": round(time.perf_counter() - started, 1), "voices": rows,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(summary, indent=2, ensure_ascii=False))
+
+    print(f"| voice | params | on disk | RTF (median, {args.threads} threads) | first audio, 20 words | peak RSS "
+          f"| WER (Whisper tiny.en) | MCD vs {reference} |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['voice']} | {fmt_params(r['parameters'])} | {fmt_bytes(r['size_bytes'])} | {r['rtf_median']:.3f} "
+              f"| {r['first_audio_s']:.2f} s | {r['peak_rss_mb']} MB | {100 * r['wer']:.1f}% "
+              f"| {'–' if r['mcd_db'] is None else format(r['mcd_db'], '.2f') + ' dB'} |")
+    print(f"\n{len(texts)} sentences, {os.cpu_count()} cores, load average {summary['load_average_before'][0]} before /"
+          f" {summary['load_average_after'][0]} after; JSON: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
