@@ -58,7 +58,7 @@ TEMPLATES: dict[str, list[str]] = {
 }
 
 _BOILER = re.compile(r"podcast|\bepisode\b|\bep\.?\s*\d|#\s*\d|\bseason\s+\d|\bseries\b", re.I)
-_SPLIT = re.compile(r"\s+[|–—-]\s+|:\s+|\s+\|\s*")
+_SPLIT = re.compile(r"(\s+[|–—-]\s+|:\s+|\s+\|\s*)")
 _TAIL = frozenset("a an and as at by for from in of on or the to with vs &".split())
 
 
@@ -127,27 +127,44 @@ def _render(template: str, reason: Reason, topics: list[str], chapter: str | Non
 
 
 def clean_title(title: str) -> str:
-    """One line, no control characters, inner double quotes made single, outer quotes dropped."""
+    """One line, no control characters, inner double quotes made single, wrapping quotes dropped."""
     t = re.sub(r"[\x00-\x1f\x7f]+", " ", title or "")
     t = re.sub(r"\s+", " ", t).strip()
-    t = t.strip("\"'“”‘’ ")
+    if len(t) > 1 and t[0] in "\"'“‘" and t[-1] in "\"'”’" and not re.search(r"[\"“”]", t[1:-1]):
+        t = t[1:-1].strip()
     return t.replace("“", "‘").replace("”", "’").replace('"', "'")
 
 
 def short_title(title: str, max_chars: int = 48, show: str | None = None) -> str:
-    """`title` cleaned and, if longer than `max_chars`, shortened to its telling part."""
+    """`title` cleaned and, if longer than `max_chars`, shortened to its telling part.
+
+    First the parts that are show boilerplate ("| Hot Rocks #12", "(Podcast Ep. 3)") go; then,
+    if still too long, the first part that fits ("From Ethiopia to London: a Very Long History");
+    else words come off the end and "…" marks the cut.
+    """
     t = clean_title(title)
     if len(t) <= max_chars:
         return t
-    parts = [p.strip() for p in _SPLIT.split(t) if p and p.strip()]
     show_key = normalize(show or "")
-    useful = [p for p in parts if not _BOILER.search(p) and not (show_key and show_key in normalize(p))]
-    useful = useful or parts
-    # creators put what identifies the episode first: "The Bobo Beatdown: Crash Course Psychology #12"
-    fitting = [p for p in useful if len(p) <= max_chars and len(p.split()) >= 2]
+    t = re.sub(r"\s*[(\[][^()\[\]]*[)\]]\s*$", lambda m: "" if _boring(m.group(0), show_key) else m.group(0), t)
+    pieces = _SPLIT.split(t)  # text, separator, text, ...
+    parts, seps = pieces[0::2], pieces[1::2]
+    keep = [i for i, p in enumerate(parts) if p.strip() and not _boring(p, show_key)] or [0]
+    joined = parts[keep[0]]
+    for prev, i in zip(keep, keep[1:]):
+        joined += (seps[prev] if i == prev + 1 else " — ") + parts[i]
+    joined = joined.strip()
+    if len(joined) <= max_chars:
+        return _balance(joined)
+    fitting = [parts[i].strip() for i in keep if len(parts[i].strip()) <= max_chars and len(parts[i].split()) >= 2]
     if fitting:
         return _balance(fitting[0])
-    return _cut(useful[0] if len(useful[0].split()) >= 2 else t, max_chars)
+    first = parts[keep[0]].strip()
+    return _cut(first if len(first.split()) >= 2 else joined, max_chars)
+
+
+def _boring(part: str, show_key: str) -> bool:
+    return bool(_BOILER.search(part)) or bool(show_key and show_key in normalize(part))
 
 
 def _cut(t: str, max_chars: int) -> str:

@@ -8,7 +8,7 @@ one idea (Grootendorst's KeyBERT; Carbonell & Goldstein 1998 for MMR).
 
 Entities: runs of capitalised words in the transcript ("Albert Bandura", "Stanford University",
 "ENIAC"). A sentence's first word is only counted where the same word is also capitalised
-mid-sentence, and a single word must be capitalised more often than not, so "Coffee" opening a
+mid-sentence, or where it is never said in lowercase and another capital follows, and a single word must be capitalised more often than not, so "Coffee" opening a
 sentence about coffee is not a name. A surname alone ("Bandura") counts toward the full name
 said elsewhere. No types (person, place): that would need a tagger. spaCy's en_core_web_sm was
 tried on the dev episodes and was not clearly better on spoken text ("n't" as a place, "upbeat
@@ -223,7 +223,7 @@ def entities(sentences: list[str], top_n: int = 15) -> list[Term]:
     for ts, first in runs:
         i = 0
         while i < len(ts):
-            if not _starts_name(ts, i, mid_caps, first):
+            if not _starts_name(ts, i, mid_caps, first, lower):
                 i += 1
                 continue
             j = i + 1
@@ -255,14 +255,18 @@ def entities(sentences: list[str], top_n: int = 15) -> list[Term]:
     return [Term(name, round((1 + math.log(n)) / top, 4), n) for name, n in ranked]
 
 
-def _starts_name(ts: list[str], i: int, mid_caps: Counter, sentence_start: bool) -> bool:
+def _starts_name(ts: list[str], i: int, mid_caps: Counter, sentence_start: bool, lower: Counter) -> bool:
     t = ts[i]
     if not t[:1].isupper() or t.lower() in _NOT_NAMES:
         return False
     low = t.lower().replace("’", "'")
     if low in STOPWORDS or low in FILLER:
         return False
-    return i > 0 or not sentence_start or mid_caps[t] > 0
+    if i > 0 or not sentence_start or mid_caps[t] > 0:
+        return True
+    # "Charles Babbage designed ...": a first word never said in lowercase, before another capital
+    nxt = ts[i + 1] if i + 1 < len(ts) else ""
+    return nxt[:1].isupper() and lower[low] == 0 and nxt.lower() not in STOPWORDS
 
 
 def _plausible(name: list[str], lower: Counter, mid_caps: Counter) -> bool:
