@@ -181,11 +181,10 @@ def similar(episode_id: str, catalogue: Catalogue, k: int = 10,
 def explain_pair(src: CatalogueItem, tgt: CatalogueItem, catalogue: Catalogue, kind: str) -> Reason:
     """The structured reason `tgt` follows `src`: shared terms and the best chapter pair."""
     r = Reason(kind, tgt.episode_id, tgt.title, tgt.show, src.episode_id, src.title)
-    names = {e.text.lower() for e in (*src.features.entities, *tgt.features.entities)}
-    r.shared_terms = [display_term(t, names) for t in shared_terms(src, tgt, catalogue)]
+    r.shared_terms = shared_terms(src, tgt, catalogue)
     sc, tc, score = best_chapter_pair(src.features, tgt.features)
     terms = tgt.features.chapters[tc].keywords if tc is not None else tgt.features.keywords
-    r.target_terms = [display_term(t.text, names) for t in terms if not _boilerplate(t.text, catalogue, tgt)]
+    r.target_terms = [t.text for t in terms if not _boilerplate(t.text, catalogue, tgt)]
     if tc is not None:
         r.target_chapter = tgt.features.chapters[tc].title
         r.chapter_similarity = round(score, 4)
@@ -222,17 +221,6 @@ def shared_terms(src: CatalogueItem, tgt: CatalogueItem, catalogue: Catalogue, l
             seen.add(key)
             picked.append(text)
     return picked[:limit]
-
-
-def display_term(text: str, names: set[str]) -> str:
-    """A term as it reads mid-sentence: names and acronyms keep their capitals, other words don't.
-
-    Keyphrases keep the case they were first said in, which is often a sentence's capital.
-    """
-    if text.lower() in names:
-        return text
-    return " ".join(w if (w.isupper() and len(w) > 1) or w.lower() in names or not w[:1].isupper()
-                    or not w[1:].islower() else w.lower() for w in text.split())
 
 
 def _boilerplate(text: str, catalogue: Catalogue, item: CatalogueItem) -> bool:

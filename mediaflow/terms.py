@@ -42,7 +42,7 @@ forget get give go grow happen hear help hold include invent keep kill know lead
 look lose love make matter mean meet move need notice offer open pass pay predict prove pull put raise
 reach read realize remain remember replace report require rise run save say see seem sell send serve set
 show sign sing sit sleep speak spend stand start stay stop suggest take talk teach tell tend think throw
-try turn understand use wait walk want watch win wonder work write
+try turn understand use wait walk want watch win wonder work write load steep spread
 """
 _IRREGULAR = """
 came went grew gone grown saw seen made took taken gave given found told became left brought wrote written
@@ -140,7 +140,9 @@ def phrase_candidates(sentences: list[str], max_words: int = 3) -> tuple[Counter
     """
     counts: Counter = Counter()
     surface: dict[str, str] = {}
-    for toks in (r for sent in sentences for r in _runs(sent, possessive=True)):
+    runs = [(r, k == 0) for sent in sentences for k, r in enumerate(_runs(sent, possessive=True))]
+    said_lower = {normalize(t) for r, _ in runs for t in r if t[:1].islower()}
+    for toks, first in runs:
         low = [_key(t) for t in toks]
         for n in range(1, max_words + 1):
             for i in range(len(toks) - n + 1):
@@ -148,11 +150,14 @@ def phrase_candidates(sentences: list[str], max_words: int = 3) -> tuple[Counter
                 if _bad_edge(w[0]) or _bad_edge(w[-1]):
                     continue
                 inner = w[1:-1]
-                if any(x in _VERBISH or x in FILLER or (x in STOPWORDS and x not in _INSIDE) for x in inner):
+                if any(x in _VERBISH or x in FILLER or (x in STOPWORDS and x not in _INSIDE)
+                       or (len(x) >= 5 and x.endswith("ed") and not x.endswith("eed")) for x in inner):
                     continue
                 key = " ".join(w)
                 counts[key] += 1
                 words = toks[i : i + n - 1] + [re.sub(r"['’]s$", "", toks[i + n - 1])]
+                if i == 0 and first and words[0][1:].islower() and normalize(low[0]) in said_lower:
+                    words[0] = words[0].lower()  # "Coffee plants ..." opening a sentence
                 surface.setdefault(key, " ".join(words))
     return counts, surface
 
