@@ -4,7 +4,8 @@
 
 For each voice, on the held-out sentences in bench/tts_sentences.txt:
 - speed: median real-time factor (synthesis seconds / audio seconds, per sentence, text frontend
-  included, after one warm-up call) and time to first audio for a 20-word sentence (`stream`, median of 3);
+  included, after one warm-up call), the same with process CPU seconds (which other work on the
+  machine does not inflate), and time to first audio for a 20-word sentence (`stream`, median of 3);
 - peak memory: max RSS of a fresh subprocess that loads the voice and speaks every sentence;
 - size: parameters (ONNX initializer elements) and bytes on disk;
 - intelligibility: corpus WER of the bundled Whisper tiny.en transcript against the input, both sides
@@ -13,10 +14,11 @@ For each voice, on the held-out sentences in bench/tts_sentences.txt:
   sentence. Method: decode both to 16 kHz; 40-band mel power spectrogram (25 ms window, 10 ms hop,
   0-8 kHz, torchaudio); natural-log amplitude; orthonormal DCT-II divided by sqrt(2 * 40), which gives
   the real-cepstrum convention log|X(w)| = c0 + 2 sum c_n cos(n w) that the MCD formula assumes;
-  coefficients c1..c24 (c0, the energy, left out); leading and trailing frames 40 dB below the loudest trimmed; dynamic time
-  warping with steps (1,0), (0,1), (1,1) on Euclidean distance; MCD = mean over the warping path of
-  (10 / ln 10) * sqrt(2 * sum_d (c_d - c'_d)^2). These are MFCC-style cepstra, not SPTK mel-generalised
-  cepstra, so the numbers compare voices within this table, not with MCDs quoted in papers.
+  coefficients c1..c24 (c0, the energy, left out); leading and trailing frames 40 dB below the
+  loudest trimmed; dynamic time warping with steps (1,0), (0,1), (1,1) on Euclidean distance;
+  MCD = mean over the warping path of (10 / ln 10) * sqrt(2 * sum_d (c_d - c'_d)^2). These are
+  MFCC-style cepstra, not SPTK mel-generalised cepstra, so the numbers compare voices within this
+  table, not with MCDs quoted in papers.
 
 Audio is kept in bench/results/tts_audio/<voice>/ for listening. The 2 cores are shared with other
 work on a developer machine: the load average before and after is recorded with the results.
@@ -40,8 +42,9 @@ sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results"
 SENTENCES = ROOT / "bench" / "tts_sentences.txt"
 AUDIO = RESULTS / "tts_audio"
-FIRST_AUDIO_TEXT = (
-    "Because you listened to The History Hour last night, try Deep Time next: it gets into volcanoes and ancient oceans."
+FIRST_AUDIO_TEXT = (  # 20 words
+    "Because you listened to The History Hour last night, try Deep Time next: "
+    "it gets into volcanoes and ancient oceans."
 )
 DEFAULT_VOICES = "teacher,piper-joe,hibari"
 
@@ -53,6 +56,11 @@ def load_sentences(limit: int | None = None) -> list[str]:
 
 
 # -- synthesis worker (one subprocess per voice, so its peak RSS is its own) -----------------------
+def _cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def synth_worker(voice_id: str, limit: int | None, threads: int) -> dict:
     os.environ["HF_HUB_OFFLINE"] = "1"
     from mediaflow.audio import encode
@@ -66,13 +74,13 @@ def synth_worker(voice_id: str, limit: int | None, threads: int) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for i, text in enumerate(load_sentences(limit)):
-        t0 = time.perf_counter()
+        c0, t0 = _cpu_seconds(), time.perf_counter()
         audio = voice.synthesize(text)
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
         duration = len(audio) / voice.sample_rate
         (out_dir / f"{i:03d}.wav").write_bytes(encode(audio, voice.sample_rate, "wav"))
         rows.append({"i": i, "audio_s": round(duration, 3), "synth_s": round(seconds, 4),
-                     "rtf": round(seconds / duration, 4)})
+                     "rtf": round(seconds / duration, 4), "cpu_rtf": round(cpu / duration, 4)})
     assert len(FIRST_AUDIO_TEXT.split()) == 20
     firsts = []
     for _ in range(3):
@@ -192,7 +200,8 @@ def fmt_params(n: int | None) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--limit", type=int, default=None, help="only the first N sentences (quick runs)")
-    ap.add_argument("--voices", default=DEFAULT_VOICES, help="comma-separated voice ids; the first is the MCD reference")
+    ap.add_argument("--voices", default=DEFAULT_VOICES,
+                    help="comma-separated voice ids; the first is the MCD reference")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(RESULTS / "tts.json"))
     ap.add_argument("--worker", metavar="VOICE", help=argparse.SUPPRESS)
@@ -229,6 +238,7 @@ def main() -> None:
         rows.append({
             "voice": v, "parameters": s["parameters"], "size_bytes": s["size_bytes"], "sample_rate": s["sample_rate"],
             "rtf_median": round(statistics.median(r["rtf"] for r in s["sentences"]), 4),
+            "cpu_rtf_median": round(statistics.median(r["cpu_rtf"] for r in s["sentences"]), 4),
             "first_audio_s": s["first_audio_s"], "peak_rss_mb": s["peak_rss_mb"], "load_s": s["load_s"],
             "wer": round(jiwer.wer(refs, hyps), 4),
             "mcd_db": round(float(np.mean(mcds)), 3) if mcds else None,
@@ -245,11 +255,12 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(summary, indent=2, ensure_ascii=False))
 
-    print(f"| voice | params | on disk | RTF (median, {args.threads} threads) | first audio, 20 words | peak RSS "
-          f"| WER (Whisper tiny.en) | MCD vs {reference} |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(f"| voice | params | on disk | RTF (median, {args.threads} threads) | CPU s per audio s "
+          f"| first audio, 20 words | peak RSS | WER (Whisper tiny.en) | MCD vs {reference} |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['voice']} | {fmt_params(r['parameters'])} | {fmt_bytes(r['size_bytes'])} | {r['rtf_median']:.3f} "
+              f"| {r['cpu_rtf_median']:.3f} "
               f"| {r['first_audio_s']:.2f} s | {r['peak_rss_mb']} MB | {100 * r['wer']:.1f}% "
               f"| {'–' if r['mcd_db'] is None else format(r['mcd_db'], '.2f') + ' dB'} |")
     print(f"\n{len(texts)} sentences, {os.cpu_count()} cores, load average {summary['load_average_before'][0]} before /"

@@ -57,13 +57,15 @@ _SCALE = {"k": "thousand", "m": "million", "mn": "million", "b": "billion", "bn"
 # Plain abbreviations; a trailing period is kept when the abbreviation ends the sentence.
 _ABBREV = {
     "e.g.": "for example", "i.e.": "that is", "etc.": "et cetera", "vs.": "versus", "vs": "versus",
-    "Vs.": "Versus", "Vs": "Versus", "approx.": "approximately", "Mr.": "Mister", "Mrs.": "Missus", "Ms.": "Miz", "Prof.": "Professor",
-    "Jr.": "Junior", "Sr.": "Senior", "Mt.": "Mount", "Ave.": "Avenue", "Pt.": "Part", "Vol.": "Volume",
+    "Vs.": "Versus", "Vs": "Versus", "approx.": "approximately", "Mr.": "Mister", "Mrs.": "Missus",
+    "Ms.": "Miz", "Prof.": "Professor", "Jr.": "Junior", "Sr.": "Senior", "Mt.": "Mount", "Ave.": "Avenue",
+    "Pt.": "Part", "Vol.": "Volume",
     "Ch.": "Chapter", "feat.": "featuring", "ft.": "featuring", "Inc.": "Incorporated", "Ltd.": "Limited",
     "U.S.": "US", "U.K.": "UK", "w/": "with", "w/o": "without", "min.": "minutes", "hrs": "hours",
     "hr.": "hour", "approx": "approximately",
 }
-_NEVER_FINAL = {"Mr.", "Mrs.", "Ms.", "Prof.", "Mt.", "Pt.", "Vol.", "Ch.", "feat.", "ft.", "vs.", "Vs.", "e.g.", "i.e."}
+_NEVER_FINAL = {"Mr.", "Mrs.", "Ms.", "Prof.", "Mt.", "Pt.", "Vol.", "Ch.", "feat.", "ft.", "vs.", "Vs.", "e.g.",
+                "i.e."}  # always followed by a word, so their period never ends a sentence
 _ABBREV_RE = re.compile(
     r"(?<![\w.])(" + "|".join(re.escape(a) for a in sorted(_ABBREV, key=len, reverse=True)) + r")(?![\w/])"
 )
@@ -73,6 +75,7 @@ _URL_RE = re.compile(
     re.I,
 )
 _EMAIL_RE = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
+_PLAIN = str.maketrans({"‘": "'", "’": "'", "“": '"', "”": '"', "–": "-", "−": "-", "\u00a0": " "})
 _NUM = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
 
 
@@ -201,7 +204,7 @@ def _sub(pattern: str, repl, text: str) -> str:
 def normalize(text: str) -> str:
     """Write out everything a narrator would say in words; keeps sentence punctuation."""
     t = unicodedata.normalize("NFKC", text)
-    t = t.translate(str.maketrans({"‘": "'", "’": "'", "“": '"', "”": '"', "–": "-", "−": "-", "\u00a0": " "}))
+    t = t.translate(_PLAIN)
     t = _EMAIL_RE.sub(lambda m: _speak_address(m.group(0)), t)
     t = _URL_RE.sub(_url, t)
 

@@ -72,7 +72,9 @@ def _voice_ok(path: Path, voice: str) -> bool:
 _ENSURE_LOCK = threading.Lock()
 
 
-def ensure_voices(cache_dir: str | Path | None = None, voices: tuple[str, ...] = tuple(VOICE_SHA256)) -> dict[str, Path]:
+def ensure_voices(
+    cache_dir: str | Path | None = None, voices: tuple[str, ...] = tuple(VOICE_SHA256)
+) -> dict[str, Path]:
     """Make the Kokoro voice packs available in `cache_dir`; return {voice: path}.
 
     Idempotent (verified files are left alone) and atomic (each file appears whole or not at all).

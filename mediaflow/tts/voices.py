@@ -115,7 +115,8 @@ class _PiperVoice:
         from piper import SynthesisConfig
 
         cfg = SynthesisConfig(length_scale=1.0 / speed)
-        parts = [c.audio_float_array.astype(np.float32) for c in self.speaker.voice.synthesize(sentence, syn_config=cfg)]
+        chunks = self.speaker.voice.synthesize(sentence, syn_config=cfg)
+        parts = [c.audio_float_array.astype(np.float32) for c in chunks]
         audio = np.concatenate(parts) if parts else np.zeros(0, np.float32)
         return audio * 0.8  # headroom: Piper normalises each sentence to full scale
 
