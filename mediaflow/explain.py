@@ -116,7 +116,7 @@ def explain(reason: Reason, seed: int | str = 0, max_words: int = 30) -> Explana
 
 def _render(template: str, reason: Reason, topics: list[str], chapter: str | None, limit: int) -> Explanation:
     tgt = short_title(reason.target_title, limit, reason.target_show)
-    src = short_title(reason.source_title, limit, reason.target_show) if reason.source_title else ""
+    src = short_title(reason.source_title, limit, reason.source_show) if reason.source_title else ""
     chap = short_title(chapter, limit) if chapter else ""
     show = _clean(reason.target_show) or "this show"
     text = template.format(src=_q(src), tgt=_q(tgt), topics=_join(topics), chapter=_q(chap), show=show)

@@ -31,12 +31,14 @@ from pathlib import Path
 
 import numpy as np
 
+from mediaflow.audio_features import METHOD as AUDIO_METHOD
 from mediaflow.audio_features import AudioDescriptors, describe_audio
 from mediaflow.errors import InvalidInput
 from mediaflow.terms import Term, entities, keyphrases
 from mediaflow.transcript import Transcript
 
-FEATURES_VERSION = "features-v1"
+# Bump the text part when chunking, keyphrases or entities change; the audio part follows its module.
+FEATURES_VERSION = f"text-1+{AUDIO_METHOD}"
 
 
 @dataclass
@@ -68,9 +70,12 @@ class ChapterFeatures:
     embedding: np.ndarray
     keywords: list[Term] = field(default_factory=list)
 
-    def to_dict(self) -> dict:
-        return {"index": self.index, "start": self.start, "end": self.end, "title": self.title,
-                "embedding": encode_vector(self.embedding), "keywords": [k.to_dict() for k in self.keywords]}
+    def to_dict(self, vectors: bool = True) -> dict:
+        d = {"index": self.index, "start": self.start, "end": self.end, "title": self.title,
+             "keywords": [k.to_dict() for k in self.keywords]}
+        if vectors:
+            d["embedding"] = encode_vector(self.embedding)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "ChapterFeatures":
@@ -114,8 +119,9 @@ class EpisodeFeatures:
                 out.append(t)
         return out
 
-    def to_dict(self) -> dict:
-        return {
+    def to_dict(self, vectors: bool = True) -> dict:
+        """JSON-safe. `vectors=False` leaves the embeddings out (for people; `from_dict` needs them)."""
+        d = {
             "version": self.version, "model_id": self.model_id, "dim": self.dim, "title": self.title,
             "language": self.language, "language_probability": self.language_probability,
             "duration_s": self.duration_s, "word_count": self.word_count,
@@ -124,9 +130,12 @@ class EpisodeFeatures:
             "embedding": encode_vector(self.embedding),
             "keywords": [k.to_dict() for k in self.keywords],
             "entities": [e.to_dict() for e in self.entities],
-            "chapters": [c.to_dict() for c in self.chapters],
+            "chapters": [c.to_dict(vectors) for c in self.chapters],
             "audio": self.audio.to_dict() if self.audio else None,
         }
+        if not vectors:
+            del d["embedding"], d["vector_encoding"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "EpisodeFeatures":
@@ -161,7 +170,7 @@ def extract_features(
     embedder=None,
     options: FeatureOptions | None = None,
 ) -> EpisodeFeatures:
-    """Features of one episode. `chapters` are `Chapter`s (or anything with start/end/title)."""
+    """Features of one episode. `chapters` are `Chapter`s, or dicts with start, end and title."""
     from mediaflow.chapters.sentences import from_transcript
 
     opts = options or FeatureOptions()
@@ -174,7 +183,7 @@ def extract_features(
         raise InvalidInput("nothing to describe: the transcript is empty and the episode has no title")
     duration = float(transcript.duration or (sents[-1].end if sents else 0.0))
 
-    spans = sorted(chapters or [], key=lambda c: c.start)
+    spans = sorted((_as_chapter(c) for c in chapters or []), key=lambda c: c.start)
     owner = _chapter_of([s.start for s in sents], [c.start for c in spans])
     chunks, chunk_owner, chunk_words = _chunks(sents, owner, opts.chunk_words)
     meta = " ".join(t.strip() for t in (title, (description or "")[:1000]) if t and t.strip())
@@ -235,6 +244,14 @@ def extract_features(
         chapters=chapter_feats,
         audio=audio,
     )
+
+
+def _as_chapter(c):
+    if isinstance(c, dict):
+        from mediaflow.chapters import Chapter
+
+        return Chapter(float(c["start"]), float(c["end"]), str(c.get("title") or ""))
+    return c
 
 
 def _chapter_of(starts: list[float], chapter_starts: list[float]) -> list[int]:

@@ -49,7 +49,7 @@ class Catalogue:
     def __init__(self, items: Iterable[CatalogueItem] = (), index: VectorIndex | None = None):
         self._items: dict[str, CatalogueItem] = {}
         self._index = index
-        self._df: Counter | None = None
+        self._df: Counter = Counter()  # how many episodes have each normalised term
         self.model_id: str | None = None
         self.dim: int | None = None
         for it in items:
@@ -84,20 +84,26 @@ class Catalogue:
             raise InvalidInput(
                 f"episode {item.episode_id!r} has features from {f.model_id} ({f.dim}-d) but the catalogue "
                 f"uses {self.model_id} ({self.dim}-d); recompute its features")
+        old = self._items.get(item.episode_id)
+        if old is not None:
+            self._df.subtract(_term_keys(old))
         self._items[item.episode_id] = item
+        self._df.update(_term_keys(item))
         self.index.upsert([item.episode_id], f.embedding[None, :])
-        self._df = None
 
     def remove(self, episode_id: str) -> None:
-        if self._items.pop(episode_id, None) is not None:
+        old = self._items.pop(episode_id, None)
+        if old is not None:
+            self._df.subtract(_term_keys(old))
             self.index.remove([episode_id])
-            self._df = None
 
     def term_share(self, key: str) -> float:
         """Share of the catalogue's episodes whose terms include `key` (a `normalize`d phrase)."""
-        if self._df is None:
-            self._df = Counter(k for it in self._items.values() for k in {normalize(t.text) for t in it.features.terms()})
-        return self._df[key] / max(1, len(self._items))
+        return max(0, self._df[key]) / max(1, len(self._items))
+
+
+def _term_keys(item: CatalogueItem) -> set[str]:
+    return {normalize(t.text) for t in item.features.terms()}
 
 
 @dataclass
@@ -110,6 +116,7 @@ class Reason:
     target_show: str
     source_id: str | None = None
     source_title: str | None = None
+    source_show: str | None = None
     shared_terms: list[str] = field(default_factory=list)  # the target's terms the source also has
     target_terms: list[str] = field(default_factory=list)  # the target chapter's keyphrases
     source_chapter: str | None = None  # best-matching chapter pair, by embedding
@@ -180,7 +187,7 @@ def similar(episode_id: str, catalogue: Catalogue, k: int = 10,
 
 def explain_pair(src: CatalogueItem, tgt: CatalogueItem, catalogue: Catalogue, kind: str) -> Reason:
     """The structured reason `tgt` follows `src`: shared terms and the best chapter pair."""
-    r = Reason(kind, tgt.episode_id, tgt.title, tgt.show, src.episode_id, src.title)
+    r = Reason(kind, tgt.episode_id, tgt.title, tgt.show, src.episode_id, src.title, src.show)
     r.shared_terms = shared_terms(src, tgt, catalogue)
     sc, tc, score = best_chapter_pair(src.features, tgt.features)
     terms = tgt.features.chapters[tc].keywords if tc is not None else tgt.features.keywords

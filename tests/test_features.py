@@ -174,7 +174,7 @@ def test_chapters_get_their_own_vectors_and_keywords():
     feats = corpus()
     sents = EPISODES["volcanoes"][0] + EPISODES["coffee"][1]
     t = transcript(sents)
-    chapters = [Chapter(0.0, 25.0, "Under the volcano"), Chapter(25.0, 50.0, "Beans")]
+    chapters = [Chapter(0.0, 25.0, "Under the volcano"), {"start": 25.0, "end": 50.0, "title": "Beans"}]
     f = extract_features(t, chapters, title="Two things")
     assert [c.title for c in f.chapters] == ["Under the volcano", "Beans"]
     assert f.chapters[0].embedding @ feats["volcanoes-0"].embedding > f.chapters[0].embedding @ feats["coffee-1"].embedding
@@ -191,6 +191,8 @@ def test_features_round_trip_through_json_and_know_when_they_are_stale():
     assert np.array_equal(g.embedding, f.embedding) and g.embedding.dtype == np.float32
     assert g.keywords == f.keywords and g.entities == f.entities and g.to_dict() == f.to_dict()
     assert (f.model_id, f.dim) == ("sentence-transformers/all-MiniLM-L6-v2", 384)
+    readable = json.dumps(f.to_dict(vectors=False))
+    assert "embedding" not in readable and len(readable) < len(json.dumps(d)) / 2
     assert not is_stale(g)
     assert is_stale(g, model_id="another-model")
     g.version = "features-v0"
