@@ -44,6 +44,9 @@ def teacher() -> kokoro.KokoroTeacher:
         ("Write to jane.doe@example.org", "Write to jane dot doe at example dot org"),
         ("GPT-4 in 4K, pages 10-12, 50-60%", "GPT four in four K, pages ten to twelve, fifty to sixty percent"),
         ("S02E05 | The Guest", "season two, episode five, The Guest"),
+        ("It was 100°F, 5km away, a 45 min. drive.", "It was one hundred degrees Fahrenheit, five kilometers away, "
+                                                     "a forty-five minutes drive."),
+        ("The Battle of Hastings, 1066.", "The Battle of Hastings, ten sixty-six."),
     ],
 )
 def test_normalize_writes_out_what_a_narrator_says(text, spoken):

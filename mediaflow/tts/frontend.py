@@ -75,7 +75,18 @@ _URL_RE = re.compile(
     re.I,
 )
 _EMAIL_RE = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
-_PLAIN = str.maketrans({"‘": "'", "’": "'", "“": '"', "”": '"', "–": "-", "−": "-", "\u00a0": " "})
+_PLAIN = str.maketrans({"‘": "'", "’": "'", "“": '"', "”": '"', "–": "-", "−": "-", "\u00a0": " ", "⁄": "/"})
+_UNITS = {
+    "km": "kilometer", "cm": "centimeter", "mm": "millimeter", "kg": "kilogram", "lb": "pound", "lbs": "pound",
+    "oz": "ounce", "mph": "mile per hour", "kph": "kilometer per hour", "km/h": "kilometer per hour",
+    "KB": "kilobyte", "kB": "kilobyte", "MB": "megabyte", "GB": "gigabyte", "TB": "terabyte", "Hz": "hertz",
+    "kHz": "kilohertz", "MHz": "megahertz", "GHz": "gigahertz", "ms": "millisecond", "ft": "foot",
+    "sec": "second", "secs": "second", "min": "minute", "mins": "minute", "hr": "hour", "hrs": "hour",
+}
+_UNIT_RE = re.compile(
+    r"(?<![\w.,])(\d[\d,]*(?:\.\d+)?)\s?(" + "|".join(re.escape(u) for u in sorted(_UNITS, key=len, reverse=True))
+    + r")\b\.?"
+)
 _NUM = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
 
 
@@ -105,6 +116,15 @@ def _number(s: str) -> str:
     if len(s) > 1 and s[0] == "0" and "." not in s:
         return N.digits(s)  # 007, 0800: codes, read digit by digit
     return N.decimal(s)
+
+
+def _unit(m: re.Match, text: str) -> str:
+    number, unit = m.group(1), _UNITS[m.group(2)]
+    if number.replace(",", "") not in ("1", "1.0"):
+        first, _, rest = unit.partition(" ")
+        unit = ("feet" if first == "foot" else first + ("" if first == "hertz" else "s")) + (f" {rest}" if rest else "")
+    end = "." if m.group(0).endswith(".") and _ends_sentence(text, m.end()) else ""
+    return f"{number} {unit}{end}"
 
 
 def _money(m: re.Match) -> str:
@@ -207,6 +227,9 @@ def normalize(text: str) -> str:
     t = t.translate(_PLAIN)
     t = _EMAIL_RE.sub(lambda m: _speak_address(m.group(0)), t)
     t = _URL_RE.sub(_url, t)
+    t = _sub(_UNIT_RE.pattern, _unit, t)  # before abbreviations: "6 ft." is feet, "ft. Drake" featuring
+    t = re.sub(r"(-?\d[\d,]*(?:\.\d+)?)\s?°\s?([CF])?\b",
+               lambda m: f"{m[1]} degrees" + {"C": " Celsius", "F": " Fahrenheit", None: ""}[m[2]], t)
 
     # Titles, episodes and their numbering, before "#", "." and digits are read generically.
     t = re.sub(r"\b(?:Ep|EP|ep|Episode|episode)\.?\s*#?\s*(\d+)\b", lambda m: f"Episode {N.cardinal(int(m[1]))}", t)
