@@ -210,7 +210,8 @@ class KokoroTeacher:
         self.threads = threads or os.cpu_count() or 1
         self.style = load_style(voice, str(cache_dir) if cache_dir else None)
         self.session = _session(self.threads)
-        self._input_names = [i.name for i in self.session.get_inputs()]
+        names = {i.name for i in self.session.get_inputs()}
+        self._tokens_input = "input_ids" if "input_ids" in names else "tokens"  # kokoro-js's export vs this one
 
     def prepare(self, text: str, group: bool = True) -> list[Chunk]:
         return prepare(text, self.max_tokens, group=group, british=self.british)
@@ -219,11 +220,10 @@ class KokoroTeacher:
         """Phoneme ids (no pads, at most 510) → (audio, durations in frames for [0, *ids, 0])."""
         if not 0 < len(ids) <= self.max_tokens:
             raise InvalidInput(f"Kokoro takes 1 to {self.max_tokens} phoneme ids per call, not {len(ids)}")
-        tokens, style, speed_name = self._input_names  # ("tokens" here, "input_ids" in other exports)
         audio, durations = self.session.run(None, {
-            tokens: np.array([[0, *ids, 0]], dtype=np.int64),
-            style: self.style[min(len(ids), len(self.style) - 1)][None, :],
-            speed_name: np.array([speed], dtype=np.float32),
+            self._tokens_input: np.array([[0, *ids, 0]], dtype=np.int64),
+            "style": self.style[min(len(ids), len(self.style) - 1)][None, :],  # row = token count, as kokoro-js
+            "speed": np.array([speed], dtype=np.float32),
         })
         return audio.reshape(-1).astype(np.float32, copy=False), durations.reshape(-1).astype(np.int32)
 
