@@ -38,6 +38,17 @@ class Settings(BaseSettings):
         600.0, ge=30.0, description="Audio decoded and transcribed per window; bounds memory for long episodes."
     )
 
+    tts_default_voice: str = Field(
+        "auto", description="Voice id used when a request names none; `auto`: the distilled `student` once its "
+                            "checkpoint exists, else `teacher` (see `mediaflow.tts.voices.default_voice_id`)."
+    )
+    # The frontend refuses more than frontend.MAX_CHARS (5000) whatever this says, hence the cap.
+    tts_max_chars: int = Field(5000, ge=1, le=5000, description="Longest text one speech request may carry.")
+    tts_threads: int = Field(0, ge=0, description="CPU threads per synthesis call; 0 = all cores.")
+    tts_concurrency: int = Field(
+        1, ge=1, le=16, description="Synthesis calls (one sentence each) running at once across all requests."
+    )
+
     max_upload_mb: int = Field(2048, ge=1, description="Largest accepted input file.")
     max_duration_h: float = Field(6.0, gt=0, description="Longest accepted episode.")
 

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from service import errors
 from service.jobs import Jobs
-from service.routes import episodes, health
+from service.routes import episodes, health, tts
 
 
 def create_app() -> FastAPI:
@@ -30,4 +30,5 @@ def create_app() -> FastAPI:
     errors.install(app)
     app.include_router(health.router)
     app.include_router(episodes.router)
+    app.include_router(tts.router)
     return app

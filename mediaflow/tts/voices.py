@@ -245,6 +245,15 @@ def _entry(voice_id: str) -> _Entry:
     return entry
 
 
+def default_voice_id(settings=None) -> str:
+    """The voice for requests that name none: `settings.tts_default_voice` unless it is `auto`
+    (the default), in which case the distilled student once its checkpoint exists, else the teacher."""
+    chosen = getattr(settings, "tts_default_voice", None) or "auto"
+    if chosen != "auto":
+        return chosen
+    return "student" if _REGISTRY["student"].available() else "teacher"
+
+
 def get_voice(voice_id: str = "teacher", threads: int = 0) -> Voice:
     """The loaded voice (once per process and thread count). threads=0 uses every core."""
     entry = _entry(voice_id)

@@ -1,0 +1,80 @@
+"""Request and response bodies of the speech endpoints (`service/routes/tts.py`)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mediaflow.tts.kokoro import MAX_SPEED, MIN_SPEED
+
+_TEXT = ("What to say, in English: up to `tts_max_chars` characters (5000 by default). Numbers, dates, money, "
+         "abbreviations and URLs are read out as words.")
+_SPEED = f"{MIN_SPEED} to {MAX_SPEED}; 1.0 is normal, 2.0 twice as fast."
+
+
+class SpeechIn(BaseModel):
+    """`POST /tts`."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not silently the default
+
+    text: str = Field(description=_TEXT)
+    voice: str | None = Field(None, description="A voice id from `GET /tts/voices`; default: the configured one.")
+    speed: float = Field(1.0, ge=MIN_SPEED, le=MAX_SPEED, description=_SPEED)
+    format: Literal["wav", "mp3", "ogg-opus", "flac", "aac", "pcm"] = Field(
+        "wav", description="`pcm` is raw 16-bit signed little-endian mono at the voice's sample rate "
+                           "(24 kHz for Kokoro voices; the rate is in the Content-Type and `X-Sample-Rate`).")
+    stream: bool = Field(
+        True, description="Send audio sentence by sentence as it is made (chunked). `false`: one finished file "
+                          "with exact lengths in its headers (a seekable WAV/MP3/FLAC), after the whole text is made.")
+
+
+class VoiceRef(BaseModel):
+    """OpenAI's custom-voice form, `{"id": "..."}`; here the id is one of our voice ids or OpenAI names."""
+
+    id: str
+
+
+class OpenAISpeechIn(BaseModel):
+    """`POST /v1/audio/speech`, as OpenAI's client sends it. Fields we do not use are accepted and ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field("tts-1", description="Accepted for compatibility (`tts-1`, `tts-1-hd`, `gpt-4o-mini-tts`, "
+                                            "anything); it selects nothing: the voice does.")
+    input: str = Field(description=_TEXT)
+    voice: str | VoiceRef | None = Field(
+        None, description="One of our voice ids, or an OpenAI voice name mapped to one of ours (see "
+                          "`GET /v1/audio/voices`, `openai_voices`); default: the configured voice.")
+    response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = Field(
+        "mp3", description="`opus` is Opus in Ogg; `pcm` is raw 16-bit signed little-endian mono at 24 kHz "
+                           "(the voice's rate: Piper's is 22.05 kHz).")
+    speed: float = Field(1.0, ge=MIN_SPEED, le=MAX_SPEED,
+                         description=f"{_SPEED} OpenAI allows 0.25 to 4.0; outside our range is a 422.")
+    instructions: str | None = Field(None, description="Accepted and ignored: our voices take no style prompt.")
+    stream_format: Literal["audio", "sse"] = Field("audio", description="Only `audio` (chunked audio bytes).")
+
+
+class VoiceOut(BaseModel):
+    """A voice as listed: what it is, what it costs, whether it is installed here."""
+
+    id: str
+    description: str
+    engine: str
+    sample_rate: int
+    parameters: int | None
+    size_bytes: int | None
+    license: str
+    rtf: float | None = Field(description="Median wall seconds per second of audio (bench/tts.py, 2 threads).")
+    cpu_rtf: float | None = Field(description="Median CPU seconds per second of audio.")
+    first_audio_s: float | None = Field(description="Wall time to the first audio of a 20-word sentence.")
+    available: bool
+    install: str = Field(description="What to do when it is not available.")
+    default: bool = Field(description="Used when a request names no voice.")
+    openai_names: list[str] = Field(description="OpenAI voice names that speak with this voice.")
+
+
+class VoiceList(BaseModel):
+    voices: list[VoiceOut]
+    default: str = Field(description="The voice id used when a request names none.")
+    openai_voices: dict[str, str] = Field(description="OpenAI voice name → our voice id.")
