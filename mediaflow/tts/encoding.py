@@ -110,6 +110,8 @@ def ffmpeg_command(fmt: str, sample_rate: int) -> list[str]:
         out += ["-ar", "24000"]  # Opus codes only these rates; Piper's 22.05 kHz is resampled
     return [
         shutil.which("ffmpeg") or "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error",
+        # no probing: the input is described below, and probing waits for ~64 KB (about a sentence and a half)
+        "-probesize", "32", "-analyzeduration", "0",
         "-f", "s16le", "-ar", str(sample_rate), "-ac", "1", "-i", "pipe:0",
         *out, *spec.options, "-flush_packets", "1", "-f", spec.muxer, "pipe:1",
     ]
