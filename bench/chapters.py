@@ -169,10 +169,13 @@ def main() -> None:
     ap.add_argument("--source", default="crash_course_psych,huberman_lab")
     ap.add_argument("--limit", type=int, default=0, help="episodes per source (0 = all)")
     ap.add_argument("--penalty", type=float)
-    ap.add_argument("--min-chapter-s", type=float)
-    ap.add_argument("--min-fraction", type=float)
+    ap.add_argument("--prior-weight", type=float)
+    ap.add_argument("--cue-weight", type=float)
+    ap.add_argument("--length-scale", type=float)
     ap.add_argument("--smooth", type=int)
     ap.add_argument("--no-context", action="store_true", help="ignore the episode title")
+    ap.add_argument("--cues", choices=("loo", "shipped", "off"), default="loo",
+                    help="opening-cue table: refit without the scored episode (honest on dev), the shipped one, or none")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "chapters.json"))
     args = ap.parse_args()
 
@@ -186,7 +189,7 @@ def main() -> None:
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     opts = ChapterOptions()
     seg = opts.segment
-    for name in ("penalty", "min_chapter_s", "min_fraction", "smooth"):
+    for name in ("penalty", "prior_weight", "cue_weight", "length_scale", "smooth"):
         v = getattr(args, name)
         if v is not None:
             seg = replace(seg, **{name: v})
@@ -200,12 +203,21 @@ def main() -> None:
         files = sorted((root / source).glob("*.json"))
         episodes += [loader(f) for f in (files[: args.limit] if args.limit else files)]
 
+    from fit_chapter_cues import fit_table
+
+    from mediaflow.chapters.cues import cue_scores
+
     rows = []
     for ep in episodes:
         sents, n = ep["sentences"], len(ep["sentences"])
+        cues = None
+        if args.cues == "loo":
+            cues = cue_scores([s.text for s in sents], fit_table(episodes, exclude=ep))
+        elif args.cues == "off":
+            cues = np.zeros(n)
         t0 = time.process_time()
         chapters = chapterize_sentences(sents, ep["duration"], title=None if args.no_context else ep["title"],
-                                        embedder=embedder, options=opts)
+                                        embedder=embedder, options=opts, cues=cues)
         cpu = time.process_time() - t0
         starts = np.array([s.start for s in sents])
         hyp = [0] + [int(np.argmin(np.abs(starts - c.start))) for c in chapters[1:]]
@@ -244,7 +256,7 @@ def main() -> None:
             vals = [r[m] for r in rs if m in r]
             summary[g][m] = round(float(np.mean(vals)), 4) if vals else None
     result = {"options": {"segment": vars(opts.segment), "titles": vars(opts.titles),
-                          "context": not args.no_context}, "summary": summary, "episodes": rows}
+                          "context": not args.no_context, "cues": args.cues}, "summary": summary, "episodes": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2, default=float))
 

@@ -32,6 +32,9 @@ class Embedder:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         import torch
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a bar per load is noise in CLI output and logs
 
         self.path = Path(path) if path else _bundled_path()
         self.model_id = MODEL_ID if path is None else f"local:{self.path.name}"

@@ -6,12 +6,13 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from mediaflow.chapters.cues import cue_scores
 from mediaflow.chapters.segment import SegmentOptions, boundaries
 from mediaflow.chapters.sentences import Sentence, from_transcript
-from mediaflow.chapters.titles import TitleOptions, make_titles
+from mediaflow.chapters.titles import TitleOptions, make_titles, name_conventional_chapters
 from mediaflow.transcript import Transcript
 
-METHOD = "embed-dp+keyphrase-v1"
+METHOD = "embed-kdp-cues+keyphrase-v2"
 
 
 @dataclass
@@ -28,8 +29,9 @@ class Chapter:
 class ChapterOptions:
     segment: SegmentOptions = field(default_factory=SegmentOptions)
     titles: TitleOptions = field(default_factory=TitleOptions)
-    intro_title: str | None = "Introduction"  # a short opening chapter is called this, as creators do
-    intro_max_s: float = 90.0
+    intro_title: str | None = "Introduction"  # the opening chapter is called this, as creators do
+    outro_title: str | None = "Closing Remarks"  # a last chapter of thanks, credits and sign-off
+    sponsor_titles: bool = True  # a chapter of sponsor reads is "Sponsors: A, B"
 
 
 def chapterize(
@@ -51,7 +53,9 @@ def chapterize_sentences(
     description: str | None = None,
     embedder=None,
     options: ChapterOptions | None = None,
+    cues=None,
 ) -> list[Chapter]:
+    """Chapters for timed sentences. `cues` overrides the per-sentence opening log-odds (benchmarks)."""
     opts = options or ChapterOptions()
     if not sents:
         return []
@@ -70,17 +74,16 @@ def chapterize_sentences(
         np.array([s.pause_before for s in sents]),
         context=context,
         opts=opts.segment,
+        cues=cue_scores([s.text for s in sents]) if cues is None else cues,
     )
     spans = list(zip(cuts, cuts[1:] + [len(sents)]))
     texts = [[s.text for s in sents[a:b]] for a, b in spans]
     vecs = np.stack([_unit(emb[a:b].mean(0)) for a, b in spans])
     episode_vec = _unit(emb.mean(0) if context is None else 0.5 * emb.mean(0) + 0.5 * context)
     titles = make_titles(texts, vecs, episode_vec, embedder.encode, opts.titles)
+    titles = name_conventional_chapters(titles, texts, opts)
     starts = [0.0] + [_boundary_time(sents, a) for a, _ in spans[1:]]
     chapters = [Chapter(round(s, 2), round(e, 2), t) for s, e, t in zip(starts, starts[1:] + [end], titles)]
-    if opts.intro_title and len(chapters) > 2 and chapters[0].end <= opts.intro_max_s:
-        if opts.intro_title.lower() not in {c.title.lower() for c in chapters}:
-            chapters[0].title = opts.intro_title
     return chapters
 
 

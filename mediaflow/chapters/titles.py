@@ -40,6 +40,9 @@ something someone somebody anything everything everyone way ways time times peop
 example examples talk talking call called little big good great new first second third next last
 """.split())
 
+# The only function words allowed inside a title phrase: "Theory of Mind", "Smell and Taste".
+CONNECTORS = frozenset("of and for in on to vs with by from the".split())
+
 _TOKEN = re.compile(r"[A-Za-z][A-Za-z'’\-]*[A-Za-z]|[A-Za-z]|\d+(?:\.\d+)?")
 _SMALL = frozenset("a an and as at but by for in of on or the to vs via with".split())
 
@@ -47,14 +50,26 @@ _SMALL = frozenset("a an and as at but by for in of on or the to vs via with".sp
 @dataclass
 class TitleOptions:
     max_candidates: int = 20  # per chapter, after TF-IDF, before embedding
-    episode_weight: float = 0.5  # how much closeness to the whole episode counts against a phrase
-    tfidf_weight: float = 0.3
+    episode_weight: float = 0.0  # how much closeness to the whole episode counts against a phrase
+    tfidf_weight: float = 0.6
     multiword_bonus: float = 0.15
+    pair: bool = True  # join the two best distinct phrases: "Melatonin & Serotonin"
 
 
 def _bad_edge(tok: str) -> bool:
     t = tok.lower().replace("’", "'")
-    return t in STOPWORDS or t in FILLER or t.isdigit() or len(t) < 3
+    return t in STOPWORDS or t in FILLER or t.isdigit() or len(t) < 3 or (t.endswith("ly") and len(t) > 4)
+
+
+def _bad_end(tok: str) -> bool:
+    # "Melatonin Is Released", "Neuromodulator That's Released": a participle ends a clause, not a topic
+    t = tok.lower()
+    return t.endswith("ed") and not tok[:1].isupper() and len(t) > 4
+
+
+def _bad_inside(tok: str) -> bool:
+    t = tok.lower().replace("’", "'")
+    return (t in STOPWORDS and t not in CONNECTORS) or t in FILLER or "'" in t
 
 
 def candidates(sentences: list[str]) -> tuple[Counter, dict[str, str]]:
@@ -66,7 +81,9 @@ def candidates(sentences: list[str]) -> tuple[Counter, dict[str, str]]:
         low = [t.lower().replace("’", "'") for t in toks]
         for n in (1, 2, 3):
             for i in range(len(toks) - n + 1):
-                if _bad_edge(toks[i]) or _bad_edge(toks[i + n - 1]):
+                if _bad_edge(toks[i]) or _bad_edge(toks[i + n - 1]) or (n > 1 and _bad_end(toks[i + n - 1])):
+                    continue
+                if any(_bad_inside(w) for w in toks[i + 1 : i + n - 1]):
                     continue
                 if any(w in FILLER for w in low[i : i + n]):
                     continue
@@ -143,6 +160,13 @@ def make_titles(
             if t.lower() not in used:
                 choice = t
                 break
+        if choice and opts.pair:
+            words = set(choice.lower().split())
+            for key, _ in ranked[:5]:
+                other = title_case(surface[key])
+                if not words & set(other.lower().split()) and len(choice) + 3 + len(other) <= MAX_TITLE:
+                    choice = f"{choice} & {other}"
+                    break
         titles.append(_unique(choice or f"Part {idx + 1}", used))
     return titles
 
@@ -155,3 +179,36 @@ def _unique(title: str, used: set[str]) -> str:
         n += 1
     used.add(title.lower())
     return title
+
+
+# A sign-off: thanks, credits, where to support or subscribe.
+_OUTRO = re.compile(
+    r"\b(thanks? (you )?(so much )?for (watching|listening|joining|tuning)|see you (next|in the next)|until next time|"
+    r"(this|the) (episode|show|podcast) was (written|produced|edited|directed)|(written|produced|edited|directed) by|"
+    r"subscribe|patreon|leave (us )?a review|support (the|this|our) (podcast|show|channel))\b",
+    re.IGNORECASE,
+)
+_SPONSOR = re.compile(r"\b(brought to you by|sponsors?( of)?|sponsored by)\b", re.IGNORECASE)
+_SPONSOR_NAME = re.compile(r"brought to you by ([A-Z][\w&'.\-]*(?: [A-Z][\w&'.\-]*){0,2})")
+
+
+def name_conventional_chapters(titles: list[str], chapter_texts: list[list[str]], opts) -> list[str]:
+    """Name the parts every podcast has the way creators do: introduction, sponsor reads, sign-off."""
+    out = list(titles)
+    n = len(out)
+    if n < 3:
+        return out
+    if opts.sponsor_titles:
+        for i, sents in enumerate(chapter_texts[1:], 1):
+            hits = [s for s in sents if _SPONSOR.search(s)]
+            if len(hits) >= max(1, 0.3 * len(sents)):
+                names = list(dict.fromkeys(m.group(1).rstrip(".") for s in hits for m in _SPONSOR_NAME.finditer(s)))
+                out[i] = shorten("Sponsors: " + ", ".join(names)) if names else "Sponsors"
+    if opts.intro_title:
+        out[0] = opts.intro_title
+    if opts.outro_title:
+        tail = chapter_texts[-1][-12:]  # the sign-off is at the very end
+        if sum(bool(_OUTRO.search(s)) for s in tail) >= 1:
+            out[-1] = opts.outro_title
+    used: set[str] = set()
+    return [_unique(t, used) for t in out]
