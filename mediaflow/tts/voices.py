@@ -3,6 +3,7 @@
     get_voice("teacher").synthesize("Because you listened to X, try Y.")   # float32, 24 kHz
     for audio in get_voice("hibari").stream(text): ...                      # one array per sentence
     [v.id for v in list_voices()]
+    default_voice_id(settings)                                              # "teacher" until a student exists
 
 Every voice reads the same normalised words (`mediaflow.tts.frontend`), so differences between them
 are the models'. The speed figures come from `bench/tts.py` (see `_SPEED`); rerun it and update
@@ -11,7 +12,7 @@ them when a voice changes.
 The `student` slot is for the model distilled from the teacher (trained under `models/`): it is
 listed once its checkpoint exists (`MEDIAFLOW_TTS_STUDENT`, else `models/tts_student/student.pt`)
 and is loaded by `models.tts_student.load_voice(path, threads=...)`, which must return an object
-following `Voice`.
+following `Voice`. From then on it is also the default voice, unless `tts_default_voice` names another.
 """
 
 from __future__ import annotations

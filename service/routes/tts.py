@@ -63,7 +63,7 @@ async def synthesis_limiter(request: Request, s: Settings = Depends(settings)) -
 async def tts(
     body: SpeechIn, s: Settings = Depends(settings), limiter: anyio.CapacityLimiter = Depends(synthesis_limiter),
 ):
-    """Text to speech in wav, mp3, ogg-opus, flac, aac or pcm; streamed sentence by sentence unless `stream` is false."""
+    """Text to speech in wav, mp3, ogg-opus, flac, aac or pcm, sentence by sentence unless `stream` is false."""
     voice_id = body.voice if body.voice is not None else voices.default_voice_id(s)
     return await _speak(body.text, voice_id, body.speed, body.format, body.stream, s, limiter)
 
@@ -99,7 +99,7 @@ def list_voices(
 
 
 def _openai_voice(voice: str | VoiceRef | None, s: Settings) -> str:
-    """Our voice id for what an OpenAI client sent: our own ids first, then OpenAI's names."""
+    """Our voice id for what an OpenAI client sent: one of our ids, or an OpenAI name mapped to one."""
     if voice is None:
         return voices.default_voice_id(s)
     name = (voice.id if isinstance(voice, VoiceRef) else voice).strip().lower()
