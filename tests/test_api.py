@@ -163,3 +163,31 @@ def test_openapi_documents_the_endpoints(api):
     for path in ("/episodes", "/episodes/{episode_id}", "/episodes/{episode_id}/transcript", "/health"):
         assert path in spec["paths"]
     assert json.dumps(spec)  # serialisable
+
+
+def test_chapters_in_every_format_and_as_tagged_mp3(api, settings, long_speech_wav):
+    from mutagen.id3 import ID3
+
+    from flows.episodes import process_episode
+    from mediaflow.chapters.formats import parse_youtube
+
+    eid = process_episode(str(long_speech_wav), title="Coffee, sleep and computers")
+    ours = api.get(f"/episodes/{eid}/chapters").json()["chapters"]
+    assert ours and ours[0]["start"] == 0
+    pod = api.get(f"/episodes/{eid}/chapters", params={"format": "podcast"})
+    assert pod.headers["content-type"].startswith("application/json+chapters")
+    assert pod.json()["version"] == "1.2.0" and len(pod.json()["chapters"]) == len(ours)
+    vtt = api.get(f"/episodes/{eid}/chapters", params={"format": "vtt"})
+    assert vtt.text.startswith("WEBVTT") and vtt.text.count(" --> ") == len(ours)
+    yt = api.get(f"/episodes/{eid}/chapters", params={"format": "youtube"})
+    if len(ours) >= 3:
+        assert [t for t, _ in parse_youtube(yt.text)][0] == 0 and len(parse_youtube(yt.text)) == len(ours)
+    else:  # YouTube needs three: a clear refusal, not a broken list
+        assert yt.status_code == 400 and "at least 3" in yt.json()["error"]["message"]
+    mp3 = api.get(f"/episodes/{eid}/chapters.mp3")
+    assert mp3.status_code == 200 and mp3.headers["content-type"] == "audio/mpeg"
+    path = settings.data_path / "check.mp3"
+    path.write_bytes(mp3.content)
+    chaps = sorted(ID3(path).getall("CHAP"), key=lambda f: f.start_time)
+    assert [str(c.sub_frames["TIT2"]) for c in chaps] == [c["title"] for c in ours]
+    assert api.get("/episodes/nope/chapters").status_code == 404

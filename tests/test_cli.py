@@ -61,3 +61,27 @@ def test_process_stores_and_lists_the_episode(tmp_path, speech_wav):
     assert summary["transcript"]["words"] >= 20
     r = run("episodes", env=env)
     assert summary["id"] in r.stdout and "1 episode(s)" in r.stderr
+
+
+def test_chapters_from_a_podcasting20_transcript_json(tmp_path):
+    from test_chapters import TOPICS
+
+    segs, t = [], 0.0
+    for sents in TOPICS.values():
+        for s in sents:
+            segs.append({"startTime": t, "endTime": t + 5.6, "body": s})
+            t += 6.0
+    src = tmp_path / "episode.transcript.json"
+    src.write_text(json.dumps({"version": "1.0.0", "segments": segs}))
+    r = run("chapters", str(src), "--format", "podcast", "--title", "Four topics")
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = json.loads(r.stdout)
+    assert doc["version"] == "1.2.0" and doc["title"] == "Four topics"
+    starts = [c["startTime"] for c in doc["chapters"]]
+    assert starts[0] == 0 and starts == sorted(starts) and 3 <= len(starts) <= 8
+    r = run("chapters", str(src), "--format", "youtube")
+    assert r.returncode == 0 and r.stdout.startswith("00:00 ")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"not": "a transcript"}')
+    r = run("chapters", str(bad))
+    assert r.returncode == 2 and "segments" in r.stderr

@@ -64,3 +64,20 @@ def test_process_folder_picks_up_new_files_once(settings, speech_wav, speech_mp3
     assert get_store(settings.db_url).count() == 2
     again = process_folder()
     assert again["processed"] == [] and list(again["failed"]) == ["broken.mp3"]
+
+
+def test_chapters_are_stored_and_a_rerun_replaces_them(settings, long_speech_wav):
+    from mediaflow.store import ChaptersRow
+
+    eid = process_episode(str(long_speech_wav), title="Coffee, sleep and computers")
+    store = get_store(settings.db_url)
+    chapters, method = store.get_chapters(eid)
+    assert chapters and chapters[0]["start"] == 0.0
+    assert chapters[-1]["end"] == pytest.approx(store.get_episode(eid).duration_s, abs=1.0)
+    assert all(c["title"] and len(c["title"]) <= 40 for c in chapters)
+    store.save_chapters(eid, [{"start": 0.0, "end": 1.0, "title": "stale"}], method="an-older-method")
+    process_episode(str(long_speech_wav))  # the method changed: chapters are redone, not added
+    with store.session() as s:
+        assert s.query(ChaptersRow).count() == 1
+    again, method2 = store.get_chapters(eid)
+    assert method2 != "an-older-method" and again == chapters
