@@ -1,0 +1,126 @@
+"""Distilling the Kokoro teacher into the small student voice (`models/tts_student`), step by step.
+
+    write_corpus(data_dir)                 # 1. code-generated sentences, benchmark held out
+    synthesize(data_dir, part=0, parts=2)  # 2. the teacher speaks them: ids, durations, audio (resumable shards)
+    features(data_dir)                     # 3. log-mel targets (torchaudio)
+    train(data_dir, preset="cpu")          # 4. acoustic model + vocoder (models/tts_student/train.py)
+    evaluate(checkpoint)                   # 5. the yardstick (bench/tts.py) on held-out sentences
+    register(checkpoint)                   # 6. ship it where the voice registry looks
+
+Sequence-level knowledge distillation: the student learns from what the teacher *said* (its audio
+and per-phoneme durations), never from human recordings. Every step skips work already on disk, so
+an interrupted run picks up where it stopped. `flows/distill.py` is the Prefect shell over these.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mediaflow.audio import atomic_copy, atomic_write_bytes
+from mediaflow.errors import DependencyMissing, InvalidInput, ModelUnavailable
+from mediaflow.tts import distill_corpus
+from models.tts_student import data
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH_SENTENCES = ROOT / "bench" / "tts_sentences.txt"
+SHIPPED = ROOT / "models" / "tts_student" / "student.pt"
+SHARD_SIZE = 40  # sentences per shard: a lost shard costs about a minute of teacher time
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("MEDIAFLOW_DISTILL_DIR", ROOT / "data" / "distill"))
+
+
+def held_out() -> list[str]:
+    """The benchmark's sentences: never trained on."""
+    lines = [ln.strip() for ln in BENCH_SENTENCES.read_text(encoding="utf-8").splitlines()]
+    return [ln for ln in lines if ln and not ln.startswith("#")]
+
+
+# -- 1. corpus --------------------------------------------------------------------------------------
+def write_corpus(data_dir: str | Path | None = None, n: int = 3200, seed: int = 0) -> Path:
+    """corpus.txt: `n` generated sentences, one a line; kept as is when it already exists."""
+    path = Path(data_dir or default_data_dir()) / "corpus.txt"
+    if path.is_file():
+        return path
+    lines = distill_corpus.generate(n, seed, held_out())
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+    return path
+
+
+def read_corpus(data_dir: str | Path | None = None) -> list[str]:
+    path = Path(data_dir or default_data_dir()) / "corpus.txt"
+    if not path.is_file():
+        raise InvalidInput(f"no corpus at {path}: run write_corpus first")
+    return [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+
+
+# -- 2. teacher synthesis -----------------------------------------------------------------------------
+def shard_path(data_dir: Path, k: int) -> Path:
+    return data_dir / "shards" / f"{k:04d}.npz"
+
+
+def synthesize(
+    data_dir: str | Path | None = None, part: int = 0, parts: int = 1, threads: int = 1,
+    voice: str = "af_heart", log=print,
+) -> int:
+    """Have the teacher speak shard k for every k ≡ part (mod parts) that is not on disk yet.
+
+    Run `parts` processes side by side with one thread each (better throughput than one process with
+    several). Each shard is one .npz written atomically: an interruption loses at most one shard.
+    Returns the number of shards written.
+    """
+    from mediaflow.tts.kokoro import KokoroTeacher
+
+    data_dir = Path(data_dir or default_data_dir())
+    lines = read_corpus(data_dir)
+    teacher = KokoroTeacher(voice, threads=threads)
+    n_shards = (len(lines) + SHARD_SIZE - 1) // SHARD_SIZE
+    written = 0
+    for k in range(part, n_shards, parts):
+        path = shard_path(data_dir, k)
+        if path.is_file():
+            continue
+        t0 = time.perf_counter()
+        items = []
+        for text in lines[k * SHARD_SIZE: (k + 1) * SHARD_SIZE]:
+            items.extend(teacher.synthesize_with_alignment(text))
+        atomic_write_bytes(path, data.write_shard([
+            {"text": a.text, "phonemes": a.phonemes, "ids": a.ids, "durations": a.durations, "audio": a.audio}
+            for a in items]))
+        written += 1
+        seconds = sum(a.seconds for a in items)
+        log(f"shard {k}/{n_shards}: {len(items)} utterances, {seconds:.0f} s audio in {time.perf_counter() - t0:.0f} s")
+    return written
+
+
+def shards(data_dir: str | Path | None = None) -> list[Path]:
+    return sorted((Path(data_dir or default_data_dir()) / "shards").glob("*.npz"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m mediaflow.tts.distill corpus|synth [--part K --parts N]`: the long steps, in the background."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("step", choices=["corpus", "synth"])
+    ap.add_argument("--data", default=None)
+    ap.add_argument("--part", type=int, default=0)
+    ap.add_argument("--parts", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    if args.step == "corpus":
+        print(write_corpus(args.data))
+    else:
+        synthesize(args.data, args.part, args.parts, args.threads, log=lambda m: print(m, flush=True))
+
+
+if __name__ == "__main__":
+    main()

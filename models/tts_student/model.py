@@ -1,0 +1,166 @@
+"""The student's acoustic model: phoneme ids → 80-band log-mel at 24 kHz, hop 300 (FastSpeech 2 family).
+
+    ids ─ embed ─ encoder (FFT blocks) ─┬─ duration predictor → log(1 + frames)
+                                        └─ length regulator (× teacher durations, or predicted ones)
+                                             ─ decoder (FFT blocks, 40 frames/s) ─ linear → 2 mel frames per step
+
+Durations are in the teacher's units: frames of 600 samples (25 ms). The decoder runs at that rate and
+emits two 300-sample mel frames per step, so the vocoder sees 80 frames/s while attention and the
+feed-forward convolutions pay for only 40. An FFT block is FastSpeech's: self-attention, then a
+feed-forward made of two 1-D convolutions, each in a pre-norm residual.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class StudentConfig:
+    n_vocab: int = 178  # Kokoro's phoneme ids are 0..177; 0 is the pad at each end of a chunk
+    d_model: int = 128
+    n_heads: int = 2
+    enc_layers: int = 4
+    dec_layers: int = 4
+    ff_mult: int = 2  # feed-forward width = ff_mult * d_model
+    ff_kernel: int = 3  # the first feed-forward conv sees one position either side
+    dropout: float = 0.0  # the teacher is deterministic: little to overfit to, and dropout costs a fifth of a CPU step
+    dur_channels: int = 128
+    dur_kernel: int = 3
+    n_mels: int = 80
+    frames_per_step: int = 2  # mel frames (hop 300) per duration frame (600 samples)
+    sample_rate: int = 24_000
+    hop: int = 300
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def sinusoids(length: int, dim: int, device=None) -> torch.Tensor:
+    pos = torch.arange(length, device=device, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    pe = torch.zeros(length, dim, device=device)
+    pe[:, 0::2], pe[:, 1::2] = torch.sin(pos * freq), torch.cos(pos * freq)
+    return pe
+
+
+class ConvFeedForward(nn.Module):
+    def __init__(self, d: int, hidden: int, kernel: int, dropout: float):
+        super().__init__()
+        self.conv1 = nn.Conv1d(d, hidden, kernel, padding=kernel // 2)
+        self.conv2 = nn.Conv1d(hidden, d, 1)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x, mask):  # x (B, T, d); mask (B, T, 1), 1 where real
+        h = F.gelu(self.conv1((x * mask).transpose(1, 2)))
+        return self.drop(self.conv2(self.drop(h)).transpose(1, 2))
+
+
+class FFTBlock(nn.Module):
+    def __init__(self, cfg: StudentConfig):
+        super().__init__()
+        d = cfg.d_model
+        self.n_heads = cfg.n_heads
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.ff = ConvFeedForward(d, cfg.ff_mult * d, cfg.ff_kernel, cfg.dropout)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.p = cfg.dropout
+
+    def forward(self, x, mask):  # mask (B, T, 1)
+        B, T, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).view(B, T, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        attn_mask = mask[:, None, None, :, 0].bool()  # (B, 1, 1, T): keys that exist
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=self.p if self.training else 0.0)
+        x = x + self.drop(self.proj(y.transpose(1, 2).reshape(B, T, d)))
+        return (x + self.ff(self.ln2(x), mask)) * mask
+
+
+class DurationPredictor(nn.Module):
+    """Two convolutions over the encoder output → log(1 + frames) per token."""
+
+    def __init__(self, cfg: StudentConfig):
+        super().__init__()
+        c, k = cfg.dur_channels, cfg.dur_kernel
+        self.conv1, self.conv2 = nn.Conv1d(cfg.d_model, c, k, padding=k // 2), nn.Conv1d(c, c, k, padding=k // 2)
+        self.ln1, self.ln2 = nn.LayerNorm(c), nn.LayerNorm(c)
+        self.out = nn.Linear(c, 1)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x, mask):
+        h = self.drop(self.ln1(F.relu(self.conv1((x * mask).transpose(1, 2))).transpose(1, 2)))
+        h = self.drop(self.ln2(F.relu(self.conv2((h * mask).transpose(1, 2))).transpose(1, 2)))
+        return self.out(h).squeeze(-1) * mask[..., 0]
+
+
+def regulate(h: torch.Tensor, durations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Repeat token i of each row durations[b, i] times: (B, N, d), (B, N) → (B, T, d), frame mask (B, T, 1)."""
+    ends = durations.cumsum(1)  # (B, N)
+    total = ends[:, -1]
+    T = max(int(total.max()), 1)
+    frames = torch.arange(T, device=h.device)[None, :].expand(len(h), T)
+    index = torch.searchsorted(ends, frames, right=True).clamp(max=h.shape[1] - 1)  # token owning each frame
+    out = torch.gather(h, 1, index[..., None].expand(-1, -1, h.shape[2]))
+    mask = (frames < total[:, None]).float()[..., None]
+    return out * mask, mask
+
+
+def durations_from_log(log_d: torch.Tensor, mask: torch.Tensor, speed: float = 1.0) -> torch.Tensor:
+    """Predicted log(1 + frames) → whole frames, scaled by 1/speed, rounded on the running sum so
+    rounding errors do not pile up over a long sentence; every real token keeps at least one frame."""
+    d = (torch.exp(log_d) - 1).clamp(min=0) / speed * mask
+    ends = torch.round(d.cumsum(-1))
+    d = torch.diff(ends, dim=-1, prepend=torch.zeros_like(ends[..., :1]))
+    return torch.maximum(d, mask).long()
+
+
+class AcousticModel(nn.Module):
+    def __init__(self, cfg: StudentConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.n_vocab, cfg.d_model)
+        self.encoder = nn.ModuleList(FFTBlock(cfg) for _ in range(cfg.enc_layers))
+        self.enc_ln = nn.LayerNorm(cfg.d_model)
+        self.duration = DurationPredictor(cfg)
+        self.decoder = nn.ModuleList(FFTBlock(cfg) for _ in range(cfg.dec_layers))
+        self.dec_ln = nn.LayerNorm(cfg.d_model)
+        self.to_mel = nn.Linear(cfg.d_model, cfg.n_mels * cfg.frames_per_step)
+        self.scale = math.sqrt(cfg.d_model)
+
+    def encode(self, ids, id_mask):
+        x = self.embed(ids) * self.scale + sinusoids(ids.shape[1], self.cfg.d_model, ids.device)
+        for block in self.encoder:
+            x = block(x, id_mask)
+        return self.enc_ln(x) * id_mask
+
+    def decode(self, h, frame_mask):
+        x = h + sinusoids(h.shape[1], self.cfg.d_model, h.device) * frame_mask
+        for block in self.decoder:
+            x = block(x, frame_mask)
+        B, T, _ = x.shape
+        mel = self.to_mel(self.dec_ln(x)).view(B, T * self.cfg.frames_per_step, self.cfg.n_mels)
+        return mel, frame_mask.repeat_interleave(self.cfg.frames_per_step, 1)
+
+    def forward(self, ids, id_lengths, durations):
+        """Teacher forcing: ids (B, N), id_lengths (B,), teacher durations (B, N) →
+        mel (B, 2T, n_mels), mel mask (B, 2T, 1), predicted log durations (B, N)."""
+        id_mask = (torch.arange(ids.shape[1], device=ids.device)[None] < id_lengths[:, None]).float()[..., None]
+        h = self.encode(ids, id_mask)
+        log_d = self.duration(h.detach(), id_mask)  # FastSpeech 2: the predictor does not steer the encoder
+        mel, mel_mask = self.decode(*regulate(h, durations * id_mask[..., 0].long()))
+        return mel, mel_mask, log_d
+
+    @torch.inference_mode()
+    def infer(self, ids: torch.Tensor, speed: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """One utterance: ids (N,) with pads → (mel (2T, n_mels), durations (N,))."""
+        ids = ids[None]
+        id_mask = torch.ones(1, ids.shape[1], 1)
+        h = self.encode(ids, id_mask)
+        d = durations_from_log(self.duration(h, id_mask), id_mask[..., 0], speed)
+        mel, _ = self.decode(*regulate(h, d))
+        return mel[0], d[0]

@@ -1,0 +1,312 @@
+"""Train the student on what the teacher said: the acoustic model, the vocoder, then export student.pt.
+
+    python -m models.tts_student.train --preset=cpu --part=acoustic   # one process per part, side by side
+    python -m models.tts_student.train --preset=cpu --part=vocoder
+    python -m models.tts_student.train --preset=cpu --part=export     # → {out_dir}/student.pt
+    python -m models.tts_student.train --preset=cuda --part=all --device=cuda
+
+Every hyperparameter is a global below; a preset overrides some, and `--name=value` overrides both.
+Each part checkpoints to {out_dir}/{part}.pt every `ckpt_minutes` and resumes from it when rerun, so
+an interruption costs minutes. The learning rate follows warmup + cosine over whichever runs out
+first, steps or the part's time budget (`*_minutes`): on a busy shared CPU the run still ends with a
+decayed rate instead of being cut off mid-schedule.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from models.tts_student import export as export_mod
+from models.tts_student.data import TEACHER_HOP, LogMel, MelConfig, load_corpus
+from models.tts_student.model import AcousticModel, StudentConfig
+from models.tts_student.vocoder import Vocoder, VocoderConfig
+
+# -- hyperparameters -----------------------------------------------------------------------------
+preset = "cpu"
+part = "all"  # acoustic | vocoder | export | all
+data_dir = "data/distill"
+out_dir = "data/distill/run"
+device = "cpu"
+threads = 0  # 0: torch's default
+seed = 1337
+val_fraction = 0.02
+log_every = 50
+ckpt_minutes = 5.0
+# acoustic model
+ac_steps = 4000
+ac_minutes = 40.0
+ac_batch = 16
+ac_lr = 1e-3
+ac_warmup = 200
+ac_dur_weight = 1.0
+# vocoder
+voc_steps = 4000
+voc_minutes = 40.0
+voc_batch = 16
+voc_segment = 32  # mel frames per training crop (0.4 s)
+voc_lr = 1e-3
+voc_warmup = 200
+voc_mel_weight = 1.0
+# network sizes: StudentConfig / VocoderConfig fields, prefixed
+model_overrides: dict = {}
+vocoder_overrides: dict = {}
+export_dtype = "int8"  # int8 | fp16 | fp32
+
+PRESETS = {
+    # Finishes in about 85 minutes on 2 shared cores: both parts side by side, one thread each.
+    "cpu": dict(ac_steps=4000, ac_minutes=40.0, voc_steps=4000, voc_minutes=40.0, threads=1),
+    # A GPU: same networks, far more steps and bigger batches (untested here: no GPU on this machine).
+    "cuda": dict(device="cuda", ac_steps=60_000, ac_minutes=0.0, ac_batch=48, ac_lr=1e-3, ac_warmup=2000,
+                 voc_steps=300_000, voc_minutes=0.0, voc_batch=32, voc_segment=64, voc_lr=5e-4, voc_warmup=2000,
+                 log_every=200, ckpt_minutes=10.0),
+    # Seconds, for tests: tiny networks, a few steps.
+    "tiny": dict(ac_steps=30, ac_minutes=0.0, ac_batch=4, ac_warmup=5, ac_lr=3e-3, voc_steps=10, voc_minutes=0.0,
+                 voc_batch=2, voc_segment=16, voc_warmup=2, log_every=10, val_fraction=0.2, export_dtype="fp16",
+                 model_overrides=dict(d_model=32, n_heads=2, enc_layers=1, dec_layers=1, dur_channels=32),
+                 vocoder_overrides=dict(dim=32, intermediate=64, layers=1)),
+}
+
+
+def configure(argv: list[str]) -> dict:
+    """Apply the preset named on the command line, then every --name=value."""
+    g = globals()
+    args = dict(a[2:].split("=", 1) for a in argv if a.startswith("--") and "=" in a)
+    for k, v in PRESETS[args.get("preset", preset)].items():
+        g[k] = v
+    for k, v in args.items():
+        if k not in g or k.startswith("_"):
+            raise SystemExit(f"unknown setting --{k}")
+        g[k] = type(g[k])(v) if not isinstance(g[k], (dict, bool)) else eval(v)
+    names = [k for k, v in g.items() if not k.startswith("_") and k.islower()
+             and isinstance(v, (int, float, str, dict)) and k not in ("fields",)]
+    return {k: g[k] for k in names if k not in ("PRESETS",)}
+
+
+def model_config() -> StudentConfig:
+    return StudentConfig(**model_overrides)
+
+
+def vocoder_config() -> VocoderConfig:
+    return VocoderConfig(**vocoder_overrides)
+
+
+# -- data ------------------------------------------------------------------------------------------
+def split(utts: list[dict]) -> tuple[list[dict], list[dict]]:
+    order = np.random.default_rng(0).permutation(len(utts))
+    n_val = max(1, int(len(utts) * val_fraction))
+    return [utts[i] for i in order[n_val:]], [utts[i] for i in order[:n_val]]
+
+
+def acoustic_batches(utts: list[dict], batch: int, rng: random.Random):
+    """Endless batches of similar length (less padding): sort a shuffled pool, cut, shuffle the cuts."""
+    while True:
+        idx = list(range(len(utts)))
+        rng.shuffle(idx)
+        pool = 50 * batch
+        cuts = []
+        for p in range(0, len(idx), pool):
+            chunk = sorted(idx[p: p + pool], key=lambda i: len(utts[i]["mel"]))
+            cuts += [chunk[i: i + batch] for i in range(0, len(chunk), batch)]
+        rng.shuffle(cuts)
+        for c in cuts:
+            yield collate([utts[i] for i in c])
+
+
+def collate(us: list[dict]) -> dict:
+    n = max(len(u["ids"]) for u in us)
+    t = max(len(u["mel"]) for u in us)
+    ids, dur = torch.zeros(len(us), n, dtype=torch.long), torch.zeros(len(us), n, dtype=torch.long)
+    mel = torch.zeros(len(us), t, us[0]["mel"].shape[1])
+    for b, u in enumerate(us):
+        ids[b, : len(u["ids"])] = torch.from_numpy(u["ids"])
+        dur[b, : len(u["ids"])] = torch.from_numpy(u["durations"])
+        mel[b, : len(u["mel"])] = torch.from_numpy(u["mel"].astype(np.float32))
+    return {"ids": ids, "lengths": torch.tensor([len(u["ids"]) for u in us]), "durations": dur, "mel": mel}
+
+
+def vocoder_batch(utts: list[dict], batch: int, segment: int, rng: random.Random, hop: int) -> dict:
+    mels, audio = [], []
+    for u in rng.choices(utts, k=batch):
+        f = rng.randrange(0, max(1, len(u["mel"]) - segment))
+        m = u["mel"][f: f + segment].astype(np.float32)
+        a = u["audio"][f * hop: (f + segment) * hop].astype(np.float32) / 32767
+        if len(m) < segment:  # a clip shorter than the crop: pad with silence
+            m = np.pad(m, ((0, segment - len(m)), (0, 0)), constant_values=np.log(MelConfig.floor))
+            a = np.pad(a, (0, segment * hop - len(a)))
+        mels.append(m)
+        audio.append(a)
+    return {"mel": torch.from_numpy(np.stack(mels)), "audio": torch.from_numpy(np.stack(audio))}
+
+
+# -- losses ---------------------------------------------------------------------------------------
+def acoustic_loss(model, b: dict) -> tuple[torch.Tensor, dict]:
+    mel, mask, log_d = model(b["ids"], b["lengths"], b["durations"])
+    target = b["mel"][:, : mel.shape[1]]
+    n = mask.sum() * mel.shape[2]
+    mel_l1 = ((mel - target).abs() * mask).sum() / n
+    id_mask = (torch.arange(b["ids"].shape[1], device=mel.device)[None] < b["lengths"][:, None]).float()
+    dur = (((log_d - torch.log1p(b["durations"].float())) ** 2) * id_mask).sum() / id_mask.sum()
+    return mel_l1 + ac_dur_weight * dur, {"mel_l1": mel_l1.item(), "dur": dur.item()}
+
+
+class SpectralLoss(torch.nn.Module):
+    """Multi-resolution STFT (spectral convergence + log-magnitude L1) and log-mel L1."""
+
+    def __init__(self, resolutions=((512, 128), (1024, 256), (2048, 512))):
+        super().__init__()
+        self.resolutions = resolutions
+        self.logmel = LogMel(MelConfig())
+        for n_fft, _ in resolutions:
+            self.register_buffer(f"win{n_fft}", torch.hann_window(n_fft), persistent=False)
+
+    def forward(self, y_hat, y) -> tuple[torch.Tensor, dict]:
+        stft = 0.0
+        for n_fft, hop in self.resolutions:
+            w = getattr(self, f"win{n_fft}")
+            S = torch.stft(y, n_fft, hop, window=w, return_complex=True).abs().clamp_min(1e-7)
+            S_hat = torch.stft(y_hat, n_fft, hop, window=w, return_complex=True).abs().clamp_min(1e-7)
+            sc = torch.linalg.norm(S - S_hat) / torch.linalg.norm(S).clamp_min(1e-7)
+            stft = stft + sc + F.l1_loss(S_hat.log(), S.log())
+        stft = stft / len(self.resolutions)
+        mel = F.l1_loss(self.logmel(y_hat), self.logmel(y))
+        return stft + voc_mel_weight * mel, {"stft": float(stft), "mel_l1": mel.item()}
+
+
+# -- the loop ---------------------------------------------------------------------------------------
+def lr_at(step: int, elapsed: float, steps: int, minutes: float, peak: float, warmup: int) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    if minutes:
+        progress = max(progress, elapsed / (60 * minutes))
+    return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def run(which: str, train: list[dict], val: list[dict], log=print) -> Path:
+    """Train one part until its steps or minutes run out; resumes from {out_dir}/{which}.pt."""
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / f"{which}.pt"
+    if which == "acoustic":
+        cfg, steps, minutes, peak, warmup = model_config(), ac_steps, ac_minutes, ac_lr, ac_warmup
+        model = AcousticModel(cfg)
+        with torch.no_grad():  # start the output at the average frame: the first steps are not wasted on it
+            model.to_mel.bias.copy_(torch.from_numpy(np.concatenate([u["mel"] for u in train[:200]]).mean(0)
+                                                     .astype(np.float32)).repeat(cfg.frames_per_step))
+        batches = acoustic_batches(train, ac_batch, rng)
+        loss_fn = lambda b: acoustic_loss(model, b)  # noqa: E731
+    else:
+        cfg, steps, minutes, peak, warmup = vocoder_config(), voc_steps, voc_minutes, voc_lr, voc_warmup
+        model = Vocoder(cfg)
+        spectral = SpectralLoss().to(device)
+        batches = iter(lambda: vocoder_batch(train, voc_batch, voc_segment, rng, cfg.hop), None)
+        loss_fn = lambda b: spectral(model(b["mel"]), b["audio"])  # noqa: E731
+    model.to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=peak, betas=(0.9, 0.98), weight_decay=0.01)
+    step, elapsed, history = 0, 0.0, []
+    if ckpt_path.is_file():
+        ck = torch.load(ckpt_path, map_location=device, weights_only=True)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        step, elapsed, history = ck["step"], ck["elapsed_s"], ck["history"]
+        rng.seed(seed + step)
+        log(f"{which}: resumed at step {step} ({elapsed / 60:.1f} min)")
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"{which}: {n_params / 1e6:.2f} M parameters, {len(train)} train / {len(val)} val utterances")
+
+    def save():
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "elapsed_s": elapsed,
+                    "history": history, "config": cfg.to_dict(), "part": which}, ckpt_path.with_suffix(".tmp"))
+        ckpt_path.with_suffix(".tmp").replace(ckpt_path)
+
+    def evaluate() -> dict:
+        model.eval()
+        vr = random.Random(0)
+        with torch.no_grad():
+            if which == "acoustic":
+                parts = [acoustic_loss(model, _to(collate(val[i: i + 16])))[1] for i in range(0, len(val), 16)]
+            else:
+                parts = [loss_fn(_to(vocoder_batch(val, 8, voc_segment, vr, cfg.hop)))[1] for _ in range(4)]
+        model.train()
+        return {k: round(float(np.mean([p[k] for p in parts])), 4) for k in parts[0]}
+
+    started, last_ckpt, running = time.perf_counter() - elapsed, time.perf_counter(), []
+    budget = 60 * minutes if minutes else float("inf")
+    model.train()
+    while step < steps and elapsed < budget:
+        lr = lr_at(step, elapsed, steps, minutes, peak, warmup)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        loss, parts = loss_fn(_to(next(batches)))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        elapsed = time.perf_counter() - started
+        running.append(parts)
+        if step % log_every == 0 or step == steps:
+            avg = {k: round(float(np.mean([r[k] for r in running])), 4) for k in running[0]}
+            row = {"step": step, "minutes": round(elapsed / 60, 2), "lr": round(lr, 6), "train": avg}
+            if step % (log_every * 5) == 0 or step == steps:
+                row["val"] = evaluate()
+            history.append(row)
+            log(f"{which} {row}")
+            running = []
+        if time.perf_counter() - last_ckpt > 60 * ckpt_minutes:
+            save()
+            last_ckpt = time.perf_counter()
+    if not history or "val" not in history[-1]:
+        history.append({"step": step, "minutes": round(elapsed / 60, 2), "val": evaluate()})
+        log(f"{which} {history[-1]}")
+    save()
+    return ckpt_path
+
+
+def _to(batch: dict) -> dict:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def load_data(log=print) -> tuple[list[dict], list[dict]]:
+    from models.tts_student.data import write_mels
+
+    shards = sorted((Path(data_dir) / "shards").glob("*.npz"))
+    if not shards:
+        raise SystemExit(f"no teacher shards in {data_dir}/shards: run the synthesis step first")
+    logmel = LogMel(MelConfig())
+    for s in shards:
+        write_mels(s, logmel)
+    utts = load_corpus(shards)
+    hours = sum(len(u["audio"]) for u in utts) / MelConfig.sample_rate / 3600
+    log(f"data: {len(utts)} utterances, {hours:.2f} h of teacher audio from {len(shards)} shards")
+    return split(utts)
+
+
+def main(argv: list[str]) -> None:
+    settings = configure(argv)
+    if threads:
+        torch.set_num_threads(threads)
+    log = lambda m: print(m, flush=True)  # noqa: E731
+    if part in ("acoustic", "vocoder", "all"):
+        train, val = load_data(log)
+        for which in (("acoustic", "vocoder") if part == "all" else (part,)):
+            run(which, train, val, log)
+    if part in ("export", "all"):
+        path = export_mod.export(Path(out_dir), Path(out_dir) / "student.pt", export_dtype,
+                                 meta={"train_settings": settings, "data_dir": str(data_dir)})
+        log(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
