@@ -23,9 +23,10 @@ def retry_transient(task, task_run, state) -> bool:
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=retry_transient)
-def ingest_audio(source: str, title: str | None = None) -> str:
+def ingest_audio(source: str, title: str | None = None, description: str | None = None,
+                 show: str | None = None) -> str:
     """Probe, hash and copy the audio into the data dir; returns the episode id."""
-    return pipeline.ingest(source, get_settings(), title=title).id
+    return pipeline.ingest(source, get_settings(), title=title, description=description, show=show).id
 
 
 @task(retries=1, retry_delay_seconds=5, retry_condition_fn=retry_transient)
@@ -54,12 +55,22 @@ def chapterize(episode_id: str) -> int:
     return len(pipeline.chapterize_episode(episode_id, get_settings()))
 
 
+@task(retries=1, retry_delay_seconds=5, retry_condition_fn=retry_transient)
+def featurize(episode_id: str) -> int:
+    """Content features for recommendation; replaces older ones. Returns the keyword count."""
+    return len(pipeline.featurize_episode(episode_id, get_settings()).keywords)
+
+
 @flow(name="process-episode")
-def process_episode(source: str, title: str | None = None, force: bool = False) -> str:
-    """One episode end to end: ingest → transcribe → store → chapterize. Re-runs skip finished work."""
+def process_episode(source: str, title: str | None = None, force: bool = False,
+                    description: str | None = None, show: str | None = None) -> str:
+    """One episode end to end: ingest → transcribe → store → chapterize → featurize.
+
+    Re-runs skip finished work; a newer chapter or feature method redoes exactly that step.
+    """
     settings = get_settings()
     logger = get_run_logger()
-    episode_id = ingest_audio(source, title)
+    episode_id = ingest_audio(source, title, description, show)
     episode = pipeline.get_store(settings.db_url).get_episode(episode_id)
     try:
         redo = force or pipeline.needs_transcript(episode, settings)
@@ -67,8 +78,11 @@ def process_episode(source: str, title: str | None = None, force: bool = False) 
             store_transcript(episode_id, transcribe(episode_id))
         else:
             logger.info("episode %s already transcribed with this model; skipping", episode_id)
-        if redo or pipeline.needs_chapters(episode, settings):
+        rechaptered = redo or pipeline.needs_chapters(episode, settings)
+        if rechaptered:
             chapterize(episode_id)
+        if rechaptered or pipeline.needs_features(episode, settings):
+            featurize(episode_id)
         if redo or episode.status != "done":
             pipeline.mark_done(episode_id, settings)
     except BaseException as exc:

@@ -47,6 +47,7 @@ class AudioInfo:
     bit_rate: int | None = None
     title: str | None = None  # from the file's tags (ID3, Vorbis comment, ...)
     description: str | None = None
+    album: str | None = None  # podcasts put the show's name here
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -112,6 +113,7 @@ def probe(path: str | Path, max_bytes: int | None = None, max_duration_s: float 
         bit_rate=int(fmt["bit_rate"]) if str(fmt.get("bit_rate", "")).isdigit() else None,
         title=_tag(fmt, "title") or _tag(stream, "title"),
         description=_tag(fmt, "description") or _tag(fmt, "comment"),
+        album=_tag(fmt, "album"),
     )
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from mediaflow.asr import Progress, Transcriber
 from mediaflow.audio import AudioInfo, LoudnessMeter, atomic_copy, probe, sha256_file
 from mediaflow.config import AUDIO_EXTENSIONS, Settings
-from mediaflow.errors import InvalidInput
+from mediaflow.errors import InvalidInput, NotFound
 from mediaflow.store import EPISODE_ID_LEN, Episode, Store
 from mediaflow.transcript import Transcript
 
@@ -54,7 +54,12 @@ def title_from(info: AudioInfo, source: Path) -> str:
 
 
 def ingest(
-    source: str | Path, settings: Settings, title: str | None = None, description: str | None = None
+    source: str | Path,
+    settings: Settings,
+    title: str | None = None,
+    description: str | None = None,
+    show: str | None = None,
+    published_at=None,
 ) -> Episode:
     """Validate the audio, copy it into the data dir under its content hash, and record the episode.
 
@@ -81,6 +86,8 @@ def ingest(
             content_hash=digest,
             title=(title or title_from(info, source))[:500],
             description=(description or info.description or None),
+            show=(show or info.album or None),
+            published_at=published_at,
             source_name=source.name[:500],
             audio_path=rel.as_posix(),
             status="pending",
@@ -151,6 +158,30 @@ def chapterize_episode(episode_id: str, settings: Settings) -> list:
     chapters = chapterize(store.get_transcript(episode_id), title=ep.title, description=ep.description)
     store.save_chapters(episode_id, [c.to_dict() for c in chapters], METHOD)
     return chapters
+
+
+def needs_features(episode: Episode, settings: Settings) -> bool:
+    """True when there are no features, or they came from another method or embedding model."""
+    from mediaflow.embed import MODEL_ID
+    from mediaflow.features import FEATURES_VERSION
+
+    return get_store(settings.db_url).features_version(episode.id) != (FEATURES_VERSION, MODEL_ID)
+
+
+def featurize_episode(episode_id: str, settings: Settings):
+    """Content features from the transcript, chapters and audio; stored, replacing older ones."""
+    from mediaflow.features import extract_features
+
+    store = get_store(settings.db_url)
+    ep = store.get_episode(episode_id)
+    try:
+        chapters, _ = store.get_chapters(episode_id)
+    except NotFound:
+        chapters = []
+    features = extract_features(store.get_transcript(episode_id), chapters, ep.title, ep.description,
+                                audio_path=settings.data_path / ep.audio_path)
+    store.save_features(episode_id, features.to_dict())
+    return features
 
 
 def chapters_mp3(episode_id: str, settings: Settings) -> Path:

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import JSON, Float, ForeignKey, Integer, String, Text, create_engine, event, func, select
+from sqlalchemy import JSON, Float, ForeignKey, Integer, String, Text, create_engine, event, func, inspect, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -37,6 +37,8 @@ class Episode(Base):
     content_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     title: Mapped[str] = mapped_column(String(500))
     description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    show: Mapped[str | None] = mapped_column(String(500), nullable=True)  # the show or feed it belongs to
+    published_at: Mapped[datetime | None] = mapped_column(nullable=True)
     source_name: Mapped[str] = mapped_column(String(500))
     audio_path: Mapped[str] = mapped_column(String(1000))  # relative to the data dir
     status: Mapped[str] = mapped_column(String(20), default="pending")  # pending|processing|done|failed
@@ -77,6 +79,18 @@ class ChaptersRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=_now)
 
 
+class FeaturesRow(Base):
+    __tablename__ = "features"
+
+    episode_id: Mapped[str] = mapped_column(ForeignKey("episodes.id", ondelete="CASCADE"), primary_key=True)
+    version: Mapped[str] = mapped_column(String(100))
+    model_id: Mapped[str] = mapped_column(String(200))
+    data: Mapped[dict] = mapped_column(JSON)  # EpisodeFeatures.to_dict()
+    semantic_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    codebook_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+
+
 class Store:
     """The project's database. Construct with an SQLAlchemy URL; tables are created on first use."""
 
@@ -92,6 +106,7 @@ class Store:
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         Base.metadata.create_all(self.engine)
+        _add_missing_columns(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -208,6 +223,50 @@ class Store:
             row = s.get(ChaptersRow, episode_id)
             return row.method if row else None
 
+    # -- features -----------------------------------------------------------------------------
+    def save_features(self, episode_id: str, data: dict) -> None:
+        """Replace the episode's features; its semantic ID stays until the next catalogue refresh."""
+        with self.session() as s:
+            if s.get(Episode, episode_id) is None:
+                raise NotFound(f"episode {episode_id!r} not found")
+            row = s.get(FeaturesRow, episode_id) or FeaturesRow(episode_id=episode_id)
+            row.version, row.model_id, row.data, row.created_at = data["version"], data["model_id"], data, _now()
+            s.add(row)
+
+    def get_features(self, episode_id: str) -> FeaturesRow:
+        with self.session() as s:
+            row = s.get(FeaturesRow, episode_id)
+            ep = s.get(Episode, episode_id) if row is None else None
+        if row is None:
+            if ep is None:
+                raise NotFound(f"episode {episode_id!r} not found")
+            raise NotFound(f"episode {episode_id!r} has no features yet (status: {ep.status})")
+        return row
+
+    def features_version(self, episode_id: str) -> tuple[str, str] | None:
+        with self.session() as s:
+            row = s.get(FeaturesRow, episode_id)
+            return (row.version, row.model_id) if row else None
+
+    def all_features(self) -> list[tuple[Episode, FeaturesRow]]:
+        """Every episode that has features, with them (the recommendation catalogue)."""
+        with self.session() as s:
+            q = select(Episode, FeaturesRow).join(FeaturesRow, FeaturesRow.episode_id == Episode.id)
+            return [(e, f) for e, f in s.execute(q.order_by(Episode.id))]
+
+    def catalogue_stamp(self) -> tuple:
+        """Changes whenever any episode's features or metadata change: a cache key for the catalogue."""
+        with self.session() as s:
+            features = s.execute(select(func.count(FeaturesRow.episode_id), func.max(FeaturesRow.created_at))).one()
+            return (*features, s.scalar(select(func.max(Episode.updated_at))))
+
+    def save_semantic_ids(self, ids: dict[str, str], codebook_version: str) -> None:
+        """Set every episode's semantic ID in one transaction; episodes not in `ids` lose theirs."""
+        with self.session() as s:
+            for row in s.scalars(select(FeaturesRow)):
+                row.semantic_id = ids.get(row.episode_id)
+                row.codebook_version = codebook_version if row.episode_id in ids else None
+
     def transcript_model(self, episode_id: str) -> str | None:
         with self.session() as s:
             row = s.get(TranscriptRow, episode_id)
@@ -216,6 +275,23 @@ class Store:
     def count(self) -> int:
         with self.session() as s:
             return s.scalar(select(func.count()).select_from(Episode)) or 0
+
+
+def _add_missing_columns(engine) -> None:
+    """Add nullable columns that a newer version introduced to tables an older version created.
+
+    Only additive, nullable changes are made here; anything else needs a real migration.
+    """
+    existing = inspect(engine)
+    with engine.begin() as conn:
+        for table in Base.metadata.sorted_tables:
+            if not existing.has_table(table.name):
+                continue
+            have = {c["name"] for c in existing.get_columns(table.name)}
+            for col in table.columns:
+                if col.name not in have and col.nullable:
+                    kind = col.type.compile(dialect=engine.dialect)
+                    conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {kind}'))
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

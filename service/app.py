@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from service import errors
 from service.jobs import Jobs
-from service.routes import episodes, health, tts
+from service.routes import episodes, health, recommendations, tts
 
 
 def create_app() -> FastAPI:
@@ -30,5 +30,6 @@ def create_app() -> FastAPI:
     errors.install(app)
     app.include_router(health.router)
     app.include_router(episodes.router)
+    app.include_router(recommendations.router)
     app.include_router(tts.router)
     return app

@@ -16,7 +16,7 @@ from mediaflow.errors import InputTooLarge, InvalidInput
 from mediaflow.store import Store
 from mediaflow.transcript import MEDIA_TYPES, export
 from service.deps import require_api_key, settings, store
-from service.schemas import EpisodeList, EpisodeOut
+from service.schemas import EpisodeList, EpisodeOut, SuggestionList
 
 router = APIRouter(prefix="/episodes", tags=["episodes"])
 
@@ -59,6 +59,8 @@ async def create_episode(
     file: UploadFile | None = File(None, description="The episode's audio (any format ffmpeg reads)."),
     path: str | None = Form(None, description="Or: a file inside the data dir, relative to it."),
     title: str | None = Form(None, max_length=500),
+    description: str | None = Form(None, max_length=5000),
+    show: str | None = Form(None, max_length=500, description="The show or feed (recommendations cap episodes per show)."),
     s: Settings = Depends(settings),
 ):
     """Add an episode. The audio is checked now; transcription runs as a Prefect flow run."""
@@ -70,14 +72,15 @@ async def create_episode(
     if file is not None:
         source = await _save_upload(file, s)
         try:
-            episode = pipeline.ingest(source, s, title=title or _upload_title(file.filename))
+            episode = pipeline.ingest(source, s, title=title or _upload_title(file.filename),
+                                      description=description, show=show)
         finally:
             source.unlink(missing_ok=True)
     else:
         source = pipeline.resolve_in_data_dir(s, path)
         if not source.is_file():
             raise InvalidInput(f"no file at {path!r} in the data dir")
-        episode = pipeline.ingest(source, s, title=title)
+        episode = pipeline.ingest(source, s, title=title, description=description, show=show)
     if episode.status == "done":
         response.status_code = 200
         return episode
@@ -154,3 +157,23 @@ def get_chapters_mp3(episode_id: str, s: Settings = Depends(settings)):
     """The episode as MP3 with ID3v2 CHAP and CTOC frames, for players that read embedded chapters."""
     path = pipeline.chapters_mp3(episode_id, s)
     return FileResponse(path, media_type="audio/mpeg", filename=f"{episode_id}-chapters.mp3")
+
+
+@router.get("/{episode_id}/features")
+def get_features(episode_id: str, vectors: bool = Query(False, description="Include the embeddings (base64 float32)."),
+                 db: Store = Depends(store)):
+    """Content features: embeddings' model, keywords, entities, chapters, speech and audio descriptors, semantic ID."""
+    from mediaflow.features import EpisodeFeatures
+
+    row = db.get_features(episode_id)
+    body = EpisodeFeatures.from_dict(row.data).to_dict(vectors=vectors)
+    body["semantic_id"], body["codebook_version"] = row.semantic_id, row.codebook_version
+    return body
+
+
+@router.get("/{episode_id}/similar", response_model=SuggestionList)
+def get_similar(episode_id: str, k: int = Query(10, ge=1, le=100), s: Settings = Depends(settings)):
+    """The episodes closest in content, each with the shared topics that make it so and a sentence saying why."""
+    from mediaflow.catalogue import similar_episodes
+
+    return SuggestionList(items=[x.to_dict() for x in similar_episodes(episode_id, s, k)])

@@ -1,0 +1,91 @@
+"""The stored episodes as a recommendation catalogue: similar episodes, recommendations, semantic IDs.
+
+Plain functions over the store and `mediaflow.recommend`; the API and the flows call these.
+The catalogue (features decoded, vectors indexed) is built once and kept until any episode's
+features or metadata change.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mediaflow.config import Settings
+from mediaflow.explain import explain
+from mediaflow.features import EpisodeFeatures
+from mediaflow.recommend import Catalogue, CatalogueItem, Recommendation, recommend, similar
+from mediaflow.semantic_ids import format_id, semantic_ids
+
+_lock = threading.Lock()
+_cache: dict[str, tuple[tuple, Catalogue]] = {}
+
+
+def load_catalogue(settings: Settings) -> Catalogue:
+    """Every episode with features, indexed; rebuilt only when the stored features change."""
+    from mediaflow.pipeline import get_store
+
+    store = get_store(settings.db_url)
+    stamp = store.catalogue_stamp()
+    with _lock:
+        hit = _cache.get(settings.db_url)
+        if hit and hit[0] == stamp:
+            return hit[1]
+        items = []
+        for ep, row in store.all_features():
+            items.append(CatalogueItem(
+                episode_id=ep.id, show=ep.show or "", title=ep.title,
+                published_at=ep.published_at or ep.created_at, features=EpisodeFeatures.from_dict(row.data),
+            ))
+        catalogue = Catalogue(items)
+        _cache[settings.db_url] = (stamp, catalogue)
+        return catalogue
+
+
+@dataclass
+class Suggestion:
+    """A recommendation with the sentence that explains it (what the narration speaks)."""
+
+    recommendation: Recommendation
+    explanation: str
+
+    def to_dict(self) -> dict:
+        return {**self.recommendation.to_dict(), "explanation": self.explanation}
+
+
+def _explained(recs: list[Recommendation]) -> list[Suggestion]:
+    return [Suggestion(r, explain(r.reason).text) for r in recs]
+
+
+def similar_episodes(episode_id: str, settings: Settings, k: int = 10) -> list[Suggestion]:
+    """Nearest episodes by content, each with its reason and explanation."""
+    return _explained(similar(episode_id, load_catalogue(settings), k))
+
+
+def recommend_for(history: list, settings: Settings, k: int = 10, per_show_cap: int | None = 3,
+                  exclude: list[str] | tuple = ()) -> list[Suggestion]:
+    """Ranked episodes for a listening history (ids, or dicts with fraction/seconds), explained."""
+    return _explained(recommend(history, load_catalogue(settings), k, per_show_cap, exclude))
+
+
+def refresh_semantic_ids(settings: Settings, levels: int = 3) -> dict:
+    """Fit the semantic-ID codebook over the catalogue, save it, and give every episode its ID."""
+    from mediaflow.pipeline import get_store
+
+    catalogue = load_catalogue(settings)
+    items = catalogue.items()
+    ids = [it.episode_id for it in items]
+    vectors = np.stack([it.features.embedding for it in items]) if items else np.zeros((0, 384), np.float32)
+    codebook, codes = semantic_ids(ids, vectors, levels=levels, model_id=catalogue.model_id)
+    path = codebook_path(settings, codebook.version)
+    if items and not path.exists():  # the version is a hash of data and parameters: same name, same codebook
+        codebook.save(path)
+    get_store(settings.db_url).save_semantic_ids({i: format_id(c) for i, c in codes.items()}, codebook.version)
+    return {"codebook_version": codebook.version, "episodes": len(ids),
+            "collisions": sum(len(c) > levels for c in codes.values()), "path": str(path) if items else None}
+
+
+def codebook_path(settings: Settings, version: str) -> Path:
+    return settings.data_path / "models" / "semantic-ids" / f"codebook-{version}.npz"

@@ -1,0 +1,83 @@
+"""Features, similar episodes, recommendations and semantic IDs through the flows and the API."""
+
+from __future__ import annotations
+
+import pytest
+
+from flows.catalogue import refresh_semantic_ids
+from flows.episodes import process_episode
+from mediaflow.pipeline import get_store
+from test_api import api  # noqa: F401  (the real-uvicorn fixture)
+
+COFFEE = [
+    "Coffee beans are roasted until they turn brown and smell of caramel.",
+    "A barista grinds the coffee finely and pulls an espresso shot under pressure.",
+    "Arabica coffee grows in the highlands, while robusta coffee tolerates heat.",
+]
+
+
+@pytest.fixture(scope="module")
+def coffee_wav(media_dir):
+    from mediaflow.audio import encode
+    from mediaflow.tts.piper import PiperSpeaker
+
+    sp = PiperSpeaker()
+    path = media_dir / "coffee.wav"
+    path.write_bytes(encode(sp.speak_paragraphs(COFFEE), sp.sample_rate, "wav"))
+    return path
+
+
+@pytest.fixture
+def three_episodes(settings, speech_wav, long_speech_wav, coffee_wav):
+    ids = {
+        "volcano": process_episode(str(speech_wav), title="Volcano at dawn", show="Earth Weekly"),
+        "mixed": process_episode(str(long_speech_wav), title="Coffee, sleep and computers", show="The Curious Hour"),
+        "coffee": process_episode(str(coffee_wav), title="How coffee is made", show="Cup by Cup"),
+    }
+    return ids
+
+
+def test_features_similar_and_recommendations(api, settings, three_episodes):  # noqa: F811
+    ids = three_episodes
+    f = api.get(f"/episodes/{ids['coffee']}/features").json()
+    assert f["model_id"].endswith("all-MiniLM-L6-v2") and f["dim"] == 384 and "embedding" not in f
+    assert any("coffee" in k["text"].lower() for k in f["keywords"])
+    assert f["duration_s"] > 5 and f["words_per_minute"] > 60 and f["audio"]["label"] == "speech"
+    assert "embedding" in api.get(f"/episodes/{ids['coffee']}/features", params={"vectors": True}).json()
+
+    sim = api.get(f"/episodes/{ids['coffee']}/similar", params={"k": 2}).json()["items"]
+    assert [s["episode_id"] for s in sim][0] == ids["mixed"]  # the other episode that talks about coffee
+    assert all(ids["coffee"] != s["episode_id"] for s in sim)
+    assert "Coffee, sleep and computers" in sim[0]["explanation"] or "coffee" in sim[0]["explanation"].lower()
+
+    rec = api.post("/recommendations", json={"history": [{"episode_id": ids["coffee"], "fraction": 1.0}], "k": 5})
+    items = rec.json()["items"]
+    assert rec.status_code == 200 and ids["coffee"] not in [r["episode_id"] for r in items]
+    assert items[0]["episode_id"] == ids["mixed"] and items[0]["reason"]["source_id"] == ids["coffee"]
+    assert len(items[0]["explanation"].split()) <= 32
+
+    newest = api.post("/recommendations", json={"history": []}).json()["items"]
+    assert {r["reason"]["kind"] for r in newest} == {"newest"} and len(newest) == 3
+    capped = api.post("/recommendations", json={"history": [], "per_show_cap": 1, "exclude": [ids["volcano"]]})
+    assert [r["episode_id"] for r in capped.json()["items"]] and ids["volcano"] not in capped.text
+    bad = api.post("/recommendations", json={"history": [{"episode_id": "x", "fraction": 3}]})
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_input"
+    assert api.get("/episodes/nope/similar").status_code == 404
+
+
+def test_semantic_ids_are_unique_and_stable_across_a_rerun(settings, three_episodes):
+    first = refresh_semantic_ids()
+    store = get_store(settings.db_url)
+    ids1 = {e.id: f.semantic_id for e, f in store.all_features()}
+    assert first["episodes"] == 3 and len(set(ids1.values())) == 3 and None not in ids1.values()
+    second = refresh_semantic_ids()
+    ids2 = {e.id: f.semantic_id for e, f in store.all_features()}
+    assert ids1 == ids2 and first["codebook_version"] == second["codebook_version"]
+    assert (settings.data_path / "models" / "semantic-ids").is_dir()
+
+
+def test_a_rerun_does_not_redo_features(settings, three_episodes, coffee_wav):
+    store = get_store(settings.db_url)
+    before = store.get_features(three_episodes["coffee"]).created_at
+    process_episode(str(coffee_wav))
+    assert store.get_features(three_episodes["coffee"]).created_at == before
