@@ -22,10 +22,13 @@ bench: $(STAMP)
 install: $(STAMP)
 
 system-deps:
-	@if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then \
-	  echo "installing ffmpeg (Debian package: ffmpeg + ffprobe)"; \
+	@missing=""; \
+	command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || missing="$$missing ffmpeg"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing (ffmpeg + ffprobe for audio; npm fetches the Kokoro voice packs)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq ffmpeg >/dev/null; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
 $(STAMP): requirements.lock pyproject.toml | system-deps
@@ -33,6 +36,7 @@ $(STAMP): requirements.lock pyproject.toml | system-deps
 	$(VENV)/bin/python -m pip install -q --upgrade pip
 	$(VENV)/bin/python -m pip install -q -r requirements.lock
 	$(VENV)/bin/python -m pip install -q --no-deps -e .
+	$(VENV)/bin/python -m mediaflow.tts.kokoro  # the teacher's English voice packs (npm: kokoro-js, sha256-pinned)
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
