@@ -54,6 +54,7 @@ class TitleOptions:
     tfidf_weight: float = 0.6
     multiword_bonus: float = 0.15
     pair: bool = True  # join the two best distinct phrases: "Melatonin & Serotonin"
+    pair_max_similarity: float = 0.5  # ... unless they say the same thing
 
 
 def _bad_edge(tok: str) -> bool:
@@ -161,10 +162,12 @@ def make_titles(
                 choice = t
                 break
         if choice and opts.pair:
+            first = next(k for k, _ in ranked if shorten(title_case(surface[k])) == choice)
             words = set(choice.lower().split())
             for key, _ in ranked[:5]:
                 other = title_case(surface[key])
-                if not words & set(other.lower().split()) and len(choice) + 3 + len(other) <= MAX_TITLE:
+                redundant = float(vec[key] @ vec[first]) > opts.pair_max_similarity  # "Alcohol & Booze"
+                if not redundant and not words & set(other.lower().split()) and len(choice) + 3 + len(other) <= MAX_TITLE:
                     choice = f"{choice} & {other}"
                     break
         titles.append(_unique(choice or f"Part {idx + 1}", used))
