@@ -176,6 +176,8 @@ def main() -> None:
     ap.add_argument("--no-context", action="store_true", help="ignore the episode title")
     ap.add_argument("--cues", choices=("loo", "shipped", "off"), default="loo",
                     help="opening-cue table: refit without the scored episode (honest on dev), the shipped one, or none")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads: 1 measures CPU seconds without thread spin on a shared machine")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "chapters.json"))
     args = ap.parse_args()
 
@@ -186,6 +188,11 @@ def main() -> None:
 
     from mediaflow.embed import get_embedder
 
+    import os
+
+    import torch
+
+    torch.set_num_threads(args.threads)
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     opts = ChapterOptions()
     seg = opts.segment
@@ -194,6 +201,7 @@ def main() -> None:
         if v is not None:
             seg = replace(seg, **{name: v})
     opts = replace(opts, segment=seg)
+    load = os.getloadavg()
     embedder = get_embedder()
     embedder.encode(["warm up"])
 
@@ -255,7 +263,7 @@ def main() -> None:
         for m in metrics:
             vals = [r[m] for r in rs if m in r]
             summary[g][m] = round(float(np.mean(vals)), 4) if vals else None
-    result = {"options": {"segment": vars(opts.segment), "titles": vars(opts.titles),
+    result = {"load_average_at_start": load, "torch_threads": args.threads, "options": {"segment": vars(opts.segment), "titles": vars(opts.titles),
                           "context": not args.no_context, "cues": args.cues}, "summary": summary, "episodes": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2, default=float))
