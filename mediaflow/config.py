@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     max_duration_h: float = Field(6.0, gt=0, description="Longest accepted episode.")
 
     api_key: SecretStr | None = Field(None, description="If set, write endpoints require `Authorization: Bearer <key>`.")
+    read_requires_key: bool = Field(False, description="Reads need the API key too (the player page and /health stay open).")
     host: str = "127.0.0.1"
     port: int = 8000
 

@@ -211,6 +211,38 @@ def chapters_mp3(episode_id: str, settings: Settings) -> Path:
     return write_id3_chapters(src, out, [Chapter(**c) for c in data], title=ep.title)
 
 
+def delete_episode(episode_id: str, settings: Settings) -> None:
+    """Remove an episode, its transcript, chapters, features and every file made from it.
+
+    Files are first moved into a trash folder (a rename), then the rows go in one transaction;
+    if that fails the files are moved back, so the episode is either whole or gone.
+    """
+    import shutil
+    import uuid
+
+    store = get_store(settings.db_url)
+    ep = store.get_episode(episode_id)
+    root = settings.data_path
+    files = [root / ep.audio_path, *(root / "derived").glob(f"{episode_id}*"), *(root / "narration").glob(f"{episode_id}*")]
+    trash = root / "trash" / uuid.uuid4().hex
+    moved: list[tuple[Path, Path]] = []
+    try:
+        for f in files:
+            if f.is_file():
+                trash.mkdir(parents=True, exist_ok=True)
+                dst = trash / f"{len(moved)}-{f.name}"
+                f.rename(dst)
+                moved.append((f, dst))
+        store.delete_episode(episode_id)
+    except BaseException:
+        for original, dst in moved:
+            dst.rename(original)
+        raise
+    finally:
+        if trash.exists():
+            shutil.rmtree(trash, ignore_errors=True)
+
+
 def mark_failed(episode_id: str, error: BaseException, settings: Settings) -> None:
     """Record a readable reason on the episode; the previous transcript, if any, stays."""
     store = get_store(settings.db_url)

@@ -86,6 +86,7 @@ class FeaturesRow(Base):
     version: Mapped[str] = mapped_column(String(100))
     model_id: Mapped[str] = mapped_column(String(200))
     data: Mapped[dict] = mapped_column(JSON)  # EpisodeFeatures.to_dict()
+    terms: Mapped[str | None] = mapped_column(Text, nullable=True)  # keywords and entities, for search
     semantic_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     codebook_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=_now)
@@ -155,6 +156,35 @@ class Store:
                 q, count_q = q.where(Episode.status == status), count_q.where(Episode.status == status)
             total = s.scalar(count_q) or 0
             rows = list(s.scalars(q.order_by(Episode.created_at.desc(), Episode.id).limit(limit).offset(offset)))
+        return rows, total
+
+    def delete_episode(self, episode_id: str) -> None:
+        """Delete the episode and (by cascade, and explicitly for databases without it) its rows."""
+        with self.session() as s:
+            ep = s.get(Episode, episode_id)
+            if ep is None:
+                raise NotFound(f"episode {episode_id!r} not found")
+            for table in (TranscriptRow, ChaptersRow, FeaturesRow):
+                row = s.get(table, episode_id)
+                if row is not None:
+                    s.delete(row)
+            s.delete(ep)
+
+    def search_episodes(self, q: str, limit: int = 50, offset: int = 0) -> tuple[list[Episode], int]:
+        """Episodes whose title, show, description or keywords contain `q` (case-insensitive)."""
+        from sqlalchemy import or_
+
+        esc = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        like = f"%{esc}%"
+        with self.session() as s:
+            cond = or_(
+                func.lower(Episode.title).like(like, escape="\\"), func.lower(Episode.show).like(like, escape="\\"),
+                func.lower(Episode.description).like(like, escape="\\"),
+                Episode.id.in_(select(FeaturesRow.episode_id).where(FeaturesRow.terms.like(like, escape="\\"))),
+            )
+            total = s.scalar(select(func.count()).select_from(Episode).where(cond)) or 0
+            rows = list(s.scalars(select(Episode).where(cond).order_by(Episode.created_at.desc(), Episode.id)
+                                  .limit(limit).offset(offset)))
         return rows, total
 
     def update_episode(self, episode_id: str, **fields) -> Episode:
@@ -231,6 +261,8 @@ class Store:
                 raise NotFound(f"episode {episode_id!r} not found")
             row = s.get(FeaturesRow, episode_id) or FeaturesRow(episode_id=episode_id)
             row.version, row.model_id, row.data, row.created_at = data["version"], data["model_id"], data, _now()
+            terms = [t["text"] for key in ("keywords", "entities") for t in data.get(key, [])]
+            row.terms = " | ".join(terms).lower()
             s.add(row)
 
     def get_features(self, episode_id: str) -> FeaturesRow:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
-from service import errors
+from service import errors, metrics
+from service.deps import require_read_key
 from service.jobs import Jobs
 from service.routes import episodes, health, recommendations, tts
 
@@ -26,8 +27,11 @@ def create_app() -> FastAPI:
         version="0.1.0",
         description="Podcast transcripts, chapters, recommendation features and narrated explanations.",
         lifespan=lifespan,
+        dependencies=[Depends(require_read_key)],
     )
     errors.install(app)
+    app.middleware("http")(metrics.middleware)
+    app.add_api_route("/metrics", metrics.render, include_in_schema=False)
     app.include_router(health.router)
     app.include_router(episodes.router)
     app.include_router(recommendations.router)

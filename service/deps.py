@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 
-from fastapi import Depends, Header, HTTPException
+from fastapi import Depends, Header, HTTPException, Request
 
 from mediaflow.config import Settings, get_settings
 from mediaflow.pipeline import get_store
@@ -17,6 +17,20 @@ def settings() -> Settings:
 
 def store(s: Settings = Depends(settings)) -> Store:
     return get_store(s.db_url)
+
+
+PUBLIC_PATHS = ("/health", "/metrics", "/", "/static/", "/docs", "/openapi.json", "/favicon.ico")
+
+
+def require_read_key(request: Request, authorization: str | None = Header(None),
+                     s: Settings = Depends(settings)) -> None:
+    """With `read_requires_key`, every read outside `PUBLIC_PATHS` needs the key as well."""
+    if not s.read_requires_key or request.method not in ("GET", "HEAD"):
+        return
+    path = request.url.path
+    if path in PUBLIC_PATHS or path.startswith("/static/"):
+        return
+    require_api_key(authorization, s)
 
 
 def require_api_key(authorization: str | None = Header(None), s: Settings = Depends(settings)) -> None:

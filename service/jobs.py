@@ -20,12 +20,18 @@ class Jobs:
         from flows.episodes import process_episode
 
         def run():
+            from service.metrics import FLOW_RUNS
+
+            FLOW_RUNS.labels("process-episode", "started").inc()
             try:
-                return process_episode(source, force=force)
+                out = process_episode(source, force=force)
             except Exception:
+                FLOW_RUNS.labels("process-episode", "failed").inc()
                 # The flow marked the episode failed with its reason; the log keeps the trace.
                 log.exception("process-episode failed for %s", episode_id)
                 raise
+            FLOW_RUNS.labels("process-episode", "completed").inc()
+            return out
 
         fut = self._pool.submit(run)
         self.futures[episode_id] = fut

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -12,7 +13,7 @@ from fastapi.responses import FileResponse
 
 from mediaflow import pipeline
 from mediaflow.config import Settings
-from mediaflow.errors import InputTooLarge, InvalidInput
+from mediaflow.errors import InputTooLarge, InvalidInput, NotFound
 from mediaflow.store import Store
 from mediaflow.transcript import MEDIA_TYPES, export
 from service.deps import require_api_key, settings, store
@@ -90,6 +91,16 @@ async def create_episode(
     return episode
 
 
+def cached(request: Request, body: str, media_type: str) -> Response:
+    """A body with a strong ETag; `If-None-Match` with the same tag gets 304 and no body."""
+    tag = '"' + hashlib.sha256(body.encode()).hexdigest()[:32] + '"'
+    headers = {"ETag": tag, "Cache-Control": "no-cache"}  # cache, but revalidate: chapters can be redone
+    match = request.headers.get("if-none-match", "")
+    if tag in {t.strip() for t in match.split(",")} or match.strip() == "*":
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type=media_type, headers=headers)
+
+
 def _upload_title(filename: str | None) -> str | None:
     if not filename:
         return None
@@ -102,9 +113,11 @@ def list_episodes(
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0),
     status: Literal["pending", "processing", "done", "failed"] | None = None,
+    q: str | None = Query(None, min_length=1, max_length=200, description="Search titles, shows, descriptions, keywords."),
     db: Store = Depends(store),
 ):
-    rows, total = db.list_episodes(limit=limit, offset=offset, status=status)
+    """Episodes, newest first, a page at a time; `q` searches (and then `status` is ignored)."""
+    rows, total = db.search_episodes(q, limit, offset) if q else db.list_episodes(limit=limit, offset=offset, status=status)
     return EpisodeList(items=rows, total=total, limit=limit, offset=offset)
 
 
@@ -118,15 +131,15 @@ def get_episode(episode_id: str, db: Store = Depends(store)):
     responses={200: {"content": {m: {} for m in set(MEDIA_TYPES.values())}}},
 )
 def get_transcript(
+    request: Request,
     episode_id: str,
     format: Literal["json", "vtt", "srt", "podcast", "text"] = "json",
     db: Store = Depends(store),
 ):
     """The transcript as JSON (ours), WebVTT, SRT, Podcasting 2.0 JSON or plain text."""
     body = export(db.get_transcript(episode_id), format)
-    if format in ("json", "podcast"):
-        return Response(body, media_type="application/json")
-    return Response(body, media_type=f"{MEDIA_TYPES[format]}; charset=utf-8")
+    media = "application/json" if format in ("json", "podcast") else f"{MEDIA_TYPES[format]}; charset=utf-8"
+    return cached(request, body, media)
 
 
 @router.get(
@@ -135,6 +148,7 @@ def get_transcript(
                                  "text/plain": {}}}},
 )
 def get_chapters(
+    request: Request,
     episode_id: str,
     format: Literal["json", "podcast", "vtt", "youtube"] = "json",
     db: Store = Depends(store),
@@ -148,7 +162,7 @@ def get_chapters(
     ep = db.get_episode(episode_id)
     body = export_chapters([Chapter(**c) for c in data], format, title=ep.title)
     media = CH_TYPES[format]
-    return Response(body, media_type=media if "json" in media else f"{media}; charset=utf-8")
+    return cached(request, body, media if "json" in media else f"{media}; charset=utf-8")
 
 
 @router.get("/{episode_id}/chapters.mp3", response_class=FileResponse,
@@ -177,3 +191,36 @@ def get_similar(episode_id: str, k: int = Query(10, ge=1, le=100), s: Settings =
     from mediaflow.catalogue import similar_episodes
 
     return SuggestionList(items=[x.to_dict() for x in similar_episodes(episode_id, s, k)])
+
+
+AUDIO_TYPES = {"mp3": "audio/mpeg", "aac": "audio/aac", "opus": "audio/ogg", "vorbis": "audio/ogg",
+               "flac": "audio/flac", "pcm_s16le": "audio/wav", "pcm_s24le": "audio/wav", "pcm_f32le": "audio/wav"}
+
+
+@router.get("/{episode_id}/audio", response_class=FileResponse, responses={200: {"content": {"audio/mpeg": {}}}})
+def get_audio(episode_id: str, db: Store = Depends(store), s: Settings = Depends(settings)):
+    """The episode's audio as it was uploaded (byte ranges supported, for seeking in a player)."""
+    ep = db.get_episode(episode_id)
+    path = s.data_path / ep.audio_path
+    if not path.is_file():
+        raise NotFound(f"the audio of episode {episode_id!r} is missing from the data dir")
+    media = AUDIO_TYPES.get(ep.codec) or ("video/mp4" if "mp4" in ep.container else "application/octet-stream")
+    return FileResponse(path, media_type=media)
+
+
+@router.delete("/{episode_id}", status_code=204, dependencies=[Depends(require_api_key)])
+def delete_episode(episode_id: str, s: Settings = Depends(settings)):
+    """Remove the episode with its transcript, chapters, features and generated audio."""
+    pipeline.delete_episode(episode_id, s)
+    return Response(status_code=204)
+
+
+@router.post("/{episode_id}/reprocess", response_model=EpisodeOut, status_code=202,
+             dependencies=[Depends(require_api_key)])
+def reprocess_episode(episode_id: str, request: Request, response: Response, db: Store = Depends(store),
+                      s: Settings = Depends(settings)):
+    """Run the whole flow again on the stored audio (transcript, chapters, features), as a flow run."""
+    ep = db.update_episode(db.get_episode(episode_id).id, status="pending", error=None)  # queued, visibly
+    request.app.state.jobs.submit_episode(ep.id, str(s.data_path / ep.audio_path), force=True)
+    response.headers["Location"] = f"/episodes/{ep.id}"
+    return ep

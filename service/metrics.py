@@ -1,0 +1,45 @@
+"""Prometheus metrics: request counts and latencies per route, flow runs, synthesis seconds.
+
+One registry per process (not the global default), so the app can be created many times in tests.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.requests import Request
+from starlette.responses import Response
+
+REGISTRY = CollectorRegistry()
+REQUESTS = Counter("mediaflow_http_requests_total", "HTTP requests", ["method", "route", "status"], registry=REGISTRY)
+LATENCY = Histogram(
+    "mediaflow_http_request_seconds", "HTTP request latency (to the end of the response headers)",
+    ["method", "route"], registry=REGISTRY,
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+FLOW_RUNS = Counter("mediaflow_flow_runs_total", "Flow runs started by the API", ["flow", "state"], registry=REGISTRY)
+SYNTHESIS = Counter("mediaflow_synthesis_seconds_total", "Seconds spent synthesising speech", ["voice"],
+                    registry=REGISTRY)
+AUDIO_OUT = Counter("mediaflow_synthesised_audio_seconds_total", "Seconds of speech synthesised", ["voice"],
+                    registry=REGISTRY)
+
+
+async def middleware(request: Request, call_next):
+    """Count and time every request by its route template (`/episodes/{episode_id}`), not its URL."""
+    start = time.perf_counter()
+    status = 500
+    try:
+        response = await call_next(request)
+        status = response.status_code
+        return response
+    finally:
+        route = request.scope.get("route")
+        name = getattr(route, "path", None) or "unmatched"
+        REQUESTS.labels(request.method, name, str(status)).inc()
+        LATENCY.labels(request.method, name).observe(time.perf_counter() - start)
+
+
+def render() -> Response:
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

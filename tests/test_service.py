@@ -1,0 +1,72 @@
+"""The operator-facing API: search, audio with ranges, ETags, delete, reprocess, metrics, read auth."""
+
+from __future__ import annotations
+
+from flows.episodes import process_episode
+from mediaflow import config
+from mediaflow.pipeline import get_store
+from test_api import _wait_done, api  # noqa: F401  (the real-uvicorn fixture)
+
+
+def test_search_audio_etags_metrics_and_delete(api, settings, speech_wav, monkeypatch):  # noqa: F811
+    eid = process_episode(str(speech_wav), title="Ash over the village", show="Earth Weekly")
+    other = settings.data_path / "x.wav"
+
+    # search: title, show, and the keywords the features found
+    assert [e["id"] for e in api.get("/episodes", params={"q": "ASH over"}).json()["items"]] == [eid]
+    assert api.get("/episodes", params={"q": "earth weekly"}).json()["total"] == 1
+    assert api.get("/episodes", params={"q": "volcano"}).json()["total"] == 1  # said, not in the title
+    assert api.get("/episodes", params={"q": "100%_"}).json()["total"] == 0  # wildcards are literal
+
+    # the audio, whole and by range (players seek with ranges)
+    whole = api.get(f"/episodes/{eid}/audio")
+    assert whole.status_code == 200 and whole.headers["content-type"] == "audio/wav"
+    part = api.get(f"/episodes/{eid}/audio", headers={"Range": "bytes=100-199"})
+    assert part.status_code == 206 and part.content == whole.content[100:200]
+
+    # ETags: a second read with the tag costs a 304 and no body
+    first = api.get(f"/episodes/{eid}/chapters", params={"format": "podcast"})
+    tag = first.headers["etag"]
+    again = api.get(f"/episodes/{eid}/chapters", params={"format": "podcast"}, headers={"If-None-Match": tag})
+    assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == tag
+    t = api.get(f"/episodes/{eid}/transcript")
+    assert api.get(f"/episodes/{eid}/transcript", headers={"If-None-Match": t.headers["etag"]}).status_code == 304
+    assert api.get(f"/episodes/{eid}/transcript", params={"format": "vtt"},
+                   headers={"If-None-Match": t.headers["etag"]}).status_code == 200
+
+    metrics = api.get("/metrics").text
+    assert 'mediaflow_http_requests_total{method="GET",route="/episodes/{episode_id}/chapters",status="304"}' in metrics
+    assert "mediaflow_http_request_seconds_bucket" in metrics
+
+    # delete needs the key when one is set, and takes everything with it
+    monkeypatch.setenv("MEDIAFLOW_API_KEY", "k3y")
+    config.get_settings.cache_clear()
+    assert api.delete(f"/episodes/{eid}").status_code == 401
+    api.get(f"/episodes/{eid}/chapters.mp3")  # a derived file to clean up
+    audio = settings.data_path / get_store(settings.db_url).get_episode(eid).audio_path
+    r = api.delete(f"/episodes/{eid}", headers={"Authorization": "Bearer k3y"})
+    assert r.status_code == 204
+    assert api.get(f"/episodes/{eid}").status_code == 404
+    assert api.get(f"/episodes/{eid}/transcript").status_code == 404
+    assert not audio.exists() and not list((settings.data_path / "derived").glob(f"{eid}*"))
+    assert not (settings.data_path / "trash").exists() or not any((settings.data_path / "trash").iterdir())
+    assert api.delete(f"/episodes/{eid}", headers={"Authorization": "Bearer k3y"}).status_code == 404
+    assert not other.exists()
+
+
+def test_reads_can_require_the_key_too(api, settings, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("MEDIAFLOW_API_KEY", "k3y")
+    monkeypatch.setenv("MEDIAFLOW_READ_REQUIRES_KEY", "true")
+    config.get_settings.cache_clear()
+    assert api.get("/episodes").status_code == 401
+    assert api.get("/episodes", headers={"Authorization": "Bearer k3y"}).status_code == 200
+    assert api.get("/health").status_code == 200  # liveness stays open for probes
+
+
+def test_reprocess_runs_the_flow_again(api, settings, speech_wav):  # noqa: F811
+    eid = process_episode(str(speech_wav))
+    before = get_store(settings.db_url).get_episode(eid).updated_at
+    r = api.post(f"/episodes/{eid}/reprocess")
+    assert r.status_code == 202 and r.headers["location"] == f"/episodes/{eid}"
+    done = _wait_done(api, eid)
+    assert done["status"] == "done" and get_store(settings.db_url).get_episode(eid).updated_at > before
