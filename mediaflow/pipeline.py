@@ -223,7 +223,9 @@ def delete_episode(episode_id: str, settings: Settings) -> None:
     store = get_store(settings.db_url)
     ep = store.get_episode(episode_id)
     root = settings.data_path
-    files = [root / ep.audio_path, *(root / "derived").glob(f"{episode_id}*"), *(root / "narration").glob(f"{episode_id}*")]
+    from mediaflow.narration import narration_files
+
+    files = [root / ep.audio_path, *(root / "derived").glob(f"{episode_id}*"), *narration_files(episode_id, settings)]
     trash = root / "trash" / uuid.uuid4().hex
     moved: list[tuple[Path, Path]] = []
     try:

@@ -64,6 +64,22 @@ def test_features_similar_and_recommendations(api, settings, three_episodes):  #
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_input"
     assert api.get("/episodes/nope/similar").status_code == 404
 
+    # "why this?": the explanation spoken, cached, and its text in a header
+    from urllib.parse import unquote
+
+    from mediaflow.audio import decode
+
+    url = f"/episodes/{ids['coffee']}/similar/{ids['mixed']}/narration"
+    said = api.get(url, params={"voice": "hibari"})
+    assert said.status_code == 200 and said.headers["content-type"] == "audio/mpeg", said.text
+    text = unquote(said.headers["x-explanation"])
+    assert "Coffee, sleep and computers" in text or "Coffee, Sleep and Computers" in text
+    clip = settings.data_path / "clip.mp3"
+    clip.write_bytes(said.content)
+    assert 1.0 < len(decode(clip)) / 16000 < 20
+    assert api.get(url, params={"voice": "hibari"}).content == said.content  # cached
+    assert api.get(url, params={"voice": "nobody"}).status_code == 400
+
 
 def test_semantic_ids_are_unique_and_stable_across_a_rerun(settings, three_episodes):
     first = refresh_semantic_ids()

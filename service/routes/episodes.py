@@ -224,3 +224,20 @@ def reprocess_episode(episode_id: str, request: Request, response: Response, db:
     request.app.state.jobs.submit_episode(ep.id, str(s.data_path / ep.audio_path), force=True)
     response.headers["Location"] = f"/episodes/{ep.id}"
     return ep
+
+
+@router.get("/{episode_id}/similar/{other_id}/narration", response_class=FileResponse,
+            responses={200: {"content": {"audio/mpeg": {}}}})
+def get_narration(episode_id: str, other_id: str, voice: str | None = None,
+                  speed: float = Query(1.0, ge=0.5, le=2.0), s: Settings = Depends(settings)):
+    """The spoken "why this?": the explanation for recommending `other_id` after `episode_id`, as MP3.
+
+    The sentence itself is in the `X-Explanation` header (URL-encoded); the audio is cached.
+    """
+    from urllib.parse import quote
+
+    from mediaflow.narration import narrate
+
+    n = narrate(episode_id, other_id, s, voice=voice, speed=speed)
+    return FileResponse(n.path, media_type="audio/mpeg",
+                        headers={"X-Explanation": quote(n.text), "X-Voice": n.voice, "Cache-Control": "max-age=86400"})
