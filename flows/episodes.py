@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -24,9 +25,10 @@ def retry_transient(task, task_run, state) -> bool:
 
 @task(retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=retry_transient)
 def ingest_audio(source: str, title: str | None = None, description: str | None = None,
-                 show: str | None = None) -> str:
+                 show: str | None = None, published_at: datetime | None = None) -> str:
     """Probe, hash and copy the audio into the data dir; returns the episode id."""
-    return pipeline.ingest(source, get_settings(), title=title, description=description, show=show).id
+    return pipeline.ingest(source, get_settings(), title=title, description=description, show=show,
+                           published_at=published_at).id
 
 
 @task(retries=1, retry_delay_seconds=5, retry_condition_fn=retry_transient)
@@ -63,14 +65,15 @@ def featurize(episode_id: str) -> int:
 
 @flow(name="process-episode")
 def process_episode(source: str, title: str | None = None, force: bool = False,
-                    description: str | None = None, show: str | None = None) -> str:
+                    description: str | None = None, show: str | None = None,
+                    published_at: datetime | None = None) -> str:
     """One episode end to end: ingest → transcribe → store → chapterize → featurize.
 
     Re-runs skip finished work; a newer chapter or feature method redoes exactly that step.
     """
     settings = get_settings()
     logger = get_run_logger()
-    episode_id = ingest_audio(source, title, description, show)
+    episode_id = ingest_audio(source, title, description, show, published_at)
     episode = pipeline.get_store(settings.db_url).get_episode(episode_id)
     try:
         redo = force or pipeline.needs_transcript(episode, settings)

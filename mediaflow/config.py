@@ -49,6 +49,11 @@ class Settings(BaseSettings):
         1, ge=1, le=16, description="Synthesis calls (one sentence each) running at once across all requests."
     )
 
+    allow_private_urls: bool = Field(
+        False, description="Let feeds and downloads reach private, loopback and link-local addresses (SSRF guard off)."
+    )
+    feed_backfill: int = Field(10, ge=0, description="On a feed's first poll, process only its newest N episodes.")
+
     max_upload_mb: int = Field(2048, ge=1, description="Largest accepted input file.")
     max_duration_h: float = Field(6.0, gt=0, description="Longest accepted episode.")
 

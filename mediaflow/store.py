@@ -12,7 +12,21 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import JSON, Float, ForeignKey, Integer, String, Text, create_engine, event, func, inspect, select, text
+from sqlalchemy import (
+    JSON,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    inspect,
+    select,
+    text,
+)
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -20,6 +34,7 @@ from mediaflow.errors import NotFound, StorageError
 from mediaflow.transcript import Transcript
 
 EPISODE_ID_LEN = 16
+MAX_ITEM_ATTEMPTS = 3  # a feed item that failed this many polls is left alone
 
 
 def _now() -> datetime:
@@ -89,6 +104,36 @@ class FeaturesRow(Base):
     terms: Mapped[str | None] = mapped_column(Text, nullable=True)  # keywords and entities, for search
     semantic_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     codebook_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+
+
+class FeedRow(Base):
+    __tablename__ = "feeds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    url: Mapped[str] = mapped_column(String(2000), unique=True)
+    title: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    last_polled_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+
+
+class FeedItemRow(Base):
+    __tablename__ = "feed_items"
+    __table_args__ = (UniqueConstraint("feed_id", "guid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    feed_id: Mapped[int] = mapped_column(ForeignKey("feeds.id", ondelete="CASCADE"), index=True)
+    guid: Mapped[str] = mapped_column(String(1000))
+    title: Mapped[str] = mapped_column(String(500))
+    enclosure_url: Mapped[str] = mapped_column(String(2000))
+    published_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    chapters_url: Mapped[str | None] = mapped_column(String(2000), nullable=True)  # podcast:chapters
+    transcript_url: Mapped[str | None] = mapped_column(String(2000), nullable=True)  # podcast:transcript
+    status: Mapped[str] = mapped_column(String(20), default="new")  # new|done|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    episode_id: Mapped[str | None] = mapped_column(String(EPISODE_ID_LEN), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=_now)
 
 
@@ -298,6 +343,69 @@ class Store:
             for row in s.scalars(select(FeaturesRow)):
                 row.semantic_id = ids.get(row.episode_id)
                 row.codebook_version = codebook_version if row.episode_id in ids else None
+
+    # -- feeds --------------------------------------------------------------------------------
+    def add_feed(self, url: str) -> FeedRow:
+        """Register a feed URL (or local feed file); the existing row if it is known already."""
+        with self.session() as s:
+            row = s.scalar(select(FeedRow).where(FeedRow.url == url))
+            if row is None:
+                row = FeedRow(url=url)
+                s.add(row)
+                s.flush()
+            return row
+
+    def list_feeds(self) -> list[FeedRow]:
+        with self.session() as s:
+            return list(s.scalars(select(FeedRow).order_by(FeedRow.id)))
+
+    def update_feed(self, feed_id: int, **fields) -> None:
+        with self.session() as s:
+            row = s.get(FeedRow, feed_id)
+            if row is None:
+                raise NotFound(f"feed {feed_id} not found")
+            for k, v in fields.items():
+                setattr(row, k, v)
+
+    def record_items(self, feed_id: int, items: list[dict]) -> list[FeedItemRow]:
+        """Insert the items not seen before (by guid); return every item of `items` still to process."""
+        with self.session() as s:
+            known = {r.guid: r for r in s.scalars(select(FeedItemRow).where(FeedItemRow.feed_id == feed_id))}
+            for it in items:
+                if it["guid"] not in known:
+                    row = FeedItemRow(feed_id=feed_id, **it)
+                    s.add(row)
+                    known[it["guid"]] = row
+            s.flush()
+            wanted = {it["guid"] for it in items}
+            return [r for g, r in known.items()
+                    if g in wanted and r.status != "done" and (r.attempts or 0) < MAX_ITEM_ATTEMPTS]
+
+    def get_feed(self, feed_id: int) -> FeedRow:
+        with self.session() as s:
+            row = s.get(FeedRow, feed_id)
+        if row is None:
+            raise NotFound(f"feed {feed_id} not found")
+        return row
+
+    def get_feed_item(self, item_id: int) -> FeedItemRow:
+        with self.session() as s:
+            row = s.get(FeedItemRow, item_id)
+        if row is None:
+            raise NotFound(f"feed item {item_id} not found")
+        return row
+
+    def update_item(self, item_id: int, **fields) -> None:
+        with self.session() as s:
+            row = s.get(FeedItemRow, item_id)
+            if row is None:
+                raise NotFound(f"feed item {item_id} not found")
+            for k, v in fields.items():
+                setattr(row, k, v)
+
+    def feed_items(self, feed_id: int) -> list[FeedItemRow]:
+        with self.session() as s:
+            return list(s.scalars(select(FeedItemRow).where(FeedItemRow.feed_id == feed_id).order_by(FeedItemRow.id)))
 
     def transcript_model(self, episode_id: str) -> str | None:
         with self.session() as s:
