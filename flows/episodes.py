@@ -6,6 +6,7 @@ from datetime import datetime
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from mediaflow import pipeline
 from mediaflow.config import get_settings
@@ -37,10 +38,12 @@ def transcribe(episode_id: str) -> pipeline.TranscribeResult:
     settings = get_settings()
     duration = pipeline.get_store(settings.db_url).get_episode(episode_id).duration_s
     marks = {"next": 0.25}
+    artifact = create_progress_artifact(0.0, description=f"transcribing episode {episode_id}")
 
     def progress(done_s: float) -> None:
         if duration and done_s / duration >= marks["next"]:
             logger.info("transcribed %.0f%% of %.0f s", 100 * done_s / duration, duration)
+            update_progress_artifact(artifact, min(100.0, 100 * done_s / duration))
             marks["next"] += 0.25
 
     return pipeline.transcribe_episode(episode_id, settings, progress=progress)

@@ -142,6 +142,99 @@ def cmd_demo(args, settings) -> int:
     return 0
 
 
+def cmd_batch(args, settings) -> int:
+    """Process several files, one flow run each, with a progress bar over the batch."""
+    from tqdm import tqdm
+
+    from flows.episodes import process_episode
+
+    failed = 0
+    with tqdm(total=len(args.files), unit="episode", desc="processing", file=sys.stderr, disable=None) as bar:
+        for f in args.files:
+            try:
+                eid = process_episode(str(Path(f).resolve()))
+                print(f"{eid}  {f}")
+            except MediaflowError as exc:
+                failed += 1
+                print(f"mediaflow: {f}: {exc}", file=sys.stderr)
+            bar.update(1)
+    return 2 if failed else 0
+
+
+def cmd_feeds(args, settings) -> int:
+    from mediaflow.pipeline import get_store
+
+    store = get_store(settings.db_url)
+    if args.action == "add":
+        from mediaflow.feeds import check_url
+
+        if "://" in args.url:
+            check_url(args.url, settings.allow_private_urls)
+        elif not Path(args.url).is_file():
+            raise MediaflowError(f"{args.url!r} is neither an http(s) URL nor a feed file")
+        row = store.add_feed(args.url if "://" in args.url else str(Path(args.url).resolve()))
+        print(f"feed {row.id}: {row.url}")
+        return 0
+    if args.action == "poll":
+        from flows.feeds import poll_feeds
+
+        print(json.dumps(poll_feeds(), indent=2))
+        return 0
+    for f in store.list_feeds():
+        print(f"{f.id:4d}  {f.title or '(not polled yet)'}  {f.url}  last polled: {f.last_polled_at or 'never'}")
+    return 0
+
+
+def cmd_serve_flows(args, settings) -> int:
+    """Serve every scheduled deployment; start a local Prefect server first unless one is configured."""
+    import subprocess
+    import time
+    import urllib.request
+
+    from flows.deploy import serve_all
+
+    server = None
+    if not os.environ.get("PREFECT_API_URL"):
+        url = f"http://127.0.0.1:{args.prefect_port}/api"
+        server = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(args.prefect_port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+        )
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=2)
+                break
+            except OSError:
+                if server.poll() is not None:
+                    raise MediaflowError("the Prefect server did not start; is the port free?")
+                time.sleep(1)
+        os.environ["PREFECT_API_URL"] = url
+        print(f"Prefect UI: http://127.0.0.1:{args.prefect_port}", file=sys.stderr)
+    try:
+        serve_all(args.timezone)
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
+    return 0
+
+
+def cmd_refresh_ids(args, settings) -> int:
+    from flows.catalogue import refresh_semantic_ids
+
+    print(json.dumps(refresh_semantic_ids(levels=args.levels), indent=2))
+    return 0
+
+
+def cmd_narrate(args, settings) -> int:
+    from flows.narration import narrate_recommendations
+
+    print(json.dumps(narrate_recommendations(per_episode=args.per_episode, max_pairs=args.max_pairs,
+                                             voice=args.voice), indent=2))
+    return 0
+
+
 def cmd_serve(args, settings) -> int:
     import uvicorn
 
@@ -190,6 +283,30 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host")
     s.add_argument("--port", type=int)
     s.set_defaults(func=cmd_serve)
+
+    b = sub.add_parser("batch", help="process several files (one flow run each), with a progress bar")
+    b.add_argument("files", nargs="+")
+    b.set_defaults(func=cmd_batch)
+
+    fd = sub.add_parser("feeds", help="podcast feeds: add a URL or file, list them, or poll them now")
+    fd.add_argument("action", choices=("add", "list", "poll"))
+    fd.add_argument("url", nargs="?", help="with `add`: the feed's http(s) URL or a local feed file")
+    fd.set_defaults(func=cmd_feeds)
+
+    sf = sub.add_parser("serve-flows", help="serve the scheduled deployments (feeds, folder, semantic IDs, narration)")
+    sf.add_argument("--prefect-port", type=int, default=4200, help="port of the local Prefect server (and its UI)")
+    sf.add_argument("--timezone", help="IANA zone for the cron schedules (default: UTC)")
+    sf.set_defaults(func=cmd_serve_flows)
+
+    ri = sub.add_parser("refresh-ids", help="refit the semantic-ID codebook and reassign every episode's ID")
+    ri.add_argument("--levels", type=int, default=3)
+    ri.set_defaults(func=cmd_refresh_ids)
+
+    na = sub.add_parser("narrate", help="speak the why-this explanations of each episode's neighbours now")
+    na.add_argument("--per-episode", type=int, default=3)
+    na.add_argument("--max-pairs", type=int, default=500)
+    na.add_argument("--voice")
+    na.set_defaults(func=cmd_narrate)
 
     e = sub.add_parser("episodes", help="list stored episodes")
     e.add_argument("--limit", type=int, default=50)

@@ -85,3 +85,23 @@ def test_chapters_from_a_podcasting20_transcript_json(tmp_path):
     bad.write_text('{"not": "a transcript"}')
     r = run("chapters", str(bad))
     assert r.returncode == 2 and "segments" in r.stderr
+
+
+def test_batch_feeds_and_deployments(tmp_path, speech_wav):
+    env = {"MEDIAFLOW_DATA_DIR": str(tmp_path / "data"), "PREFECT_HOME": str(tmp_path / "prefect")}
+    bad = tmp_path / "broken.mp3"
+    bad.write_bytes(b"\x00" * 3000)
+    r = run("batch", str(speech_wav), str(bad), env=env)
+    assert r.returncode == 2 and "broken.mp3" in r.stderr and len(r.stdout.split()) == 2
+    r = run("feeds", "add", "file:///etc/passwd", env=env)
+    assert r.returncode == 2 and "http" in r.stderr
+    r = run("feeds", "add", "http://169.254.169.254/latest", env=env)
+    assert r.returncode == 2 and "private or local" in r.stderr
+
+    from flows.deploy import SCHEDULES, build_deployments
+
+    deployments = {d.name: d for d in build_deployments()}
+    assert set(deployments) == set(SCHEDULES) == {"poll-feeds", "process-folder", "refresh-semantic-ids",
+                                                  "narrate-recommendations"}
+    for name, d in deployments.items():
+        assert d.schedules[0].schedule.cron == SCHEDULES[name] and d.concurrency_limit == 1

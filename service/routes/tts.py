@@ -139,7 +139,23 @@ async def _speak(
 
 def _open(voice_id: str, text: str, speed: float, threads: int) -> tuple[voices.Voice, Iterator[np.ndarray]]:
     voice = voices.get_voice(voice_id, threads=threads)
-    return voice, voice.stream(text, speed)
+    return voice, _metered(voice_id, voice.sample_rate, voice.stream(text, speed))
+
+
+def _metered(voice_id: str, sr: int, chunks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    """Count synthesis seconds and audio seconds per voice for /metrics."""
+    import time
+
+    from service.metrics import AUDIO_OUT, SYNTHESIS
+
+    while True:
+        t0 = time.perf_counter()
+        audio = next(chunks, None)
+        SYNTHESIS.labels(voice_id).inc(time.perf_counter() - t0)
+        if audio is None:
+            return
+        AUDIO_OUT.labels(voice_id).inc(len(audio) / sr)
+        yield audio
 
 
 async def _next(chunks: Iterator[np.ndarray], limiter: anyio.CapacityLimiter) -> np.ndarray | None:

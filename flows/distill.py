@@ -1,0 +1,75 @@
+"""Prefect flow for distilling the TTS student: thin tasks over `mediaflow.tts.distill`.
+
+    python -m flows.distill [--preset cpu|cuda] [--limit N] [--register]
+
+Every step skips what is already on disk (corpus, shards, mels, training checkpoints), so a rerun
+after an interruption resumes instead of starting over.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import flows  # noqa: F401  (Prefect's embedded defaults, set before Prefect is imported)
+from prefect import flow, get_run_logger, task
+
+from mediaflow.tts import distill
+
+
+@task
+def write_corpus(data_dir: str, n: int) -> str:
+    return str(distill.write_corpus(data_dir, n))
+
+
+@task
+def synthesize(data_dir: str, part: int, parts: int) -> int:
+    """The teacher speaks every shard k ≡ part (mod parts); run `parts` of these side by side."""
+    return distill.synthesize(data_dir, part, parts, threads=1, log=get_run_logger().info)
+
+
+@task
+def features(data_dir: str) -> int:
+    return distill.features(data_dir)
+
+
+@task
+def train(data_dir: str, preset: str) -> str:
+    return str(distill.train(data_dir, preset, log=get_run_logger().info))
+
+
+@task
+def evaluate(checkpoint: str, limit: int | None) -> dict:
+    return distill.evaluate(checkpoint, limit)
+
+
+@task
+def register(checkpoint: str) -> str:
+    return str(distill.register(checkpoint))
+
+
+@flow(name="distill-tts-student")
+def distill_student(data_dir: str | None = None, preset: str = "cpu", sentences: int = 3200,
+                    synth_workers: int = 2, bench_limit: int | None = None, ship: bool = False) -> dict:
+    """corpus → teacher synthesis → mel features → training → benchmark → (optionally) registration."""
+    data_dir = str(data_dir or distill.default_data_dir())
+    write_corpus(data_dir, sentences)
+    futures = [synthesize.submit(data_dir, k, synth_workers) for k in range(synth_workers)]
+    for f in futures:
+        f.result()
+    features(data_dir)
+    checkpoint = train(data_dir, preset)
+    scores = evaluate(checkpoint, bench_limit)
+    get_run_logger().info("student: %s", {k: v for k, v in scores.get("student", {}).items() if k != "license"})
+    if ship:
+        register(checkpoint)
+    return {"checkpoint": checkpoint, "bench": scores}
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default=None)
+    ap.add_argument("--preset", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--limit", type=int, default=None, help="benchmark only the first N held-out sentences")
+    ap.add_argument("--register", action="store_true", help="ship the result as models/tts_student/student.pt")
+    a = ap.parse_args()
+    print(distill_student(a.data, a.preset, bench_limit=a.limit, ship=a.register))
