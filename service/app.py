@@ -10,7 +10,7 @@ from fastapi import Depends, FastAPI
 from service import errors, metrics
 from service.deps import require_read_key
 from service.jobs import Jobs
-from service.routes import episodes, health, recommendations, tts
+from service.routes import episodes, health, recommendations, tts, web
 
 
 def create_app() -> FastAPI:
@@ -36,4 +36,5 @@ def create_app() -> FastAPI:
     app.include_router(episodes.router)
     app.include_router(recommendations.router)
     app.include_router(tts.router)
+    app.include_router(web.router)
     return app
