@@ -21,8 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from mediaflow.audio import atomic_copy, atomic_write_bytes
 from mediaflow.errors import DependencyMissing, InvalidInput, ModelUnavailable
 from mediaflow.tts import distill_corpus
@@ -103,6 +101,83 @@ def synthesize(
 
 def shards(data_dir: str | Path | None = None) -> list[Path]:
     return sorted((Path(data_dir or default_data_dir()) / "shards").glob("*.npz"))
+
+
+# -- 3. features --------------------------------------------------------------------------------------
+def features(data_dir: str | Path | None = None) -> int:
+    """Log-mel targets (torchaudio, 80 bands, hop 300) for every shard, in mels/; returns how many shards."""
+    paths = shards(data_dir)
+    if not paths:
+        raise InvalidInput(f"no teacher shards under {Path(data_dir or default_data_dir()) / 'shards'}: synthesize first")
+    logmel = data.LogMel()
+    for path in paths:
+        data.write_mels(path, logmel)
+    return len(paths)
+
+
+# -- 4. training ----------------------------------------------------------------------------------------
+def train(
+    data_dir: str | Path | None = None, preset: str = "cpu", out_dir: str | Path | None = None,
+    overrides: dict | None = None, log=print,
+) -> Path:
+    """Train with `models/tts_student/train.py`, resuming any run in `out_dir`; returns its student.pt.
+
+    On a CPU the acoustic model and the vocoder train side by side, one process and thread each
+    (two small processes use two cores better than one process with two threads); on CUDA, one after
+    the other. `overrides` are the trainer's own settings ({"ac_steps": 100, ...}).
+    """
+    data_dir = Path(data_dir or default_data_dir())
+    out_dir = Path(out_dir or data_dir / f"run-{preset}")
+    args = [f"--preset={preset}", f"--data_dir={data_dir}", f"--out_dir={out_dir}"]
+    args += [f"--{k}={v}" for k, v in (overrides or {}).items()]
+    parts = ["all"] if preset == "cuda" else ["acoustic", "vocoder"]
+    procs = []
+    for part in parts:
+        logfile = (out_dir / f"{part}.log")
+        logfile.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "models.tts_student.train", *args, f"--part={part}"]
+        procs.append((part, logfile, subprocess.Popen(cmd, cwd=ROOT, stdout=logfile.open("a"), stderr=subprocess.STDOUT)))
+        log(f"training {part}: log in {logfile}")
+    for part, logfile, proc in procs:
+        if proc.wait() != 0:
+            tail = logfile.read_text(errors="replace").strip().splitlines()[-5:]
+            raise ModelUnavailable(f"training the student's {part} failed: {' | '.join(tail)}")
+    if parts != ["all"]:
+        cmd = [sys.executable, "-m", "models.tts_student.train", *args, "--part=export"]
+        out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        if out.returncode != 0:
+            raise ModelUnavailable(f"exporting the student failed: {out.stderr.strip()[-500:]}")
+    return out_dir / "student.pt"
+
+
+# -- 5. evaluation ---------------------------------------------------------------------------------------
+def evaluate(checkpoint: str | Path, limit: int | None = None, voices: str = "teacher,student,hibari",
+             out: str | Path | None = None) -> dict:
+    """The yardstick (`bench/tts.py`) with `checkpoint` as the student; returns {voice: row without sentences}."""
+    out = Path(out or Path(checkpoint).with_name("bench.json"))
+    cmd = [sys.executable, str(ROOT / "bench" / "tts.py"), "--voices", voices, "--out", str(out)]
+    if limit:
+        cmd += ["--limit", str(limit)]
+    env = {**os.environ, "MEDIAFLOW_TTS_STUDENT": str(Path(checkpoint).resolve())}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ModelUnavailable(f"the benchmark failed: {proc.stderr.strip()[-800:]}")
+    rows = json.loads(out.read_text())["voices"]
+    return {r["voice"]: {k: v for k, v in r.items() if k != "sentences"} for r in rows}
+
+
+# -- 6. registration --------------------------------------------------------------------------------------
+def register(checkpoint: str | Path, target: str | Path = SHIPPED) -> Path:
+    """Check that `checkpoint` loads as a student, then copy it to where the voice registry looks."""
+    try:
+        from models.tts_student import CheckpointError, load_voice
+    except ImportError as exc:
+        raise DependencyMissing(f"registering a student needs PyTorch: {exc}") from exc
+    try:
+        load_voice(checkpoint)
+    except CheckpointError as exc:
+        raise ModelUnavailable(f"not registering the student: {exc}") from exc
+    return atomic_copy(checkpoint, target)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -35,6 +35,7 @@ class StudentVoice:
     """Text or phoneme ids → float32 mono audio at 24 kHz, sentence by sentence."""
 
     voice_id = "student"
+    max_tokens = 300  # phoneme ids per call: longer sentences are split at clauses by the frontend
 
     def __init__(self, acoustic: AcousticModel, vocoder: Vocoder, frontend: Frontend | None = None, meta=None):
         self.acoustic, self.vocoder = acoustic.eval(), vocoder.eval()

@@ -9,6 +9,8 @@ back into utterances. `sum(durations) * 600 == len(audio)` for every utterance.
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -98,9 +100,10 @@ def write_mels(shard: Path, logmel: LogMel) -> Path:
         assert len(m) == 2 * int(u["durations"].sum()), "audio and durations disagree"
         mels.append(m.numpy().astype(np.float16))
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp.npz")
-    np.savez(tmp, mel=np.concatenate(mels), n_frames=np.array([len(m) for m in mels], np.int32))
-    tmp.replace(out)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".npz.tmp")  # two trainers may race here: both win
+    with os.fdopen(fd, "wb") as f:
+        np.savez(f, mel=np.concatenate(mels), n_frames=np.array([len(m) for m in mels], np.int32))
+    os.replace(tmp, out)
     return out
 
 

@@ -49,16 +49,27 @@ def sinusoids(length: int, dim: int, device=None) -> torch.Tensor:
     return pe
 
 
+def neighbours(x: torch.Tensor, kernel: int) -> torch.Tensor:
+    """(B, T, d) → (B, T, kernel·d): each position with its kernel//2 neighbours either side (zeros past the
+    ends). A Linear on this is a 1-D convolution, and a CPU runs it as one matrix product: several times
+    faster than oneDNN's convolution at these sizes, and no transposes."""
+    if kernel == 1:
+        return x
+    r = kernel // 2
+    p = F.pad(x, (0, 0, r, r))
+    return torch.cat([p[:, i: i + x.shape[1]] for i in range(kernel)], dim=-1)
+
+
 class ConvFeedForward(nn.Module):
     def __init__(self, d: int, hidden: int, kernel: int, dropout: float):
         super().__init__()
-        self.conv1 = nn.Conv1d(d, hidden, kernel, padding=kernel // 2)
-        self.conv2 = nn.Conv1d(hidden, d, 1)
+        self.kernel = kernel
+        self.fc1, self.fc2 = nn.Linear(kernel * d, hidden), nn.Linear(hidden, d)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x, mask):  # x (B, T, d); mask (B, T, 1), 1 where real
-        h = F.gelu(self.conv1((x * mask).transpose(1, 2)))
-        return self.drop(self.conv2(self.drop(h)).transpose(1, 2))
+        h = F.gelu(self.fc1(neighbours(x * mask, self.kernel)))
+        return self.drop(self.fc2(self.drop(h)))
 
 
 class FFTBlock(nn.Module):
@@ -86,28 +97,32 @@ class DurationPredictor(nn.Module):
 
     def __init__(self, cfg: StudentConfig):
         super().__init__()
-        c, k = cfg.dur_channels, cfg.dur_kernel
-        self.conv1, self.conv2 = nn.Conv1d(cfg.d_model, c, k, padding=k // 2), nn.Conv1d(c, c, k, padding=k // 2)
+        c, self.k = cfg.dur_channels, cfg.dur_kernel
+        self.fc1, self.fc2 = nn.Linear(self.k * cfg.d_model, c), nn.Linear(self.k * c, c)
         self.ln1, self.ln2 = nn.LayerNorm(c), nn.LayerNorm(c)
         self.out = nn.Linear(c, 1)
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x, mask):
-        h = self.drop(self.ln1(F.relu(self.conv1((x * mask).transpose(1, 2))).transpose(1, 2)))
-        h = self.drop(self.ln2(F.relu(self.conv2((h * mask).transpose(1, 2))).transpose(1, 2)))
+        h = self.drop(self.ln1(F.relu(self.fc1(neighbours(x * mask, self.k)))))
+        h = self.drop(self.ln2(F.relu(self.fc2(neighbours(h * mask, self.k)))))
         return self.out(h).squeeze(-1) * mask[..., 0]
 
 
-def regulate(h: torch.Tensor, durations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Repeat token i of each row durations[b, i] times: (B, N, d), (B, N) → (B, T, d), frame mask (B, T, 1)."""
+def regulate(h: torch.Tensor, durations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Repeat token i of each row durations[b, i] times: (B, N, d), (B, N) → frames (B, T, d), frame mask
+    (B, T, 1), and where each frame sits in its token (B, T, 2): position / duration, log(1 + duration)."""
     ends = durations.cumsum(1)  # (B, N)
     total = ends[:, -1]
     T = max(int(total.max()), 1)
-    frames = torch.arange(T, device=h.device)[None, :].expand(len(h), T)
+    frames = torch.arange(T, device=h.device)[None, :].expand(len(h), T).contiguous()
     index = torch.searchsorted(ends, frames, right=True).clamp(max=h.shape[1] - 1)  # token owning each frame
     out = torch.gather(h, 1, index[..., None].expand(-1, -1, h.shape[2]))
     mask = (frames < total[:, None]).float()[..., None]
-    return out * mask, mask
+    d = torch.gather(durations, 1, index).clamp(min=1).float()
+    start = torch.gather(ends, 1, index) - d
+    where = torch.stack([(frames - start) / d, torch.log1p(d)], -1)
+    return out * mask, mask, where * mask
 
 
 def durations_from_log(log_d: torch.Tensor, mask: torch.Tensor, speed: float = 1.0) -> torch.Tensor:
@@ -128,6 +143,7 @@ class AcousticModel(nn.Module):
         self.enc_ln = nn.LayerNorm(cfg.d_model)
         self.duration = DurationPredictor(cfg)
         self.decoder = nn.ModuleList(FFTBlock(cfg) for _ in range(cfg.dec_layers))
+        self.where = nn.Linear(2, cfg.d_model)
         self.dec_ln = nn.LayerNorm(cfg.d_model)
         self.to_mel = nn.Linear(cfg.d_model, cfg.n_mels * cfg.frames_per_step)
         self.scale = math.sqrt(cfg.d_model)
@@ -138,8 +154,8 @@ class AcousticModel(nn.Module):
             x = block(x, id_mask)
         return self.enc_ln(x) * id_mask
 
-    def decode(self, h, frame_mask):
-        x = h + sinusoids(h.shape[1], self.cfg.d_model, h.device) * frame_mask
+    def decode(self, h, frame_mask, where):
+        x = h + self.where(where)  # place within the phoneme instead of absolute position: any length works
         for block in self.decoder:
             x = block(x, frame_mask)
         B, T, _ = x.shape

@@ -69,7 +69,7 @@ PRESETS = {
                  voc_steps=300_000, voc_minutes=0.0, voc_batch=32, voc_segment=64, voc_lr=5e-4, voc_warmup=2000,
                  log_every=200, ckpt_minutes=10.0),
     # Seconds, for tests: tiny networks, a few steps.
-    "tiny": dict(ac_steps=30, ac_minutes=0.0, ac_batch=4, ac_warmup=5, ac_lr=3e-3, voc_steps=10, voc_minutes=0.0,
+    "tiny": dict(threads=1, ac_steps=30, ac_minutes=0.0, ac_batch=4, ac_warmup=5, ac_lr=3e-3, voc_steps=10, voc_minutes=0.0,
                  voc_batch=2, voc_segment=16, voc_warmup=2, log_every=10, val_fraction=0.2, export_dtype="fp16",
                  model_overrides=dict(d_model=32, n_heads=2, enc_layers=1, dec_layers=1, dur_channels=32),
                  vocoder_overrides=dict(dim=32, intermediate=64, layers=1)),

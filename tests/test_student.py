@@ -1,0 +1,112 @@
+"""The distilled TTS student: its corpus, its training, and the shipped checkpoint as a voice."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import wer
+from mediaflow.errors import InvalidInput, ModelUnavailable
+from mediaflow.tts import distill, distill_corpus, voices
+from models.tts_student import CheckpointError, load_voice
+
+SENTENCE = "Because you listened to Deep Currents, try Field Notes: it gets into ocean storms."
+LONG = " ".join([
+    "The first episode covers the history of coffee, from the monasteries of Yemen to the cafes of Vienna.",
+    "The second one, recorded in Lisbon on a rainy Tuesday, follows a baker who gets up at three every morning,",
+    "walks to the market, buys flour, salt and butter, talks to the fishermen about the weather and the tides,",
+    "and then bakes two hundred loaves before the city wakes up.",
+] * 2)
+
+
+@pytest.fixture(scope="module")
+def student():
+    if not voices.student_checkpoint().is_file():
+        pytest.skip("no student checkpoint shipped")
+    return voices.get_voice("student", threads=2)
+
+
+# -- corpus -----------------------------------------------------------------------------------------
+def test_the_corpus_is_varied_and_holds_out_every_benchmark_sentence():
+    held = distill.held_out()
+    lines = distill_corpus.generate(3000, seed=0, held_out=held)
+    assert len(set(lines)) == 3000
+    assert all(5 <= len(s.split()) <= 20 for s in lines)
+    assert not set(lines) & set(held)
+    bench_runs = set().union(*(distill_corpus._ngrams(s) for s in held))
+    assert not any(distill_corpus._ngrams(s) & bench_runs for s in lines)
+    assert sum(s.endswith("?") for s in lines) > 200 and sum(any(c.isdigit() for c in s) for s in lines) > 500
+
+
+# -- training ---------------------------------------------------------------------------------------
+def test_a_tiny_student_trained_on_teacher_speech_lowers_its_loss_and_loads(tmp_path):
+    data_dir = tmp_path / "distill"
+    (data_dir / "corpus.txt").parent.mkdir(parents=True)
+    (data_dir / "corpus.txt").write_text("Try this show next.\nIt gets into ocean storms.\nWhat happened in 1999?\n")
+    assert distill.synthesize(data_dir, threads=2) == 1
+    assert distill.features(data_dir) == 1
+    checkpoint = distill.train(data_dir, preset="tiny")
+    history = torch.load(checkpoint.with_name("acoustic.pt"), weights_only=True)["history"]
+    losses = [row["train"]["mel_l1"] for row in history if "train" in row]
+    assert len(losses) >= 3 and losses[-1] < 0.9 * losses[0], losses
+    voice = load_voice(checkpoint)
+    audio, durations = voice.from_ids([0, 50, 83, 156, 16, 0])
+    assert audio.dtype == np.float32 and len(audio) == durations.sum() * 600
+    assert distill.register(checkpoint, tmp_path / "shipped" / "student.pt").is_file()
+
+
+# -- the shipped student ----------------------------------------------------------------------------
+def test_the_shipped_student_speaks_a_sentence_whisper_understands(student, tmp_path):
+    from mediaflow.asr import Transcriber
+    from mediaflow.audio import decode, encode
+
+    speech = student.synthesize(SENTENCE)
+    assert speech.dtype == np.float32 and student.sample_rate == 24_000
+    assert 3.0 < len(speech) / 24_000 < 9.0 and 0.05 < np.abs(speech).max() <= 1.0
+    path = tmp_path / "student.wav"
+    path.write_bytes(encode(speech, 24_000, "wav"))
+    heard = Transcriber("tiny.en", threads=2).transcribe(decode(path)).text
+    assert wer(SENTENCE, heard) <= 0.35, heard
+
+
+def test_durations_come_from_the_duration_predictor_and_speed_scales_them(student):
+    ids = [c.ids for c in voices.prepare("Try this episode next, it is short.", group=False)][0]
+    audio, durations = student.model.from_ids([0, *ids, 0])
+    assert len(durations) == len(ids) + 2 and (durations >= 1).all()
+    assert len(audio) == durations.sum() * 600
+    normal, fast = student.synthesize(SENTENCE), student.synthesize(SENTENCE, speed=1.5)
+    assert 0.55 < len(fast) / len(normal) < 0.78
+    with pytest.raises(InvalidInput, match="speed"):
+        student.synthesize(SENTENCE, speed=3.0)
+
+
+def test_long_text_is_spoken_sentence_by_sentence_in_chunks_that_fit(student):
+    chunks = list(student.stream(LONG))
+    assert len(chunks) >= 8  # every sentence at least once; the long ones split at clauses
+    assert all(len(c) > 0.5 * 24_000 for c in chunks)
+    seconds_per_word = sum(len(c) for c in chunks) / 24_000 / len(LONG.split())
+    assert 0.25 < seconds_per_word < 0.6  # speaking rate: nothing dropped, nothing stuck
+    with pytest.raises(InvalidInput):
+        student.stream("   ")
+
+
+# -- bad checkpoints --------------------------------------------------------------------------------
+def test_a_corrupt_or_foreign_checkpoint_is_a_clear_error(tmp_path, monkeypatch):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"\x00not a checkpoint" * 100)
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_voice(junk)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"model": {}, "step": 3}, foreign)
+    with pytest.raises(CheckpointError, match="not a mediaflow TTS student"):
+        load_voice(foreign)
+    with pytest.raises(CheckpointError, match="no student checkpoint"):
+        load_voice(tmp_path / "missing.pt")
+    monkeypatch.setenv(voices.STUDENT_ENV, str(junk))
+    voices._load.cache_clear()
+    try:
+        with pytest.raises(ModelUnavailable, match="corrupt or truncated"):
+            voices.get_voice("student", threads=1)
+    finally:
+        voices._load.cache_clear()
