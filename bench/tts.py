@@ -1,6 +1,7 @@
 """TTS benchmark: the yardstick every voice is measured with (a trained student adds its row).
 
-    .venv/bin/python bench/tts.py [--limit N] [--voices teacher,piper-joe,hibari] [--out bench/results/tts.json]
+    .venv/bin/python bench/tts.py [--limit N] [--voices teacher,piper-joe,hibari,student] [--student CHECKPOINT]
+                                  [--out bench/results/tts.json]
 
 For each voice, on the held-out sentences in bench/tts_sentences.txt:
 - speed: median real-time factor (synthesis seconds / audio seconds, per sentence, text frontend
@@ -46,7 +47,7 @@ FIRST_AUDIO_TEXT = (  # 20 words
     "Because you listened to The History Hour last night, try Deep Time next: "
     "it gets into volcanoes and ancient oceans."
 )
-DEFAULT_VOICES = "teacher,piper-joe,hibari"
+DEFAULT_VOICES = "teacher,piper-joe,hibari"  # and "student" once its checkpoint exists
 
 
 def load_sentences(limit: int | None = None) -> list[str]:
@@ -200,12 +201,17 @@ def fmt_params(n: int | None) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--limit", type=int, default=None, help="only the first N sentences (quick runs)")
-    ap.add_argument("--voices", default=DEFAULT_VOICES,
-                    help="comma-separated voice ids; the first is the MCD reference")
+    ap.add_argument("--voices", default=None,
+                    help=f"comma-separated voice ids; the first is the MCD reference (default {DEFAULT_VOICES}"
+                         ",student)")
+    ap.add_argument("--student", metavar="CHECKPOINT", default=None,
+                    help="the student voice's checkpoint (default: MEDIAFLOW_TTS_STUDENT, else the shipped one)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(RESULTS / "tts.json"))
     ap.add_argument("--worker", metavar="VOICE", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.student:  # the synthesis workers inherit it
+        os.environ["MEDIAFLOW_TTS_STUDENT"] = str(Path(args.student).resolve())
     if args.worker:
         print(json.dumps(synth_worker(args.worker, args.limit, args.threads)))
         return
@@ -213,6 +219,10 @@ def main() -> None:
     import jiwer
     import numpy as np
 
+    if args.voices is None:
+        from mediaflow.tts.voices import student_checkpoint
+
+        args.voices = DEFAULT_VOICES + (",student" if student_checkpoint().is_file() else "")
     voice_ids = [v for v in args.voices.split(",") if v]
     texts = load_sentences(args.limit)
     load_before = os.getloadavg()

@@ -9,6 +9,7 @@ import torch
 from conftest import wer
 from mediaflow.errors import InvalidInput, ModelUnavailable
 from mediaflow.tts import distill, distill_corpus, voices
+from mediaflow.tts.frontend import prepare
 from models.tts_student import CheckpointError, load_voice
 
 SENTENCE = "Because you listened to Deep Currents, try Field Notes: it gets into ocean storms."
@@ -71,7 +72,7 @@ def test_the_shipped_student_speaks_a_sentence_whisper_understands(student, tmp_
 
 
 def test_durations_come_from_the_duration_predictor_and_speed_scales_them(student):
-    ids = [c.ids for c in voices.prepare("Try this episode next, it is short.", group=False)][0]
+    ids = [c.ids for c in prepare("Try this episode next, it is short.", group=False)][0]
     audio, durations = student.model.from_ids([0, *ids, 0])
     assert len(durations) == len(ids) + 2 and (durations >= 1).all()
     assert len(audio) == durations.sum() * 600

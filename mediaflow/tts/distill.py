@@ -180,12 +180,35 @@ def register(checkpoint: str | Path, target: str | Path = SHIPPED) -> Path:
     return atomic_copy(checkpoint, target)
 
 
+SAMPLE_TEXTS = (  # three held-out benchmark sentences: what the student never heard in training
+    "Because you listened to The History Hour, try Deep Time: it gets into volcanoes and ancient oceans.",
+    "Try Ep. #12: AI/ML & You, a beginner-friendly look at machine learning.",
+    "Since you like history, try Ep. 101: The Fall of Constantinople, 1453.",
+)
+
+
+def write_samples(out_dir: str | Path = ROOT / "docs" / "samples", voice_ids=("teacher", "student", "hibari"),
+                  texts=SAMPLE_TEXTS) -> list[Path]:
+    """{voice}-{n}.wav (16-bit mono) for each voice and text, for listening side by side."""
+    from mediaflow.audio import encode
+    from mediaflow.tts.voices import get_voice
+
+    paths = []
+    for voice_id in voice_ids:
+        voice = get_voice(voice_id, threads=2)
+        for n, text in enumerate(texts, 1):
+            path = Path(out_dir) / f"{voice_id}-{n}.wav"
+            atomic_write_bytes(path, encode(voice.synthesize(text), voice.sample_rate, "wav"))
+            paths.append(path)
+    return paths
+
+
 def main(argv: list[str] | None = None) -> None:
-    """`python -m mediaflow.tts.distill corpus|synth [--part K --parts N]`: the long steps, in the background."""
+    """`python -m mediaflow.tts.distill corpus|synth|samples [--part K --parts N]`: steps run by hand."""
     import argparse
 
     ap = argparse.ArgumentParser(description=main.__doc__)
-    ap.add_argument("step", choices=["corpus", "synth"])
+    ap.add_argument("step", choices=["corpus", "synth", "samples"])
     ap.add_argument("--data", default=None)
     ap.add_argument("--part", type=int, default=0)
     ap.add_argument("--parts", type=int, default=1)
@@ -193,6 +216,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.step == "corpus":
         print(write_corpus(args.data))
+    elif args.step == "samples":
+        print("\n".join(str(p) for p in write_samples()))
     else:
         synthesize(args.data, args.part, args.parts, args.threads, log=lambda m: print(m, flush=True))
 

