@@ -82,11 +82,13 @@ def test_durations_come_from_the_duration_predictor_and_speed_scales_them(studen
         student.synthesize(SENTENCE, speed=3.0)
 
 
-def test_long_text_is_spoken_sentence_by_sentence_in_chunks_that_fit(student):
-    chunks = list(student.stream(LONG))
-    assert len(chunks) >= 8  # every sentence at least once; the long ones split at clauses
-    assert all(len(c) > 0.5 * 24_000 for c in chunks)
-    seconds_per_word = sum(len(c) for c in chunks) / 24_000 / len(LONG.split())
+def test_long_text_is_chunked_by_the_frontend_and_streams_in_pieces_that_join_into_the_whole(student):
+    chunks = student._ids(LONG)
+    assert len(chunks) > 4 and all(len(ids) <= student.model.max_tokens for ids in chunks)  # 4 sentences, 2 long
+    pieces = list(student.stream(LONG))
+    whole = student.synthesize(LONG)
+    assert len(pieces) > len(chunks) and np.allclose(np.concatenate(pieces), whole, atol=1e-4)
+    seconds_per_word = len(whole) / 24_000 / len(LONG.split())
     assert 0.25 < seconds_per_word < 0.6  # speaking rate: nothing dropped, nothing stuck
     with pytest.raises(InvalidInput):
         student.stream("   ")

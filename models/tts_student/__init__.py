@@ -2,7 +2,7 @@
 
     voice = load_voice("models/tts_student/student.pt", threads=2, frontend=to_ids)
     audio = voice.synthesize("Because you listened to X, try Y.")      # float32, 24 kHz
-    for part in voice.stream(text, speed=1.2): ...                     # one array per sentence
+    for part in voice.stream(text, speed=1.2): ...                     # pieces of sentences, as made
 
 `frontend` turns text into phoneme-id chunks (Kokoro's vocab, no pads); mediaflow passes its shared
 frontend (`mediaflow.tts.voices`), since this package never imports mediaflow. `from_ids` needs none.
@@ -25,6 +25,7 @@ from models.tts_student.vocoder import Vocoder, VocoderConfig
 
 Frontend = Callable[[str], list[list[int]]]  # text → one list of phoneme ids per sentence (no pads)
 MIN_SPEED, MAX_SPEED = 0.5, 2.0
+CONTEXT = 32  # mel frames either side of a streamed piece; the vocoder sees 27 (7-wide convolutions × 9) + 2 (iSTFT)
 
 
 class CheckpointError(ValueError):
@@ -35,7 +36,7 @@ class StudentVoice:
     """Text or phoneme ids → float32 mono audio at 24 kHz, sentence by sentence."""
 
     voice_id = "student"
-    max_tokens = 300  # phoneme ids per call: longer sentences are split at clauses by the frontend
+    max_tokens = 200  # phoneme ids per call (training sentences reach ~150): the frontend splits longer ones at clauses
 
     def __init__(self, acoustic: AcousticModel, vocoder: Vocoder, frontend: Frontend | None = None, meta=None):
         self.acoustic, self.vocoder = acoustic.eval(), vocoder.eval()
@@ -52,8 +53,26 @@ class StudentVoice:
     def from_ids(self, ids: list[int], speed: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         """Phoneme ids *with* the 0 pad at each end → (audio, durations in 600-sample frames per id)."""
         mel, durations = self.acoustic.infer(torch.as_tensor(ids, dtype=torch.long), speed)
-        audio = self.vocoder(mel[None])[0].clamp(-1, 1)
-        return audio.numpy().astype(np.float32), durations.numpy()
+        return self._vocode(mel), durations.numpy()
+
+    def _vocode(self, mel: torch.Tensor) -> np.ndarray:
+        return self.vocoder(mel[None])[0].clamp(-1, 1).numpy().astype(np.float32)
+
+    @torch.inference_mode()
+    def pieces(self, ids: list[int], speed: float = 1.0, first: int = 40, size: int = 400) -> Iterator[np.ndarray]:
+        """The audio of `from_ids` in pieces: `first` mel frames (0.5 s) as soon as they are made, then `size`.
+
+        Each piece is vocoded with CONTEXT frames either side, more than the vocoder's receptive field,
+        so the pieces join into exactly the audio of one call: streaming costs a little, changes nothing.
+        """
+        mel, _ = self.acoustic.infer(torch.as_tensor(ids, dtype=torch.long), speed)
+        start, n = 0, len(mel)
+        while start < n:
+            end = min(n, start + (first if start == 0 else size))
+            lo, hi = max(0, start - CONTEXT), min(n, end + CONTEXT)
+            audio = self._vocode(mel[lo:hi])
+            yield audio[(start - lo) * self.hop: (end - lo) * self.hop]
+            start = end
 
     def _chunks(self, text: str, speed: float) -> list[list[int]]:
         if not MIN_SPEED <= float(speed) <= MAX_SPEED:
@@ -64,12 +83,14 @@ class StudentVoice:
         return self.frontend(text)
 
     def stream(self, text: str, speed: float = 1.0) -> Iterator[np.ndarray]:
-        """Yield audio sentence by sentence; the text is checked and phonemised before the first yield."""
+        """Yield audio as it is made: the first half second of each sentence, then the rest of it.
+        The text is checked and phonemised before the first yield."""
         chunks = self._chunks(text, speed)
-        return (self.from_ids([0, *ids, 0], speed)[0] for ids in chunks)
+        return (piece for ids in chunks for piece in self.pieces([0, *ids, 0], speed))
 
     def synthesize(self, text: str, speed: float = 1.0) -> np.ndarray:
-        return np.concatenate(list(self.stream(text, speed)))
+        chunks = self._chunks(text, speed)
+        return np.concatenate([self.from_ids([0, *ids, 0], speed)[0] for ids in chunks])
 
 
 def read_checkpoint(path: str | Path) -> dict:

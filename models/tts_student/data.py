@@ -73,7 +73,8 @@ def write_shard(items: list[dict]) -> bytes:
 
 def read_shard(path: str | Path) -> list[dict]:
     """A shard as utterances: {text, ids int64, durations int64, audio int16}."""
-    z = np.load(path)
+    with np.load(path) as z:  # each z[key] reads and decompresses anew: once per array, not per utterance
+        z = {k: z[k] for k in z.files}
     out, i0, a0 = [], 0, 0
     for j, (ni, na) in enumerate(zip(z["n_ids"], z["n_audio"])):
         out.append({
@@ -112,10 +113,11 @@ def load_corpus(shards: list[Path]) -> list[dict]:
     out = []
     for shard in shards:
         utts = read_shard(shard)
-        z = np.load(mel_path(shard))
+        with np.load(mel_path(shard)) as z:
+            mel, n_frames = z["mel"], z["n_frames"]
         f0 = 0
-        for u, n in zip(utts, z["n_frames"]):
-            u["mel"] = z["mel"][f0: f0 + n]
+        for u, n in zip(utts, n_frames):
+            u["mel"] = mel[f0: f0 + n]
             f0 += n
             out.append(u)
     return out
