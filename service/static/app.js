@@ -108,10 +108,11 @@ function safeDecode(s) {
   try { return decodeURIComponent(s); } catch { return s; }
 }
 
-function listHash(q, offset) {
+function listHash(q, offset, limit = PAGE) {
   const p = new URLSearchParams();
   if (q) p.set("q", q);
   if (offset) p.set("offset", String(offset));
+  if (limit !== PAGE) p.set("limit", String(limit));
   const s = p.toString();
   return s ? `#/?${s}` : "#/";
 }
@@ -124,18 +125,19 @@ function go(hash) {
 // ---------------------------------------------------------------------------------------------
 // The episode list
 
-const list = { q: "", offset: 0, total: 0 };
+const list = { q: "", offset: 0, limit: PAGE, total: 0 };
 
 async function showList(params, signal) {
   stopPlayback();
   showView("list-view");
   list.q = (params.get("q") || "").trim();
   list.offset = Math.max(0, parseInt(params.get("offset") || "0", 10) || 0);
+  list.limit = Math.min(100, Math.max(1, parseInt(params.get("limit") || "", 10) || PAGE));
   $("q").value = list.q;
   $("list-heading").textContent = list.q ? `Results for “${list.q}”` : "Episodes";
   document.title = list.q ? `${list.q} – mediaflow` : "mediaflow";
   $("list-summary").textContent = "Loading…";
-  const qs = new URLSearchParams({ limit: String(PAGE), offset: String(list.offset) });
+  const qs = new URLSearchParams({ limit: String(list.limit), offset: String(list.offset) });
   if (list.q) qs.set("q", list.q);
   const data = await api(`/episodes?${qs}`, signal);
   renderList(data);
@@ -167,10 +169,10 @@ function episodeItem(ep) {
 
 $("search-form").addEventListener("submit", (e) => {
   e.preventDefault();
-  go(listHash($("q").value.trim(), 0));
+  go(listHash($("q").value.trim(), 0, list.limit));
 });
-$("prev-page").addEventListener("click", () => go(listHash(list.q, Math.max(0, list.offset - PAGE))));
-$("next-page").addEventListener("click", () => go(listHash(list.q, list.offset + PAGE)));
+$("prev-page").addEventListener("click", () => go(listHash(list.q, Math.max(0, list.offset - list.limit), list.limit)));
+$("next-page").addEventListener("click", () => go(listHash(list.q, list.offset + list.limit, list.limit)));
 
 // ---------------------------------------------------------------------------------------------
 // The episode page
