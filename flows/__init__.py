@@ -11,3 +11,5 @@ from mediaflow.config import get_settings
 os.environ.setdefault("PREFECT_HOME", str(get_settings().data_path / "prefect"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The embedded server needs 8-15 s to start on 2 busy cores; Prefect's default 20 s wait is too tight.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")

@@ -30,7 +30,7 @@ def create_app() -> FastAPI:
         dependencies=[Depends(require_read_key)],
     )
     errors.install(app)
-    app.middleware("http")(metrics.middleware)
+    app.add_middleware(metrics.MetricsMiddleware)
     app.add_api_route("/metrics", metrics.render, include_in_schema=False)
     app.include_router(health.router)
     app.include_router(episodes.router)

@@ -25,10 +25,12 @@ class Jobs:
             FLOW_RUNS.labels("process-episode", "started").inc()
             try:
                 out = process_episode(source, force=force)
-            except Exception:
+            except Exception as exc:
                 FLOW_RUNS.labels("process-episode", "failed").inc()
-                # The flow marked the episode failed with its reason; the log keeps the trace.
+                # The flow marks the episode failed with its reason; if the run never started
+                # (orchestration down), say so here rather than leave it pending forever.
                 log.exception("process-episode failed for %s", episode_id)
+                _mark_failed_if_unfinished(episode_id, exc)
                 raise
             FLOW_RUNS.labels("process-episode", "completed").inc()
             return out
@@ -39,3 +41,15 @@ class Jobs:
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _mark_failed_if_unfinished(episode_id: str, exc: Exception) -> None:
+    from mediaflow import pipeline
+    from mediaflow.config import get_settings
+
+    settings = get_settings()
+    try:
+        if pipeline.get_store(settings.db_url).get_episode(episode_id).status in ("pending", "processing"):
+            pipeline.mark_failed(episode_id, exc, settings)
+    except Exception:  # the database itself may be the trouble; the log has the original error
+        log.exception("could not mark episode %s failed", episode_id)

@@ -9,7 +9,6 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from starlette.requests import Request
 from starlette.responses import Response
 
 REGISTRY = CollectorRegistry()
@@ -26,19 +25,34 @@ AUDIO_OUT = Counter("mediaflow_synthesised_audio_seconds_total", "Seconds of spe
                     registry=REGISTRY)
 
 
-async def middleware(request: Request, call_next):
-    """Count and time every request by its route template (`/episodes/{episode_id}`), not its URL."""
-    start = time.perf_counter()
-    status = 500
-    try:
-        response = await call_next(request)
-        status = response.status_code
-        return response
-    finally:
-        route = request.scope.get("route")
-        name = getattr(route, "path", None) or "unmatched"
-        REQUESTS.labels(request.method, name, str(status)).inc()
-        LATENCY.labels(request.method, name).observe(time.perf_counter() - start)
+class MetricsMiddleware:
+    """Count and time every request by its route template (`/episodes/{episode_id}`), not its URL.
+
+    Plain ASGI rather than `BaseHTTPMiddleware`: no extra task and body copy per request.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_wrapper(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                route = scope.get("route")
+                name = getattr(route, "path", None) or "unmatched"
+                LATENCY.labels(scope["method"], name).observe(time.perf_counter() - start)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            REQUESTS.labels(scope["method"], getattr(route, "path", None) or "unmatched", str(status["code"])).inc()
 
 
 def render() -> Response:

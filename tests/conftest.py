@@ -16,6 +16,7 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"  # the INFO line at exit hits a closed capture stream
 os.environ.pop("PREFECT_API_URL", None)
+os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "180"  # 2 shared cores start it slowly
 os.environ.setdefault("MEDIAFLOW_DATA_DIR", tempfile.mkdtemp(prefix="mediaflow-data-"))
 
 from mediaflow import config  # noqa: E402

@@ -159,8 +159,8 @@ def get_chapters(
     from mediaflow.chapters.formats import export as export_chapters
 
     data, _ = db.get_chapters(episode_id)
-    ep = db.get_episode(episode_id)
-    body = export_chapters([Chapter(**c) for c in data], format, title=ep.title)
+    title = db.get_episode(episode_id).title if format == "podcast" else None  # only that format names it
+    body = export_chapters([Chapter(**c) for c in data], format, title=title)
     media = CH_TYPES[format]
     return cached(request, body, media if "json" in media else f"{media}; charset=utf-8")
 
