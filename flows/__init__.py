@@ -8,7 +8,9 @@ import os
 
 from mediaflow.config import get_settings
 
-os.environ.setdefault("PREFECT_HOME", str(get_settings().data_path / "prefect"))
+_home = get_settings().data_path / "prefect"
+_home.mkdir(parents=True, exist_ok=True)  # Prefect warns, and keeps no state, when it cannot make it
+os.environ.setdefault("PREFECT_HOME", str(_home))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # The embedded server needs 8-15 s to start on 2 busy cores; Prefect's default 20 s wait is too tight.

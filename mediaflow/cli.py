@@ -116,29 +116,51 @@ def cmd_process(args, settings) -> int:
 
 
 def cmd_demo(args, settings) -> int:
+    """Two sample episodes end to end: transcripts, chapters, features, a recommendation, spoken."""
+    from flows.catalogue import refresh_semantic_ids
     from flows.episodes import process_episode
+    from mediaflow.catalogue import similar_episodes
+    from mediaflow.chapters.formats import export as export_chapters
     from mediaflow.pipeline import get_store
     from mediaflow.sample import sample_episode
     from mediaflow.transcript import export
 
     print(f"data dir: {settings.data_path}", file=sys.stderr)
-    print("sample episode: synthesising with the Piper voice (first run only) ...", file=sys.stderr)
-    sample = sample_episode(settings.data_path / "samples")
-    episode_id = process_episode(str(sample))
-    transcript = get_store(settings.db_url).get_transcript(episode_id)
+    print("sample episodes: synthesising with the Piper voice (first run only) ...", file=sys.stderr)
+    ids = [process_episode(str(sample_episode(settings.data_path / "samples", n))) for n in (1, 2)]
+    store = get_store(settings.db_url)
     exports = settings.data_path / "exports"
     exports.mkdir(parents=True, exist_ok=True)
     written = []
-    for fmt, ext in (("json", "json"), ("vtt", "vtt"), ("srt", "srt"), ("podcast", "transcript.json")):
-        path = exports / f"{episode_id}.{ext}"
-        path.write_text(export(transcript, fmt), encoding="utf-8")
+    for eid in ids:
+        transcript = store.get_transcript(eid)
+        for fmt, ext in (("json", "json"), ("vtt", "vtt"), ("srt", "srt"), ("podcast", "transcript.json")):
+            path = exports / f"{eid}.{ext}"
+            path.write_text(export(transcript, fmt), encoding="utf-8")
+            written.append(str(path))
+        chapters, _ = store.get_chapters(eid)
+        from mediaflow.chapters import Chapter
+
+        path = exports / f"{eid}.chapters.json"
+        path.write_text(export_chapters([Chapter(**c) for c in chapters], "podcast", store.get_episode(eid).title))
         written.append(str(path))
-    summary = _summary(settings, episode_id)
+    ids_result = refresh_semantic_ids()
+    summary = _summary(settings, ids[0])
     summary["exports"] = written
+    summary["semantic_ids"] = {e.id: f.semantic_id for e, f in store.all_features()}
     print(json.dumps(summary, indent=2, default=str))
+    print(f"\nsemantic-ID codebook {ids_result['codebook_version']} over {ids_result['episodes']} episodes")
     print("\nfirst cues:")
-    for s in transcript.segments[:6]:
+    for s in store.get_transcript(ids[0]).segments[:4]:
         print(f"  [{s.start:7.2f} – {s.end:7.2f}] {s.text}")
+    suggestion = similar_episodes(ids[0], settings, k=1)
+    if suggestion:
+        from mediaflow.narration import narrate
+
+        n = narrate(ids[0], suggestion[0].recommendation.episode_id, settings)
+        target = exports / "why-this.mp3"
+        target.write_bytes(n.path.read_bytes())
+        print(f"\nrecommendation: {n.text}\n  spoken by the `{n.voice}` voice ({n.duration_s:.1f} s): {target}")
     return 0
 
 

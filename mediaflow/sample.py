@@ -55,15 +55,38 @@ SCRIPT: list[str] = [
 ]
 
 
-def sample_episode(cache_dir: str | Path) -> Path:
-    """Return the sample episode MP3, synthesising it on first use (about 15 s with Piper)."""
-    key = hashlib.sha256(("piper-joe\n" + "\n".join(SCRIPT)).encode()).hexdigest()[:12]
-    path = Path(cache_dir) / f"curious-hour-ep1-{key}.mp3"
+SHOW = "The Curious Hour"
+
+# A second, shorter episode that shares two of the first one's topics, so the demo has a
+# neighbour to recommend and a reason to give.
+TITLE_2 = "The Curious Hour, episode 2: the coffee house and the calculating machine"
+DESCRIPTION_2 = "How coffee houses became the offices of the City of London, and how Babbage's engines led to ENIAC."
+SCRIPT_2: list[str] = [
+    "Welcome back to The Curious Hour. Today, two stories: one about coffee, one about computers.",
+    "In seventeenth century London, coffee houses were where merchants met. Lloyd's of London began in "
+    "Edward Lloyd's coffee house, where ship owners and insurers traded news about cargo and voyages. "
+    "The London Stock Exchange grew out of Jonathan's coffee house in Change Alley.",
+    "Coffee itself was roasted in iron pans over open fires, ground by hand, and boiled, not brewed. "
+    "Customers paid a penny for entry and a cup, which is why they were called penny universities.",
+    "Our second story starts with Charles Babbage and his Difference Engine, a machine of brass gears "
+    "built to calculate mathematical tables without human error.",
+    "A century later, ENIAC did the same work with vacuum tubes, and the transistor and the integrated "
+    "circuit shrank the computer from a room to a chip.",
+    "Thanks for listening to The Curious Hour. Stay curious.",
+]
+
+
+def sample_episode(cache_dir: str | Path, number: int = 1) -> Path:
+    """Return a sample episode MP3 (1 or 2), synthesising it on first use (10-15 s with Piper)."""
+    script, title, description = (SCRIPT, TITLE, DESCRIPTION) if number == 1 else (SCRIPT_2, TITLE_2, DESCRIPTION_2)
+    key = hashlib.sha256(("piper-joe\n" + "\n".join(script)).encode()).hexdigest()[:12]
+    path = Path(cache_dir) / f"curious-hour-ep{number}-{key}.mp3"
     if path.exists():
         return path
     from mediaflow.tts.piper import PiperSpeaker
 
     speaker = PiperSpeaker()
-    audio = speaker.speak_paragraphs(SCRIPT)
-    atomic_write_bytes(path, encode(audio, speaker.sample_rate, "mp3", bitrate="64k", tags={"title": TITLE, "comment": DESCRIPTION}))
+    audio = speaker.speak_paragraphs(script)
+    tags = {"title": title, "comment": description, "album": SHOW}
+    atomic_write_bytes(path, encode(audio, speaker.sample_rate, "mp3", bitrate="64k", tags=tags))
     return path

@@ -210,8 +210,11 @@ def name_conventional_chapters(titles: list[str], chapter_texts: list[list[str]]
     if opts.intro_title:
         out[0] = opts.intro_title
     if opts.outro_title:
-        tail = chapter_texts[-1][-12:]  # the sign-off is at the very end
-        if sum(bool(_OUTRO.search(s)) for s in tail) >= 1:
+        last = chapter_texts[-1]
+        hits = [bool(_OUTRO.search(s)) for s in last]
+        # a sign-off at the very end, and enough of it that the chapter is the sign-off, not a topic
+        # that happens to end with "thanks for listening"
+        if any(hits[-12:]) and sum(hits) >= max(1, 0.2 * len(last)):
             out[-1] = opts.outro_title
     used: set[str] = set()
     return [_unique(t, used) for t in out]
