@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,6 +37,19 @@ class Settings(BaseSettings):
     asr_language: str | None = Field(None, description="Force a language code; default: detect (English for *.en models).")
     asr_window_s: float = Field(
         600.0, ge=30.0, description="Audio decoded and transcribed per window; bounds memory for long episodes."
+    )
+
+    task_runner: Literal["default", "dask"] = Field(
+        "default", description="How `process_batch` runs its tasks: `default` (Prefect's thread pool inside the "
+                               "flow's process) or `dask` (Dask worker processes, each loading the models once)."
+    )
+    dask_workers: int = Field(
+        2, ge=1, le=64, description="With `dask` and no address: a local cluster of this many worker processes, "
+                                    "one task at a time each; Whisper and torch get cores / workers threads."
+    )
+    dask_address: str | None = Field(
+        None, description="With `dask`: an existing scheduler (`tcp://host:8786`) instead of a local cluster. Its "
+                          "workers need mediaflow installed, the same data dir and database URL, and PREFECT_API_URL."
     )
 
     tts_default_voice: str = Field(
