@@ -1,0 +1,103 @@
+"""process_batch on a real Dask cluster: episodes run in parallel on two worker processes,
+each loading Whisper once, and a corrupt file fails alone."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+pytest.importorskip("prefect_dask", reason="prefect-dask is not installed")
+
+from conftest import LONG_PARAGRAPHS, wer  # noqa: E402
+from mediaflow import asr, config  # noqa: E402
+from mediaflow.audio import encode  # noqa: E402
+from mediaflow.pipeline import get_store  # noqa: E402
+
+TEXTS = LONG_PARAGRAPHS[:3]  # about 6 s of speech each
+
+
+@pytest.fixture(scope="module")
+def batch_files(tmp_path_factory) -> list[tuple[str, str]]:
+    """(path, spoken text) of three short Piper episodes."""
+    from mediaflow.tts.piper import PiperSpeaker
+
+    sp = PiperSpeaker()
+    folder = tmp_path_factory.mktemp("batch")
+    out = []
+    for i, text in enumerate(TEXTS):
+        path = folder / f"episode-{i}.wav"
+        path.write_bytes(encode(sp.speak(text), sp.sample_rate, "wav"))
+        out.append((str(path), text))
+    return out
+
+
+@pytest.fixture
+def dask_client(settings, monkeypatch):
+    """A `distributed.LocalCluster` of two worker processes (one thread each) that the flow reaches
+    by address, so the test can ask the workers themselves what they loaded."""
+    from distributed import Client, LocalCluster
+    from prefect import get_client
+
+    # Workers inherit this environment: the data dir from `settings`, and the URL of this process's
+    # Prefect API (started here if no test has yet), to which they report their task runs.
+    monkeypatch.setenv("PREFECT_API_URL", str(get_client(sync_client=True).api_url))
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      env={"MEDIAFLOW_ASR_THREADS": "1", "OMP_NUM_THREADS": "1"}) as cluster, \
+            Client(cluster) as client:
+        monkeypatch.setenv("MEDIAFLOW_TASK_RUNNER", "dask")
+        monkeypatch.setenv("MEDIAFLOW_DASK_ADDRESS", cluster.scheduler_address)
+        config.get_settings.cache_clear()
+        yield client
+    config.get_settings.cache_clear()
+
+
+def test_a_batch_runs_in_parallel_on_two_workers_each_loading_whisper_once(dask_client, batch_files, tmp_path):
+    from flows.batch import process_batch
+
+    corrupt = tmp_path / "corrupt.mp3"
+    corrupt.write_bytes(os.urandom(20_000))
+    sources = [p for p, _ in batch_files]
+    sources.insert(1, str(corrupt))
+    loads_here = asr._load.cache_info().misses
+
+    result = process_batch(sources)
+
+    assert list(result["failed"]) == [str(corrupt)]  # one bad file fails alone
+    assert "not a recognised audio" in result["failed"][str(corrupt)]
+    store = get_store(config.get_settings().db_url)
+    assert store.count() == 3
+    for path, text in batch_files:
+        episode_id = result["done"][path]
+        assert store.get_episode(episode_id).status == "done"
+        assert wer(text, store.get_transcript(episode_id).text) <= 0.15
+        assert store.get_chapters(episode_id)[0] and store.get_features(episode_id).terms
+
+    workers = set(dask_client.run(os.getpid).values())
+    steps = result["steps"].values()
+    assert {s.pids["transcribe"] for s in steps} == workers and len(workers) == 2  # spread over both
+    assert all(pid in workers for s in steps for pid in s.pids.values())
+    # Whisper loaded at most once in each worker process, and never in the flow's process.
+    loads = dask_client.run(asr._load.cache_info)
+    assert all(info.misses <= 1 for info in loads.values()), loads
+    assert asr._load.cache_info().misses == loads_here
+
+    again = process_batch(sources)  # same bytes, same episodes: nothing duplicated or redone
+    assert again["done"] == result["done"] and list(again["failed"]) == [str(corrupt)]
+    assert store.count() == 3
+    assert not any(s.redone for s in again["steps"].values())
+    assert all(info.misses <= 1 for info in dask_client.run(asr._load.cache_info).values())
+
+
+def test_settings_choose_the_task_runner():
+    from prefect.task_runners import ThreadPoolTaskRunner
+    from prefect_dask import DaskTaskRunner
+
+    from flows.runners import task_runner
+
+    assert isinstance(task_runner(config.Settings(task_runner="default")), ThreadPoolTaskRunner)
+    remote = task_runner(config.Settings(task_runner="dask", dask_address="tcp://127.0.0.1:8786"))
+    assert isinstance(remote, DaskTaskRunner) and remote.address == "tcp://127.0.0.1:8786"
+    local = task_runner(config.Settings(task_runner="dask", dask_workers=3, asr_threads=0))
+    assert local.cluster_kwargs["n_workers"] == 3 and local.cluster_kwargs["threads_per_worker"] == 1
+    assert local.cluster_kwargs["env"]["PREFECT_API_URL"].startswith("http")
