@@ -47,7 +47,7 @@ def test_a_tiny_student_trained_on_teacher_speech_lowers_its_loss_and_loads(tmp_
     (data_dir / "corpus.txt").write_text("Try this show next.\nIt gets into ocean storms.\nWhat happened in 1999?\n")
     assert distill.synthesize(data_dir, threads=2) == 1
     assert distill.features(data_dir) == 1
-    checkpoint = distill.train(data_dir, preset="tiny")
+    checkpoint = distill.train(data_dir, preset="tiny", parallel=False)
     history = torch.load(checkpoint.with_name("acoustic.pt"), weights_only=True)["history"]
     losses = [row["train"]["mel_l1"] for row in history if "train" in row]
     assert len(losses) >= 3 and losses[-1] < 0.9 * losses[0], losses

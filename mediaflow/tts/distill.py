@@ -118,36 +118,38 @@ def features(data_dir: str | Path | None = None) -> int:
 # -- 4. training ----------------------------------------------------------------------------------------
 def train(
     data_dir: str | Path | None = None, preset: str = "cpu", out_dir: str | Path | None = None,
-    overrides: dict | None = None, log=print,
+    overrides: dict | None = None, parallel: bool | None = None, log=print,
 ) -> Path:
     """Train with `models/tts_student/train.py`, resuming any run in `out_dir`; returns its student.pt.
 
-    On a CPU the acoustic model and the vocoder train side by side, one process and thread each
-    (two small processes use two cores better than one process with two threads); on CUDA, one after
-    the other. `overrides` are the trainer's own settings ({"ac_steps": 100, ...}).
+    On a CPU the acoustic model trains beside the vocoder, one process and thread each (two small
+    processes use two cores better than one with two threads); the vocoder then fine-tunes on the
+    acoustic model's latest snapshot, and the result is exported. Otherwise (CUDA, or parallel=False)
+    all of it runs in one process.
+    `overrides` are the trainer's own settings ({"ac_steps": 100, ...}).
     """
     data_dir = Path(data_dir or default_data_dir())
     out_dir = Path(out_dir or data_dir / f"run-{preset}")
+    out_dir.mkdir(parents=True, exist_ok=True)
     args = [f"--preset={preset}", f"--data_dir={data_dir}", f"--out_dir={out_dir}"]
     args += [f"--{k}={v}" for k, v in (overrides or {}).items()]
-    parts = ["all"] if preset == "cuda" else ["acoustic", "vocoder"]
-    procs = []
-    for part in parts:
-        logfile = (out_dir / f"{part}.log")
-        logfile.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "models.tts_student.train", *args, f"--part={part}"]
-        procs.append((part, logfile, subprocess.Popen(cmd, cwd=ROOT, stdout=logfile.open("a"), stderr=subprocess.STDOUT)))
-        log(f"training {part}: log in {logfile}")
-    for part, logfile, proc in procs:
-        if proc.wait() != 0:
-            tail = logfile.read_text(errors="replace").strip().splitlines()[-5:]
-            raise ModelUnavailable(f"training the student's {part} failed: {' | '.join(tail)}")
-    if parts != ["all"]:
-        cmd = [sys.executable, "-m", "models.tts_student.train", *args, "--part=export"]
-        out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-        if out.returncode != 0:
-            raise ModelUnavailable(f"exporting the student failed: {out.stderr.strip()[-500:]}")
+    parallel = preset == "cpu" if parallel is None else parallel
+    stages = [["acoustic", "vocoder,gta"], ["export"]] if parallel else [["all"]]
+    for stage in stages:
+        procs = [(part, _trainer(args, part, out_dir, log)) for part in stage]
+        for part, proc in procs:
+            if proc.wait() != 0:
+                tail = (out_dir / f"{part.replace(',', '+')}.log").read_text(errors="replace").strip().splitlines()[-5:]
+                raise ModelUnavailable(f"training the student ({part}) failed: {' | '.join(tail)}")
     return out_dir / "student.pt"
+
+
+def _trainer(args: list[str], part: str, out_dir: Path, log) -> subprocess.Popen:
+    logfile = out_dir / f"{part.replace(',', '+')}.log"
+    log(f"student training, {part}: log in {logfile}")
+    cmd = [sys.executable, "-m", "models.tts_student.train", *args, f"--part={part}"]
+    with logfile.open("a") as f:
+        return subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
 
 
 # -- 5. evaluation ---------------------------------------------------------------------------------------

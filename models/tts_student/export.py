@@ -47,23 +47,29 @@ def unpack(packed: dict) -> dict[str, torch.Tensor]:
 
 
 def export(run_dir: Path, path: Path, dtype: str = "int8", meta: dict | None = None) -> Path:
-    """Combine {run_dir}/acoustic.pt and vocoder.pt into `path` (written atomically)."""
+    """Combine {run_dir}/acoustic.pt and vocoder.pt (gta.pt, its fine-tuned version, when there is one)
+    into `path`, written atomically."""
     from models.tts_student.data import MelConfig
 
     if dtype not in ("int8", "fp16", "fp32"):
         raise ValueError(f"export dtype must be int8, fp16 or fp32, not {dtype!r}")
     ac = torch.load(run_dir / "acoustic.pt", map_location="cpu", weights_only=True)
     voc = torch.load(run_dir / "vocoder.pt", map_location="cpu", weights_only=True)
+    gta = None
+    if (run_dir / "gta.pt").is_file():  # the vocoder fine-tuned on the acoustic model's mels
+        gta = torch.load(run_dir / "gta.pt", map_location="cpu", weights_only=True)
     summary = {
         "acoustic_steps": ac["step"], "acoustic_minutes": round(ac["elapsed_s"] / 60, 1),
         "vocoder_steps": voc["step"], "vocoder_minutes": round(voc["elapsed_s"] / 60, 1),
+        "gta_steps": gta["step"] if gta else 0, "gta_minutes": round(gta["elapsed_s"] / 60, 1) if gta else 0,
         "acoustic_history": ac["history"], "vocoder_history": voc["history"],
+        "gta_history": gta["history"] if gta else [],
         "exported": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     blob = {
         "format": FORMAT, "version": VERSION, "dtype": dtype,
         "acoustic_config": ac["config"], "vocoder_config": voc["config"], "mel_config": MelConfig().to_dict(),
-        "acoustic": pack(ac["model"], dtype), "vocoder": pack(voc["model"], dtype),
+        "acoustic": pack(ac["model"], dtype), "vocoder": pack((gta or voc)["model"], dtype),
         "meta": {**summary, **(meta or {})},
     }
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
     python -m models.tts_student.train --preset=cpu --part=acoustic   # one process per part, side by side
     python -m models.tts_student.train --preset=cpu --part=vocoder
+    python -m models.tts_student.train --preset=cpu --part=gta        # vocoder on the acoustic model's mels
     python -m models.tts_student.train --preset=cpu --part=export     # → {out_dir}/student.pt
     python -m models.tts_student.train --preset=cuda --part=all --device=cuda
 
@@ -14,6 +15,7 @@ decayed rate instead of being cut off mid-schedule.
 
 from __future__ import annotations
 
+import ast
 import math
 import random
 import sys
@@ -32,7 +34,7 @@ from models.tts_student.vocoder import Vocoder, VocoderConfig
 
 # -- hyperparameters -----------------------------------------------------------------------------
 preset = "cpu"
-part = "all"  # acoustic | vocoder | export | all
+part = "all"  # acoustic | vocoder | gta | export, or several joined by commas; all = the four in order
 data_dir = "data/distill"
 out_dir = "data/distill/run"
 device = "cpu"
@@ -56,39 +58,48 @@ voc_segment = 32  # mel frames per training crop (0.4 s)
 voc_lr = 1e-3
 voc_warmup = 200
 voc_mel_weight = 1.0
+# vocoder fine-tuning on the acoustic model's own (teacher-forced) mels, so it learns to voice what the
+# acoustic model actually makes, over-smoothing included, rather than the teacher's crisper mels
+gta_steps = 2000
+gta_minutes = 0.0
+gta_lr = 3e-4
 # network sizes: StudentConfig / VocoderConfig fields, prefixed
 model_overrides: dict = {}
 vocoder_overrides: dict = {}
 export_dtype = "int8"  # int8 | fp16 | fp32
 
+SETTINGS = [k for k, v in list(globals().items()) if not k.startswith("_") and k.islower()
+            and isinstance(v, (int, float, str, dict))]
+
 PRESETS = {
-    # Finishes in about 85 minutes on 2 shared cores: both parts side by side, one thread each.
-    "cpu": dict(ac_steps=4000, ac_minutes=40.0, voc_steps=4000, voc_minutes=40.0, threads=1),
-    # A GPU: same networks, far more steps and bigger batches (untested here: no GPU on this machine).
+    # About 80 minutes on 2 shared cores, two processes of one thread: the acoustic model for 75 minutes
+    # beside the vocoder (55 minutes on the teacher's mels, then 20 on the acoustic model's latest snapshot).
+    "cpu": dict(threads=1, ac_steps=8000, ac_minutes=75.0, ac_batch=12, ac_lr=2e-3, voc_steps=8000,
+                voc_minutes=55.0, gta_steps=3000, gta_minutes=20.0),
+    # A GPU: the same networks, far more steps, bigger batches (untested here: no GPU on this machine).
     "cuda": dict(device="cuda", ac_steps=60_000, ac_minutes=0.0, ac_batch=48, ac_lr=1e-3, ac_warmup=2000,
                  voc_steps=300_000, voc_minutes=0.0, voc_batch=32, voc_segment=64, voc_lr=5e-4, voc_warmup=2000,
-                 log_every=200, ckpt_minutes=10.0),
+                 gta_steps=50_000, gta_minutes=0.0, log_every=200, ckpt_minutes=10.0),
     # Seconds, for tests: tiny networks, a few steps.
-    "tiny": dict(threads=1, ac_steps=30, ac_minutes=0.0, ac_batch=4, ac_warmup=5, ac_lr=3e-3, voc_steps=10, voc_minutes=0.0,
-                 voc_batch=2, voc_segment=16, voc_warmup=2, log_every=10, val_fraction=0.2, export_dtype="fp16",
+    "tiny": dict(threads=1, ac_steps=30, ac_minutes=0.0, ac_batch=4, ac_warmup=5, ac_lr=3e-3, voc_steps=10,
+                 voc_minutes=0.0, voc_batch=2, voc_segment=16, voc_warmup=2, gta_steps=5, log_every=10,
+                 val_fraction=0.2, export_dtype="fp16",
                  model_overrides=dict(d_model=32, n_heads=2, enc_layers=1, dec_layers=1, dur_channels=32),
                  vocoder_overrides=dict(dim=32, intermediate=64, layers=1)),
 }
 
 
 def configure(argv: list[str]) -> dict:
-    """Apply the preset named on the command line, then every --name=value."""
+    """Apply the preset named on the command line, then every --name=value; returns the settings."""
     g = globals()
     args = dict(a[2:].split("=", 1) for a in argv if a.startswith("--") and "=" in a)
     for k, v in PRESETS[args.get("preset", preset)].items():
         g[k] = v
     for k, v in args.items():
-        if k not in g or k.startswith("_"):
+        if k not in SETTINGS:
             raise SystemExit(f"unknown setting --{k}")
-        g[k] = type(g[k])(v) if not isinstance(g[k], (dict, bool)) else eval(v)
-    names = [k for k, v in g.items() if not k.startswith("_") and k.islower()
-             and isinstance(v, (int, float, str, dict)) and k not in ("fields",)]
-    return {k: g[k] for k in names if k not in ("PRESETS",)}
+        g[k] = ast.literal_eval(v) if isinstance(g[k], dict) else type(g[k])(v)
+    return {k: g[k] for k in SETTINGS}
 
 
 def model_config() -> StudentConfig:
@@ -145,6 +156,25 @@ def vocoder_batch(utts: list[dict], batch: int, segment: int, rng: random.Random
         mels.append(m)
         audio.append(a)
     return {"mel": torch.from_numpy(np.stack(mels)), "audio": torch.from_numpy(np.stack(audio))}
+
+
+@torch.no_grad()
+def gta_mels(utts: list[dict], ckpt: Path, log=print) -> list[dict]:
+    """Copies of `utts` whose mel is the acoustic model's, teacher-forced with the teacher's durations, so
+    it lines up frame for frame with the teacher's audio."""
+    ck = torch.load(ckpt, map_location=device, weights_only=True)
+    model = AcousticModel(StudentConfig(**ck["config"])).to(device).eval()
+    model.load_state_dict(ck["model"])
+    order = sorted(range(len(utts)), key=lambda i: len(utts[i]["mel"]))
+    out = [dict(u) for u in utts]
+    for k in range(0, len(order), 16):
+        idx = order[k: k + 16]
+        b = _to(collate([utts[i] for i in idx]))
+        mel, _, _ = model(b["ids"], b["lengths"], b["durations"])
+        for row, i in enumerate(idx):
+            out[i]["mel"] = mel[row, : len(utts[i]["mel"])].cpu().numpy().astype(np.float16)
+    log(f"gta: {len(out)} mels from {ckpt.name} (step {ck['step']})")
+    return out
 
 
 # -- losses ---------------------------------------------------------------------------------------
@@ -209,6 +239,13 @@ def run(which: str, train: list[dict], val: list[dict], log=print) -> Path:
     else:
         cfg, steps, minutes, peak, warmup = vocoder_config(), voc_steps, voc_minutes, voc_lr, voc_warmup
         model = Vocoder(cfg)
+        if which == "gta":  # start from the trained vocoder, on the acoustic model's mels
+            steps, minutes, peak, warmup = gta_steps, gta_minutes, gta_lr, 50
+            while not (out / "acoustic.pt").is_file():  # side by side with the acoustic run: its first snapshot
+                time.sleep(10)
+            if not ckpt_path.is_file():
+                model.load_state_dict(torch.load(out / "vocoder.pt", map_location="cpu", weights_only=True)["model"])
+            train, val = gta_mels(train, out / "acoustic.pt", log), gta_mels(val, out / "acoustic.pt", log)
         spectral = SpectralLoss().to(device)
         batches = iter(lambda: vocoder_batch(train, voc_batch, voc_segment, rng, cfg.hop), None)
         loss_fn = lambda b: spectral(model(b["mel"]), b["audio"])  # noqa: E731
@@ -298,11 +335,16 @@ def main(argv: list[str]) -> None:
     if threads:
         torch.set_num_threads(threads)
     log = lambda m: print(m, flush=True)  # noqa: E731
-    if part in ("acoustic", "vocoder", "all"):
+    parts = ["acoustic", "vocoder", "gta", "export"] if part == "all" else part.split(",")
+    unknown = set(parts) - {"acoustic", "vocoder", "gta", "export"}
+    if unknown:
+        raise SystemExit(f"unknown --part {', '.join(sorted(unknown))}")
+    training = [p for p in parts if p != "export" and (p != "gta" or gta_steps)]
+    if training:
         train, val = load_data(log)
-        for which in (("acoustic", "vocoder") if part == "all" else (part,)):
+        for which in training:
             run(which, train, val, log)
-    if part in ("export", "all"):
+    if "export" in parts:
         path = export_mod.export(Path(out_dir), Path(out_dir) / "student.pt", export_dtype,
                                  meta={"train_settings": settings, "data_dir": str(data_dir)})
         log(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB)")
