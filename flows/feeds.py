@@ -4,29 +4,19 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger, task
 
-from flows.episodes import process_episode
+from flows.episodes import process_episode, retry_transient
 from mediaflow import feeds, pipeline
 from mediaflow.config import get_settings
 from mediaflow.errors import MediaflowError
 
 
-def _transient(task, task_run, state) -> bool:
-    try:
-        state.result()
-    except MediaflowError as exc:
-        return exc.transient
-    except Exception:
-        return True
-    return False
-
-
-@task(retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=_transient)
+@task(retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=retry_transient)
 def poll_feed(feed_id: int) -> list[int]:
     """Parse the feed and record new items; returns the ids of items still to process."""
     return [i.id for i in feeds.poll(feed_id, get_settings())]
 
 
-@task(retries=3, retry_delay_seconds=[5, 30, 120], retry_condition_fn=_transient)
+@task(retries=3, retry_delay_seconds=[5, 30, 120], retry_condition_fn=retry_transient)
 def download_item(item_id: int) -> str:
     """Fetch the enclosure (resumes a broken download on retry)."""
     settings = get_settings()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -38,6 +40,61 @@ LONG_PARAGRAPHS = [
     "Ada Lovelace wrote what many call the first computer program for it, long before electronics existed.",
     "The transistor, invented in 1947, made computers smaller, faster and far more reliable than vacuum tubes.",
 ]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running_server(timeout: float = 20.0) -> Iterator[str]:
+    """The app on a real uvicorn on loopback, in a thread; yields its base URL."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from service.app import create_app
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + timeout
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+@pytest.fixture
+def api(settings):
+    """An httpx client on a fresh server over the `settings` data dir."""
+    import httpx
+
+    with running_server() as url, httpx.Client(base_url=url, timeout=30) as client:
+        yield client
+
+
+def wait_done(api, episode_id: str, timeout: float = 240) -> dict:
+    """Poll the API until the episode's flow run has finished, either way."""
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        ep = api.get(f"/episodes/{episode_id}").json()
+        if ep["status"] in ("done", "failed"):
+            return ep
+        time.sleep(0.5)
+    raise AssertionError(f"episode {episode_id} still {ep['status']} after {timeout} s")
 
 
 def ffmpeg(*args: str) -> None:

@@ -5,49 +5,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
-import threading
-import time
 
-import httpx
 import pytest
-import uvicorn
 
-from conftest import SPEECH_TEXT, wer
+from conftest import SPEECH_TEXT, wait_done, wer
 from mediaflow import config
-from service.app import create_app
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def api(settings):
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-        yield client
-    server.should_exit = True
-    thread.join(timeout=15)
-
-
-def _wait_done(api, episode_id: str, timeout: float = 180) -> dict:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        ep = api.get(f"/episodes/{episode_id}").json()
-        if ep["status"] in ("done", "failed"):
-            return ep
-        time.sleep(0.5)
-    raise AssertionError(f"episode {episode_id} still {ep['status']} after {timeout} s")
 
 
 def test_upload_process_and_read_the_transcript_in_every_format(api, settings, speech_mp3):
@@ -58,7 +20,7 @@ def test_upload_process_and_read_the_transcript_in_every_format(api, settings, s
     ep = r.json()
     assert ep["status"] in ("pending", "processing", "done") and ep["title"] == "My Volcano Show"
     assert r.headers["location"] == f"/episodes/{ep['id']}"
-    done = _wait_done(api, ep["id"])
+    done = wait_done(api, ep["id"])
     assert done["status"] == "done", done["error"]
     assert done["duration_s"] > 5 and done["loudness_dbfs"] is not None
 
@@ -91,7 +53,7 @@ def test_register_a_path_inside_the_data_dir_but_never_outside(api, settings, sp
     r = api.post("/episodes", data={"path": "inbox/talk.wav", "title": "A talk"})
     assert r.status_code == 202, r.text
     assert r.json()["title"] == "A talk"
-    assert _wait_done(api, r.json()["id"])["status"] == "done"
+    assert wait_done(api, r.json()["id"])["status"] == "done"
 
     outside = tmp_path / "secret.wav"
     outside.write_bytes(speech_wav.read_bytes())
@@ -155,7 +117,7 @@ def test_writes_need_the_api_key_when_one_is_set(api, monkeypatch, speech_wav):
     r = api.post("/episodes", files=files, headers={"Authorization": "Bearer s3cret-key"})
     assert r.status_code == 202
     assert api.get("/episodes").status_code == 200  # reads stay public
-    _wait_done(api, r.json()["id"])
+    wait_done(api, r.json()["id"])
 
 
 def test_openapi_documents_the_endpoints(api):

@@ -7,7 +7,6 @@ import pytest
 from flows.catalogue import refresh_semantic_ids
 from flows.episodes import process_episode
 from mediaflow.pipeline import get_store
-from test_api import api  # noqa: F401  (the real-uvicorn fixture)
 
 COFFEE = [
     "Coffee beans are roasted until they turn brown and smell of caramel.",
@@ -37,7 +36,7 @@ def three_episodes(settings, speech_wav, long_speech_wav, coffee_wav):
     return ids
 
 
-def test_features_similar_and_recommendations(api, settings, three_episodes):  # noqa: F811
+def test_features_similar_and_recommendations(api, settings, three_episodes):
     ids = three_episodes
     f = api.get(f"/episodes/{ids['coffee']}/features").json()
     assert f["model_id"].endswith("all-MiniLM-L6-v2") and f["dim"] == 384 and "embedding" not in f

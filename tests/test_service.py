@@ -5,10 +5,10 @@ from __future__ import annotations
 from flows.episodes import process_episode
 from mediaflow import config
 from mediaflow.pipeline import get_store
-from test_api import _wait_done, api  # noqa: F401  (the real-uvicorn fixture)
+from conftest import wait_done
 
 
-def test_search_audio_etags_metrics_and_delete(api, settings, speech_wav, monkeypatch):  # noqa: F811
+def test_search_audio_etags_metrics_and_delete(api, settings, speech_wav, monkeypatch):
     eid = process_episode(str(speech_wav), title="Ash over the village", show="Earth Weekly")
     other = settings.data_path / "x.wav"
 
@@ -54,7 +54,7 @@ def test_search_audio_etags_metrics_and_delete(api, settings, speech_wav, monkey
     assert not other.exists()
 
 
-def test_reads_can_require_the_key_too(api, settings, monkeypatch):  # noqa: F811
+def test_reads_can_require_the_key_too(api, settings, monkeypatch):
     monkeypatch.setenv("MEDIAFLOW_API_KEY", "k3y")
     monkeypatch.setenv("MEDIAFLOW_READ_REQUIRES_KEY", "true")
     config.get_settings.cache_clear()
@@ -63,10 +63,10 @@ def test_reads_can_require_the_key_too(api, settings, monkeypatch):  # noqa: F81
     assert api.get("/health").status_code == 200  # liveness stays open for probes
 
 
-def test_reprocess_runs_the_flow_again(api, settings, speech_wav):  # noqa: F811
+def test_reprocess_runs_the_flow_again(api, settings, speech_wav):
     eid = process_episode(str(speech_wav))
     before = get_store(settings.db_url).get_episode(eid).updated_at
     r = api.post(f"/episodes/{eid}/reprocess")
     assert r.status_code == 202 and r.headers["location"] == f"/episodes/{eid}"
-    done = _wait_done(api, eid)
+    done = wait_done(api, eid)
     assert done["status"] == "done" and get_store(settings.db_url).get_episode(eid).updated_at > before

@@ -7,7 +7,6 @@ and Whisper.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -16,24 +15,16 @@ import httpx
 import numpy as np
 import openai
 import pytest
-import uvicorn
 
-from conftest import wer
+from conftest import running_server, wer
 from mediaflow import audio, config
 from mediaflow.tts import encoding, voices
-from service.app import create_app
 
 SHORT = "Try the next episode. It is about volcanoes."
 TEACHER_TEXT = "The volcano erupted at dawn. Scientists measured the lava with drones. Nobody was hurt."
 FORMATS = ["wav", "mp3", "ogg-opus", "flac", "aac", "pcm"]
 MEDIA = {"wav": "audio/wav", "mp3": "audio/mpeg", "ogg-opus": "audio/ogg", "flac": "audio/flac", "aac": "audio/aac",
          "pcm": "audio/pcm;rate=24000;channels=1;format=s16le"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -44,17 +35,8 @@ def base_url(tmp_path_factory):
         mp.setenv("MEDIAFLOW_TTS_STUDENT", str(tmp_path_factory.mktemp("no-student") / "student.pt"))
         mp.delenv("MEDIAFLOW_API_KEY", raising=False)
         config.get_settings.cache_clear()
-        port = _free_port()
-        server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.time() + 20
-        while not server.started and time.time() < deadline:
-            time.sleep(0.05)
-        assert server.started, "uvicorn did not start"
-        yield f"http://127.0.0.1:{port}"
-        server.should_exit = True
-        thread.join(timeout=15)
+        with running_server() as url:
+            yield url
     config.get_settings.cache_clear()
 
 

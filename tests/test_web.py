@@ -13,7 +13,6 @@ from conftest import tone
 from flows.episodes import process_episode
 from mediaflow import pipeline
 from mediaflow.audio import encode
-from test_api import api  # noqa: F401  (the real-uvicorn fixture)
 
 CHROMIUM = os.environ.get("MEDIAFLOW_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 INSTALL = "apt-get install -y chromium"
@@ -44,7 +43,7 @@ def browser():
 
 
 @pytest.fixture
-def page(browser, api):  # noqa: F811
+def page(browser, api):
     context = browser.new_context(base_url=str(api.base_url), viewport={"width": 1280, "height": 900})
     p = context.new_page()
     p.set_default_timeout(20_000)
@@ -75,7 +74,7 @@ def _wait_player(page, test: str, timeout: float = 20_000) -> None:
     page.wait_for_function(f"() => ({test})(document.querySelector('#player').currentTime)", timeout=timeout)
 
 
-def test_the_page_and_its_files_carry_the_security_headers(api):  # noqa: F811
+def test_the_page_and_its_files_carry_the_security_headers(api):
     r = api.get("/")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     assert '<script type="module" src="/static/app.js">' in r.text and "<script>" not in r.text  # no inline script
@@ -89,7 +88,7 @@ def test_the_page_and_its_files_carry_the_security_headers(api):  # noqa: F811
         assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", path
 
 
-def test_listen_search_seek_follow_and_hear_why_in_a_real_browser(page, api, catalogue, tmp_path):  # noqa: F811
+def test_listen_search_seek_follow_and_hear_why_in_a_real_browser(page, api, catalogue, tmp_path):
     ids = catalogue
     out = _artifacts(tmp_path)
 
