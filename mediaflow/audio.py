@@ -7,6 +7,7 @@ and re-decodes from the start for every offset: a two-hour episode would be held
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import math
@@ -14,6 +15,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
@@ -26,6 +28,7 @@ from mediaflow.errors import (
     EmptyAudio,
     InputTooLarge,
     InvalidInput,
+    StorageError,
     UnsupportedFormat,
 )
 
@@ -262,7 +265,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with _disk_full_is_storage_error(), os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -280,9 +283,21 @@ def atomic_copy(src: str | Path, dst: str | Path) -> Path:
     fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        shutil.copyfile(src, tmp)
+        with _disk_full_is_storage_error():
+            shutil.copyfile(src, tmp)
         os.replace(tmp, dst)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return dst
+
+
+@contextmanager
+def _disk_full_is_storage_error():
+    """A full disk becomes a `StorageError` (transient: flows retry, the API answers 503), not an OSError."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StorageError("no space left in the data dir; free some space and retry") from exc
+        raise

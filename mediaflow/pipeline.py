@@ -73,12 +73,14 @@ def ingest(
     suffix = source.suffix.lower() if source.suffix.lower() in AUDIO_EXTENSIONS else ".bin"
     rel = Path("audio") / f"{digest[:EPISODE_ID_LEN]}{suffix}"
     target = settings.data_path / rel
+    sweep_stale_temp_files(settings)
     existing = store.get_by_hash(digest)
     if existing is not None:
         stored = settings.data_path / existing.audio_path
         if not stored.exists():  # the row survived but the file was lost: restore it
             atomic_copy(source, stored)
         return existing
+    copied = not target.exists()
     if source.resolve() != target.resolve():
         atomic_copy(source, target)
     try:
@@ -100,6 +102,44 @@ def ingest(
         )
     except IntegrityError:  # a concurrent ingest of the same bytes won the race
         return store.get_by_hash(digest)
+    except BaseException:
+        # No row points at the copy we just made (the database is locked or down): do not leave it
+        # behind. If even the lookup fails, keep it: another ingest of the same bytes may own it.
+        try:
+            if copied and store.get_by_hash(digest) is None:
+                target.unlink(missing_ok=True)
+        except Exception:
+            pass
+        raise
+
+
+STALE_TEMP_S = 3600.0  # a temp file untouched this long belongs to a writer that died
+
+
+def sweep_stale_temp_files(settings: Settings, max_age_s: float = STALE_TEMP_S) -> list[Path]:
+    """Remove what killed writers left behind: half-written `.*.tmp` files beside audio and generated
+    files, and upload folders under incoming/. A live writer's files are younger, so they stay."""
+    import shutil
+    import time
+
+    root = settings.data_path
+    cutoff = time.time() - max_age_s
+    found = [p for d in ("audio", "derived", "narration") if (root / d).is_dir() for p in (root / d).glob(".*.tmp")]
+    if (root / "incoming").is_dir():
+        found += list((root / "incoming").iterdir())
+    removed = []
+    for p in found:
+        try:
+            folder = p.is_dir() and not p.is_symlink()
+            # an upload folder is as fresh as the file still being streamed into it
+            touched = max([p.lstat().st_mtime, *(c.lstat().st_mtime for c in p.iterdir())] if folder
+                          else [p.lstat().st_mtime])
+            if touched < cutoff:
+                shutil.rmtree(p) if folder else p.unlink()
+                removed.append(p)
+        except FileNotFoundError:  # its writer finished (or another sweep took it) meanwhile
+            pass
+    return removed
 
 
 def needs_transcript(episode: Episode, settings: Settings) -> bool:

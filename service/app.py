@@ -6,7 +6,10 @@ import os
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
+from mediaflow.config import get_settings
 from service import errors, metrics
 from service.deps import require_read_key
 from service.jobs import Jobs
@@ -30,6 +33,7 @@ def create_app() -> FastAPI:
         dependencies=[Depends(require_read_key)],
     )
     errors.install(app)
+    app.add_middleware(BodyLimit)
     app.add_middleware(metrics.MetricsMiddleware)
     app.add_api_route("/metrics", metrics.render, include_in_schema=False)
     app.include_router(health.router)
@@ -38,3 +42,42 @@ def create_app() -> FastAPI:
     app.include_router(tts.router)
     app.include_router(web.router)
     return app
+
+
+MAX_BODY = 1 << 20  # every body but an upload: speech text, recommendation history, form fields
+
+
+class BodyLimit:
+    """Refuse a request body over its limit while it arrives, not after it has all been spooled.
+
+    Starlette reads a whole multipart form into a temporary file before the endpoint runs, so a
+    check in the upload route itself comes after the last byte: a client could fill the disk.
+    Uploads (`POST /episodes`) may carry `max_upload_mb` plus 1 MiB of form; other bodies 1 MiB.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        s = get_settings()
+        if scope["path"].rstrip("/") == "/episodes":
+            limit, message = s.max_upload_bytes + (1 << 20), f"upload is over the {s.max_upload_mb} MiB limit"
+        else:
+            limit, message = MAX_BODY, f"the request body is over the {MAX_BODY >> 20} MiB limit"
+        length = dict(scope["headers"]).get(b"content-length", b"")
+        if length.isdigit() and int(length) > limit:  # refused before a byte of the body is read
+            response = JSONResponse(errors.error_body("input_too_large", message), status_code=413)
+            return await response(scope, receive, send)
+        received = 0
+
+        async def counted():
+            nonlocal received
+            msg = await receive()
+            received += len(msg.get("body", b""))
+            if received > limit:  # chunked, or a lying Content-Length: stop reading here
+                raise HTTPException(413, message)
+            return msg
+
+        await self.app(scope, counted, send)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import os
+import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Literal
@@ -25,26 +26,28 @@ _CHUNK = 1 << 20
 
 
 async def _save_upload(upload: UploadFile, s: Settings) -> Path:
-    """Stream the upload into the data dir's incoming folder, refusing it past the size cap."""
+    """Stream the upload into a folder of its own under incoming/, refusing it past the size cap.
+
+    The file keeps the user's name (made safe), so error messages and `source_name` show that name
+    rather than a temporary one.
+    """
     incoming = s.data_path / "incoming"
     incoming.mkdir(parents=True, exist_ok=True)
-    suffix = Path(upload.filename or "").suffix.lower()[:10]
-    fd, tmp = tempfile.mkstemp(dir=incoming, suffix=suffix)
+    folder = Path(tempfile.mkdtemp(dir=incoming))
+    name = re.sub(r"[^\w.\- ]", "_", Path(upload.filename or "").name)[:200].lstrip(".") or "upload"
+    target = folder / name
     size = 0
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(target, "wb") as f:
             while chunk := await upload.read(_CHUNK):
                 size += len(chunk)
                 if size > s.max_upload_bytes:
                     raise InputTooLarge(f"upload is over the {s.max_upload_mb} MiB limit")
                 f.write(chunk)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)
         raise
-    # keep the user's file name for the title, inside our own folder
-    named = Path(tmp).with_name(f"{Path(tmp).stem}--{Path(upload.filename or 'upload').name[:200]}")
-    os.replace(tmp, named)
-    return named
+    return target
 
 
 @router.post(
@@ -76,7 +79,7 @@ async def create_episode(
             episode = pipeline.ingest(source, s, title=title or _upload_title(file.filename),
                                       description=description, show=show)
         finally:
-            source.unlink(missing_ok=True)
+            shutil.rmtree(source.parent, ignore_errors=True)
     else:
         source = pipeline.resolve_in_data_dir(s, path)
         if not source.is_file():
