@@ -26,7 +26,20 @@ def coffee_wav(media_dir):
     return path
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory):
+    """One data dir for the module: the three episodes are processed once, not per test."""
+    from mediaflow import config
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MEDIAFLOW_DATA_DIR", str(tmp_path_factory.mktemp("catalogue") / "data"))
+        mp.delenv("MEDIAFLOW_API_KEY", raising=False)
+        config.get_settings.cache_clear()
+        yield config.get_settings()
+    config.get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
 def three_episodes(settings, speech_wav, long_speech_wav, coffee_wav):
     ids = {
         "volcano": process_episode(str(speech_wav), title="Volcano at dawn", show="Earth Weekly"),
