@@ -35,6 +35,7 @@ from mediaflow.transcript import Transcript
 
 EPISODE_ID_LEN = 16
 MAX_ITEM_ATTEMPTS = 3  # a feed item that failed this many polls is left alone
+_SCHEMA_LOCK_KEY = 0x6D66_0001  # PostgreSQL advisory lock held while creating or migrating tables
 
 
 def _now() -> datetime:
@@ -148,11 +149,17 @@ class Store:
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        else:
+            kwargs["pool_pre_ping"] = True  # a server restart leaves dead pooled connections behind
         self.engine = create_engine(url, **kwargs)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        Base.metadata.create_all(self.engine)
-        _add_missing_columns(self.engine)
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Worker processes starting together would race to create the same tables; one at a time.
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+            Base.metadata.create_all(conn)
+            _add_missing_columns(conn)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -213,6 +220,7 @@ class Store:
                 row = s.get(table, episode_id)
                 if row is not None:
                     s.delete(row)
+            s.flush()  # children first: deleted after the episode, the cascade has taken them already
             s.delete(ep)
 
     def search_episodes(self, q: str, limit: int = 50, offset: int = 0) -> tuple[list[Episode], int]:
@@ -417,21 +425,20 @@ class Store:
             return s.scalar(select(func.count()).select_from(Episode)) or 0
 
 
-def _add_missing_columns(engine) -> None:
+def _add_missing_columns(conn) -> None:
     """Add nullable columns that a newer version introduced to tables an older version created.
 
     Only additive, nullable changes are made here; anything else needs a real migration.
     """
-    existing = inspect(engine)
-    with engine.begin() as conn:
-        for table in Base.metadata.sorted_tables:
-            if not existing.has_table(table.name):
-                continue
-            have = {c["name"] for c in existing.get_columns(table.name)}
-            for col in table.columns:
-                if col.name not in have and col.nullable:
-                    kind = col.type.compile(dialect=engine.dialect)
-                    conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {kind}'))
+    existing = inspect(conn)
+    for table in Base.metadata.sorted_tables:
+        if not existing.has_table(table.name):
+            continue
+        have = {c["name"] for c in existing.get_columns(table.name)}
+        for col in table.columns:
+            if col.name not in have and col.nullable:
+                kind = col.type.compile(dialect=conn.dialect)
+                conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {kind}'))
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
