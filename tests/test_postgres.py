@@ -66,7 +66,8 @@ def test_episodes_and_transcripts_round_trip(store):
 def test_chapters_features_and_search(store):
     a = store.add_episode(**_fields(title="Volcanoes of Iceland", description="Lava, 100% molten"))
     b = store.add_episode(**_fields(h="b" * 64, title="Coffee_history", show="Morning Show"))
-    chapters = [{"start": 0.0, "end": 30.5, "title": "Intro — “quoted”"}, {"start": 30.5, "end": 60.0, "title": "Ash"}]
+    chapters = [{"start": 0.0, "end": 30.5, "title": "Intro — “quoted”"},
+                {"start": 30.5, "end": 60.0, "title": "Ash"}]
     store.save_chapters(a.id, chapters, "m-v1")
     assert store.get_chapters(a.id) == (chapters, "m-v1") and store.chapters_method(a.id) == "m-v1"
     store.save_features(a.id, _features("magma", "tectonic plates"))
