@@ -12,7 +12,7 @@ from mediaflow import config, pipeline
 from mediaflow.errors import NotFound
 from mediaflow.store import ChaptersRow, Episode, FeaturesRow, Store, TranscriptRow
 from mediaflow.transcript import Segment, Transcript, Word
-from pg import postgres_server, postgres_url  # noqa: F401  (fixtures)
+from pg import create_database, pgvector_server, postgres_server, postgres_url  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.postgres
 
@@ -162,3 +162,42 @@ def test_process_episode_flow_stores_to_postgres(settings, postgres_url, speech_
         pipeline.get_store(postgres_url).engine.dispose()
         pipeline.get_store.cache_clear()
         config.get_settings.cache_clear()
+
+
+@pytest.fixture
+def pgvector_url(pgvector_server) -> str:
+    return create_database(pgvector_server)
+
+
+def test_pgvector_index_answers_as_the_brute_force_index(pgvector_url):
+    import numpy as np
+
+    from mediaflow.vector_index import BruteForceIndex
+    from mediaflow.vector_index_pg import PgVectorIndex
+
+    rng = np.random.default_rng(8)
+    ids = [f"ep{i:04d}" for i in range(400)]
+    vectors = rng.normal(size=(400, 384)).astype(np.float32)
+    replacements = rng.normal(size=(50, 384)).astype(np.float32)
+    exact, pg = BruteForceIndex(384), PgVectorIndex(pgvector_url, dim=384)
+    for index in (exact, pg):
+        index.upsert(ids, vectors)
+        index.upsert(ids[:50], replacements)  # replaces, never adds
+        index.remove(ids[-20:])
+    assert len(pg) == len(exact) == 380 and "ep0001" in pg and "ep0399" not in pg
+    np.testing.assert_allclose(pg.vector("ep0007"), exact.vector("ep0007"), atol=1e-6)
+    for query in rng.normal(size=(10, 384)):
+        skip = ids[:5]
+        want, got = exact.search(query, k=10, exclude=skip), pg.search(query, k=10, exclude=skip)
+        assert [i for i, _ in got] == [i for i, _ in want]
+        np.testing.assert_allclose([s for _, s in got], [s for _, s in want], atol=1e-5)
+    with pytest.raises(NotFound):
+        pg.vector("ep0399")
+
+    approx = PgVectorIndex(pg.engine, dim=384, table="episode_vectors_hnsw", hnsw=True)
+    approx.upsert(ids, vectors)
+    exact.upsert(ids, vectors)  # the same 400 in both
+    queries = vectors[:20] + 0.5 * rng.normal(size=(20, 384)).astype(np.float32)
+    hits = sum(len({i for i, _ in exact.search(q, 10)} & {i for i, _ in approx.search(q, 10)}) for q in queries)
+    assert hits / 200 >= 0.9  # HNSW is approximate; on 400 vectors it should miss little
+    pg.engine.dispose()
