@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -17,10 +18,14 @@ from mediaflow.store import EPISODE_ID_LEN, Episode, Store
 from mediaflow.transcript import Transcript
 
 
+_new_store = threading.Lock()
+
+
 @lru_cache(maxsize=8)
 def get_store(url: str) -> Store:
     """One `Store` (engine and connection pool) per database URL and process."""
-    return Store(url)
+    with _new_store:  # concurrent first requests would each create the tables, and all but one fail
+        return Store(url)
 
 
 @lru_cache(maxsize=2)
