@@ -45,7 +45,11 @@ def get_transcriber(settings: Settings) -> Transcriber:
 def resolve_in_data_dir(settings: Settings, path: str | Path) -> Path:
     """Resolve a user-given path and refuse anything outside the data dir (`..`, absolute, symlinks)."""
     root = settings.data_path
-    candidate = (root / path).resolve() if not Path(path).is_absolute() else Path(path).resolve()
+    try:
+        candidate = (root / path).resolve() if not Path(path).is_absolute() else Path(path).resolve()
+        candidate.exists()  # a NUL byte or an over-long name fails here rather than in the caller
+    except (OSError, ValueError):
+        raise InvalidInput("the path is not usable: it has a NUL byte or a name too long") from None
     if candidate != root and root not in candidate.parents:
         raise InvalidInput("the path must be inside the data dir")
     return candidate

@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException
 
 from mediaflow.config import get_settings
 from service import errors, metrics
-from service.deps import require_read_key
+from service.deps import key_matches, require_read_key
 from service.jobs import Jobs
 from service.routes import episodes, health, recommendations, tts, web
 
@@ -48,11 +48,13 @@ MAX_BODY = 1 << 20  # every body but an upload: speech text, recommendation hist
 
 
 class BodyLimit:
-    """Refuse a request body over its limit while it arrives, not after it has all been spooled.
+    """Refuse a request body over its limit while it arrives, and an upload without the API key
+    before it arrives, rather than after it has all been spooled.
 
-    Starlette reads a whole multipart form into a temporary file before the endpoint runs, so a
-    check in the upload route itself comes after the last byte: a client could fill the disk.
-    Uploads (`POST /episodes`) may carry `max_upload_mb` plus 1 MiB of form; other bodies 1 MiB.
+    Starlette reads a whole multipart form into a temporary file before the endpoint (and its
+    dependencies, the key check included) runs, so checks there come after the last byte: anyone
+    could fill the disk. Uploads (`POST /episodes`) may carry `max_upload_mb` plus 1 MiB of form;
+    other bodies 1 MiB.
     """
 
     def __init__(self, app):
@@ -62,11 +64,17 @@ class BodyLimit:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             return await self.app(scope, receive, send)
         s = get_settings()
-        if scope["path"].rstrip("/") == "/episodes":
+        headers = dict(scope["headers"])
+        upload = scope["path"].rstrip("/") == "/episodes"
+        if upload and not key_matches(headers.get(b"authorization", b"").decode("latin-1"), s):
+            response = JSONResponse(errors.error_body("unauthorized", "missing or wrong API key"), status_code=401,
+                                    headers={"WWW-Authenticate": "Bearer"})
+            return await response(scope, receive, send)
+        if upload:
             limit, message = s.max_upload_bytes + (1 << 20), f"upload is over the {s.max_upload_mb} MiB limit"
         else:
             limit, message = MAX_BODY, f"the request body is over the {MAX_BODY >> 20} MiB limit"
-        length = dict(scope["headers"]).get(b"content-length", b"")
+        length = headers.get(b"content-length", b"")
         if length.isdigit() and int(length) > limit:  # refused before a byte of the body is read
             response = JSONResponse(errors.error_body("input_too_large", message), status_code=413)
             return await response(scope, receive, send)

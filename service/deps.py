@@ -33,12 +33,17 @@ def require_read_key(request: Request, authorization: str | None = Header(None),
     require_api_key(authorization, s)
 
 
-def require_api_key(authorization: str | None = Header(None), s: Settings = Depends(settings)) -> None:
-    """Write endpoints need `Authorization: Bearer <key>` when an API key is configured."""
+def key_matches(authorization: str | None, s: Settings) -> bool:
+    """True when no API key is configured, or the header is `Bearer <the key>`."""
     if s.api_key is None:
-        return
+        return True
     expected = s.api_key.get_secret_value().encode()
     scheme, _, token = (authorization or "").partition(" ")
     # compare_digest: the time taken does not reveal how much of the key matched
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), expected)
+
+
+def require_api_key(authorization: str | None = Header(None), s: Settings = Depends(settings)) -> None:
+    """Write endpoints need `Authorization: Bearer <key>` when an API key is configured."""
+    if not key_matches(authorization, s):
         raise HTTPException(401, "missing or wrong API key", headers={"WWW-Authenticate": "Bearer"})
