@@ -109,6 +109,7 @@ def process_batch(sources: list[str], force: bool = False) -> dict:
     """
     settings = get_settings()
     logger = get_run_logger()
+    sources = list(dict.fromkeys(sources))  # a file listed twice would be transcribed twice at once
     stages = [ingest.map(sources)]
     stages.append(transcribe.map(stages[-1], unmapped(force)))
     for stage in (store, chapterize, featurize):
