@@ -38,7 +38,45 @@ def error_body(code: str, message: str) -> dict:
     return {"error": {"code": code, "message": message}}
 
 
+ERROR_SCHEMA = {
+    "title": "Error",
+    "type": "object",
+    "required": ["error"],
+    "additionalProperties": False,
+    "properties": {"error": {
+        "type": "object", "required": ["code", "message"], "additionalProperties": False,
+        "properties": {"code": {"type": "string", "description": "Stable, machine-readable: `not_found`, ..."},
+                       "message": {"type": "string", "description": "What went wrong, for a person."}},
+    }},
+}
+
+
+def document_errors(spec: dict) -> dict:
+    """The OpenAPI contract says what the handlers below send: FastAPI documents its own
+    `{"detail": [...]}` for 422, which this API never returns, and no other error at all."""
+    spec.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+    for name in ("HTTPValidationError", "ValidationError"):
+        spec["components"]["schemas"].pop(name, None)
+    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    for item in spec.get("paths", {}).values():
+        for op in item.values():
+            responses = op.setdefault("responses", {})
+            responses.pop("422", None)
+            responses["4XX"] = {"description": "Refused: bad input, not found, too large, unauthorized, ...", **error}
+            responses["5XX"] = {"description": "Storage or a model unavailable (503), or an internal error", **error}
+    return spec
+
+
 def install(app: FastAPI) -> None:
+    openapi = app.openapi
+
+    def documented() -> dict:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_errors(openapi())
+        return app.openapi_schema
+
+    app.openapi = documented
+
     @app.exception_handler(e.MediaflowError)
     async def mediaflow_error(_: Request, exc: e.MediaflowError):
         return JSONResponse(error_body(exc.code, str(exc)), status_code=status_for(exc))

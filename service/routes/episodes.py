@@ -200,7 +200,8 @@ AUDIO_TYPES = {"mp3": "audio/mpeg", "aac": "audio/aac", "opus": "audio/ogg", "vo
                "flac": "audio/flac", "pcm_s16le": "audio/wav", "pcm_s24le": "audio/wav", "pcm_f32le": "audio/wav"}
 
 
-@router.get("/{episode_id}/audio", response_class=FileResponse, responses={200: {"content": {"audio/mpeg": {}}}})
+@router.get("/{episode_id}/audio", response_class=FileResponse, responses={200: {"content": {
+    t: {} for t in sorted({*AUDIO_TYPES.values(), "video/mp4", "application/octet-stream"})}}})
 def get_audio(episode_id: str, db: Store = Depends(store), s: Settings = Depends(settings)):
     """The episode's audio as it was uploaded (byte ranges supported, for seeking in a player)."""
     ep = db.get_episode(episode_id)
