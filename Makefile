@@ -31,13 +31,17 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-# What only the tests need: Debian's chromium for the player's browser test.
+# What only the tests need: Debian's chromium for the player's browser test, and Debian's PostgreSQL
+# server for the Postgres tests (they start throwaway servers of their own on loopback).
 test-system-deps:
-	@if ! command -v chromium >/dev/null; then \
-	  echo "installing Debian's chromium (the web player's browser test)"; \
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing (the player's browser test; the Postgres tests)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null || \
-	  echo "chromium could not be installed: the browser test will skip"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null || \
+	  echo "could not install$$missing: the tests that need them will skip and say so"; \
 	fi
 
 $(STAMP): requirements.lock pyproject.toml | system-deps
