@@ -101,4 +101,7 @@ def install(app: FastAPI) -> None:
                                 status_code=503)
         # Log the trace for the operator; never send paths or stack traces to the client.
         log.exception("unhandled error")
-        return JSONResponse(error_body("internal_error", "internal error; see the server log"), status_code=500)
+        # Starlette re-raises after this response and uvicorn then drops the connection: say so, or a
+        # keep-alive client reuses it and its next request dies with a connection reset.
+        return JSONResponse(error_body("internal_error", "internal error; see the server log"), status_code=500,
+                            headers={"Connection": "close"})
