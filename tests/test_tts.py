@@ -157,8 +157,10 @@ def test_registry_lists_voices_with_their_costs():
     t = listed["teacher"]
     assert t.sample_rate == 24_000 and t.parameters > 80_000_000 and t.license.startswith("Apache")
     assert listed["hibari"].parameters < t.parameters / 10
-    assert "student" not in listed  # no checkpoint yet
-    assert voices.voice_info("student").available is False
+    shipped = voices.student_checkpoint().is_file()  # models/tts_student/student.pt, once trained
+    assert ("student" in listed) == shipped == voices.voice_info("student").available
+    if shipped:
+        assert listed["student"].parameters < 8_000_000 and listed["student"].size_bytes < 10_000_000
 
 
 def test_unknown_voice_lists_the_known_ones():

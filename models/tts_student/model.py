@@ -7,7 +7,9 @@
 Durations are in the teacher's units: frames of 600 samples (25 ms). The decoder runs at that rate and
 emits two 300-sample mel frames per step, so the vocoder sees 80 frames/s while attention and the
 feed-forward convolutions pay for only 40. An FFT block is FastSpeech's: self-attention, then a
-feed-forward made of two 1-D convolutions, each in a pre-norm residual.
+feed-forward made of two 1-D convolutions, each in a pre-norm residual. The encoder has sinusoidal
+positions; the decoder none: each frame is told where it sits inside its phoneme (fraction through,
+and the phoneme's length), which does not depend on how long the sentence is.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ class StudentConfig:
     dec_layers: int = 4
     ff_mult: int = 2  # feed-forward width = ff_mult * d_model
     ff_kernel: int = 3  # the first feed-forward conv sees one position either side
-    dropout: float = 0.0  # the teacher is deterministic: little to overfit to, and dropout costs a fifth of a CPU step
+    enc_dropout: float = 0.1  # encoder and duration predictor: a small corpus, and names never seen in it
+    dec_dropout: float = 0.0  # the decoder runs per frame, where dropout costs a fifth of a CPU step
     dur_channels: int = 128
     dur_kernel: int = 3
     n_mels: int = 80
@@ -73,15 +76,15 @@ class ConvFeedForward(nn.Module):
 
 
 class FFTBlock(nn.Module):
-    def __init__(self, cfg: StudentConfig):
+    def __init__(self, cfg: StudentConfig, dropout: float):
         super().__init__()
         d = cfg.d_model
         self.n_heads = cfg.n_heads
         self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
-        self.ff = ConvFeedForward(d, cfg.ff_mult * d, cfg.ff_kernel, cfg.dropout)
-        self.drop = nn.Dropout(cfg.dropout)
-        self.p = cfg.dropout
+        self.ff = ConvFeedForward(d, cfg.ff_mult * d, cfg.ff_kernel, dropout)
+        self.drop = nn.Dropout(dropout)
+        self.p = dropout
 
     def forward(self, x, mask):  # mask (B, T, 1)
         B, T, d = x.shape
@@ -101,7 +104,7 @@ class DurationPredictor(nn.Module):
         self.fc1, self.fc2 = nn.Linear(self.k * cfg.d_model, c), nn.Linear(self.k * c, c)
         self.ln1, self.ln2 = nn.LayerNorm(c), nn.LayerNorm(c)
         self.out = nn.Linear(c, 1)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = nn.Dropout(cfg.enc_dropout)
 
     def forward(self, x, mask):
         h = self.drop(self.ln1(F.relu(self.fc1(neighbours(x * mask, self.k)))))
@@ -139,10 +142,10 @@ class AcousticModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.embed = nn.Embedding(cfg.n_vocab, cfg.d_model)
-        self.encoder = nn.ModuleList(FFTBlock(cfg) for _ in range(cfg.enc_layers))
+        self.encoder = nn.ModuleList(FFTBlock(cfg, cfg.enc_dropout) for _ in range(cfg.enc_layers))
         self.enc_ln = nn.LayerNorm(cfg.d_model)
         self.duration = DurationPredictor(cfg)
-        self.decoder = nn.ModuleList(FFTBlock(cfg) for _ in range(cfg.dec_layers))
+        self.decoder = nn.ModuleList(FFTBlock(cfg, cfg.dec_dropout) for _ in range(cfg.dec_layers))
         self.where = nn.Linear(2, cfg.d_model)
         self.dec_ln = nn.LayerNorm(cfg.d_model)
         self.to_mel = nn.Linear(cfg.d_model, cfg.n_mels * cfg.frames_per_step)
@@ -175,7 +178,7 @@ class AcousticModel(nn.Module):
     def infer(self, ids: torch.Tensor, speed: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         """One utterance: ids (N,) with pads → (mel (2T, n_mels), durations (N,))."""
         ids = ids[None]
-        id_mask = torch.ones(1, ids.shape[1], 1)
+        id_mask = torch.ones(1, ids.shape[1], 1, device=ids.device)
         h = self.encode(ids, id_mask)
         d = durations_from_log(self.duration(h, id_mask), id_mask[..., 0], speed)
         mel, _ = self.decode(*regulate(h, d))
