@@ -92,37 +92,76 @@ def pct(xs: list[float], q: float) -> float | None:
     return round(float(np.percentile(xs, q)) * 1000, 2) if xs else None
 
 
-async def open_loop(url: str, path: str, rate: float, seconds: float) -> dict:
-    import httpx
+class KeepAlivePool:
+    """HTTP/1.1 GETs over reused loopback connections, on bare asyncio streams: a load client light
+    enough to leave the server the bottleneck (httpx's AsyncClient saturated a core near 150 req/s
+    here and queued requests for seconds, which read as server latency)."""
 
-    lat, errors = [], 0
-    n = int(rate * seconds)
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    async with httpx.AsyncClient(base_url=url, timeout=10, limits=limits) as client:
-        await client.get(path)  # warm the route and the connection pool
+    def __init__(self, url: str):
+        host, port = url.split("//", 1)[1].rsplit(":", 1)
+        self.host, self.port, self.idle = host, int(port), []
 
-        async def one() -> None:
-            nonlocal errors
-            t0 = time.perf_counter()
+    async def get(self, path: str) -> int:
+        request = f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n\r\n".encode()
+        conn, head = self.idle.pop() if self.idle else None, None
+        if conn:
             try:
-                r = await client.get(path)
-                if r.status_code != 200:
-                    errors += 1
-            except httpx.HTTPError:
-                errors += 1
-            lat.append(time.perf_counter() - t0)
+                head = await self._send(conn, request)
+            except (OSError, asyncio.IncompleteReadError):  # uvicorn closes connections idle for 5 s:
+                conn[1].close()  # like any HTTP client, retry a stale one on a fresh connection
+                conn = None
+        if conn is None:
+            conn = await asyncio.open_connection(self.host, self.port)
+            head = await self._send(conn, request)
+        length = next((int(ln.split(b":", 1)[1]) for ln in head.split(b"\r\n")
+                       if ln.lower().startswith(b"content-length:")), 0)
+        await conn[0].readexactly(length)
+        self.idle.append(conn)
+        return int(head.split(b" ", 2)[1])
 
-        start = time.perf_counter()
-        tasks = []
-        for i in range(n):
-            delay = start + i / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one()))
-        await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - start
+    @staticmethod
+    async def _send(conn, request: bytes) -> bytes:
+        reader, writer = conn
+        writer.write(request)
+        await writer.drain()
+        return await reader.readuntil(b"\r\n\r\n")
+
+    def close(self) -> None:
+        for _, writer in self.idle:
+            writer.close()
+
+
+async def open_loop(url: str, path: str, rate: float, seconds: float) -> dict:
+    lat, errors, kinds = [], 0, {}
+    n = int(rate * seconds)
+    pool = KeepAlivePool(url)
+    await pool.get(path)  # warm the route
+
+    async def one() -> None:
+        nonlocal errors
+        t0 = time.perf_counter()
+        try:
+            status = await pool.get(path)
+            kind = None if status == 200 else str(status)
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            kind = type(exc).__name__
+        if kind:
+            errors += 1
+            kinds[kind] = kinds.get(kind, 0) + 1
+        lat.append(time.perf_counter() - t0)
+
+    start = time.perf_counter()
+    tasks = []
+    for i in range(n):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one()))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    pool.close()
     return {"requests": n, "seconds": round(elapsed, 2), "achieved_rps": round(n / elapsed, 1),
-            "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99), "max_ms": pct(lat, 100), "errors": errors}
+            "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99), "max_ms": pct(lat, 100), "errors": errors, "error_kinds": kinds}
 
 
 async def closed_loop(url: str, voice: str, clients: int, seconds: float) -> dict:
@@ -164,13 +203,20 @@ def main() -> None:
     ap.add_argument("--tts-seconds", type=float, default=30)
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--out", default=str(RESULTS / "service.json"))
+    ap.add_argument("--prepare", help=argparse.SUPPRESS)  # internal: process the episode into this data dir
     args = ap.parse_args()
+    if args.prepare:
+        print(prepare_episode(args.prepare))
+        return
 
     from mediaflow.tts.voices import default_voice_id
 
     voice = default_voice_id() if args.tts_voice == "auto" else args.tts_voice
     data = tempfile.mkdtemp(prefix="mf-bench-service-")
-    eid = prepare_episode(data)
+    # In a process of its own: the embedded Prefect server it starts would otherwise keep running in
+    # this one, beside the load client, for the whole measurement.
+    eid = subprocess.run([sys.executable, __file__, "--prepare", data], check=True, capture_output=True,
+                         text=True).stdout.strip().splitlines()[-1]
     result = {"load_average_at_start": os.getloadavg(), "cores": os.cpu_count(), "voice": voice}
 
     proc, url = start_server(data, 1)
