@@ -165,8 +165,20 @@ def cmd_demo(args, settings) -> int:
 
 
 def cmd_batch(args, settings) -> int:
-    """Process several files, one flow run each, with a progress bar over the batch."""
+    """Process several files, one flow run each, with a progress bar over the batch; with the Dask
+    task runner, one `process-batch` flow run that spreads the episodes over the workers."""
     from tqdm import tqdm
+
+    if settings.task_runner == "dask":
+        from flows.batch import process_batch
+
+        out = process_batch([str(Path(f).resolve()) for f in args.files])
+        by_path = {str(Path(f).resolve()): f for f in args.files}
+        for source, eid in out["done"].items():
+            print(f"{eid}  {by_path[source]}")
+        for source, error in out["failed"].items():
+            print(f"mediaflow: {by_path[source]}: {error}", file=sys.stderr)
+        return 2 if out["failed"] else 0
 
     from flows.episodes import process_episode
 

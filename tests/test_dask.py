@@ -52,7 +52,7 @@ def dask_client(settings, monkeypatch):
     config.get_settings.cache_clear()
 
 
-def test_a_batch_runs_in_parallel_on_two_workers_each_loading_whisper_once(dask_client, batch_files, tmp_path):
+def test_a_batch_runs_in_parallel_on_two_workers_each_loading_whisper_once(dask_client, batch_files, tmp_path, capsys):
     from flows.batch import process_batch
 
     corrupt = tmp_path / "corrupt.mp3"
@@ -87,6 +87,16 @@ def test_a_batch_runs_in_parallel_on_two_workers_each_loading_whisper_once(dask_
     assert store.count() == 3
     assert not any(s.redone for s in again["steps"].values())
     assert all(info.misses <= 1 for info in dask_client.run(asr._load.cache_info).values())
+
+    # `mediaflow batch` takes the same road when the Dask runner is configured.
+    from mediaflow.cli import main
+
+    capsys.readouterr()
+    assert main(["batch", *sources]) == 2  # the corrupt file
+    out, err = capsys.readouterr()
+    assert sorted(out.split()) == sorted([*result["done"].values(), *result["done"]])
+    assert "corrupt.mp3" in err and "not a recognised audio" in err
+    assert store.count() == 3 and asr._load.cache_info().misses == loads_here
 
 
 def test_settings_choose_the_task_runner():
