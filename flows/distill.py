@@ -43,8 +43,9 @@ def evaluate(checkpoint: str, limit: int | None) -> dict:
 
 
 @task
-def register(checkpoint: str) -> str:
-    return str(distill.register(checkpoint))
+def register(checkpoint: str, scores: dict) -> str:
+    """Ship the checkpoint and write its model card (docs/student.md) with the measured numbers."""
+    return str(distill.register(checkpoint, scores=scores))
 
 
 @flow(name="distill-tts-student")
@@ -61,7 +62,7 @@ def distill_student(data_dir: str | None = None, preset: str = "cpu", sentences:
     scores = evaluate(checkpoint, bench_limit)
     get_run_logger().info("student: %s", {k: v for k, v in scores.get("student", {}).items() if k != "license"})
     if ship:
-        register(checkpoint)
+        register(checkpoint, scores)
     return {"checkpoint": checkpoint, "bench": scores}
 
 

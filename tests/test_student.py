@@ -54,7 +54,16 @@ def test_a_tiny_student_trained_on_teacher_speech_lowers_its_loss_and_loads(tmp_
     voice = load_voice(checkpoint)
     audio, durations = voice.from_ids([0, 50, 83, 156, 16, 0])
     assert audio.dtype == np.float32 and len(audio) == durations.sum() * 600
-    assert distill.register(checkpoint, tmp_path / "shipped" / "student.pt").is_file()
+    scores = {"student": {"parameters": voice.parameters, "rtf_median": 0.01, "first_audio_s": 0.05,
+                          "wer": 0.04, "mcd_db": 2.5}}
+    card = tmp_path / "student.md"
+    assert distill.register(checkpoint, tmp_path / "shipped" / "student.pt", scores, card).is_file()
+    text = card.read_text()
+    assert f"{voice.parameters / 1e6:.2f} M parameters" in text and "| student |" in text and "4 %" in text
+    acoustic_rows = [ln for ln in text.splitlines() if ln.startswith("| acoustic | 30 |")]
+    assert acoustic_rows and "mel_l1" in acoustic_rows[0]  # steps and the final validation loss
+    assert "2 teacher utterances for training and 1 for validation" in text  # the data it learned from
+    assert sum(ln.startswith("| 30 | 0.0 |") for ln in text.splitlines()) == 1  # the last validation row, once
 
 
 # -- the shipped student ----------------------------------------------------------------------------

@@ -169,17 +169,76 @@ def evaluate(checkpoint: str | Path, limit: int | None = None, voices: str = "te
 
 
 # -- 6. registration --------------------------------------------------------------------------------------
-def register(checkpoint: str | Path, target: str | Path = SHIPPED) -> Path:
-    """Check that `checkpoint` loads as a student, then copy it to where the voice registry looks."""
+MODEL_CARD = ROOT / "docs" / "student.md"
+
+
+def register(checkpoint: str | Path, target: str | Path = SHIPPED, scores: dict | None = None,
+             card: str | Path | None = MODEL_CARD) -> Path:
+    """Check that `checkpoint` loads as a student, copy it to where the voice registry looks, and
+    write its model card (`scores`: what `evaluate` returned) beside the docs."""
     try:
         from models.tts_student import CheckpointError, load_voice
     except ImportError as exc:
         raise DependencyMissing(f"registering a student needs PyTorch: {exc}") from exc
     try:
-        load_voice(checkpoint)
+        voice = load_voice(checkpoint)
     except CheckpointError as exc:
         raise ModelUnavailable(f"not registering the student: {exc}") from exc
-    return atomic_copy(checkpoint, target)
+    path = atomic_copy(checkpoint, target)
+    if card:
+        atomic_write_bytes(card, model_card(voice, Path(path), scores).encode())
+    return path
+
+
+def model_card(voice, path: Path, scores: dict | None = None) -> str:
+    """Markdown: what the student is, what it learned from, how training went, what it measures."""
+    meta = voice.meta
+    settings, data = meta.get("train_settings", {}), meta.get("data", {})
+    lines = [
+        "# The TTS student: model card", "",
+        f"`{path.name}`: {voice.parameters / 1e6:.2f} M parameters (acoustic model and vocoder), "
+        f"{path.stat().st_size / 1e6:.1f} MB on disk ({meta.get('dtype', settings.get('export_dtype', '?'))}), "
+        f"exported {meta.get('exported', '?')}. Licence: MIT (the teacher's weights are Apache-2.0).", "",
+        "A FastSpeech-2-style transformer acoustic model (phoneme encoder, duration predictor, length "
+        "regulator, decoder) and a Vocos-style iSTFT vocoder (`models/tts_student/`), distilled from the "
+        "Kokoro-82M teacher's `af_heart` voice by sequence-level knowledge distillation: it learned only "
+        "from what the teacher said (its audio and per-phoneme durations), never from human recordings.", "",
+        "## Data", "",
+        f"- {data.get('train_utterances', '?')} teacher utterances for training and "
+        f"{data.get('val_utterances', '?')} for validation, {data.get('train_hours', '?')} h of training audio, "
+        f"from `{settings.get('data_dir', meta.get('data_dir', '?'))}` (corpus written by "
+        "`mediaflow/tts/distill_corpus.py`: generated sentences, the benchmark's held out).",
+        f"- preset `{settings.get('preset', '?')}`, device `{settings.get('device', '?')}`, "
+        f"{settings.get('threads', '?')} thread(s) per part.", "",
+        "## Training", "",
+        "| part | steps | minutes | final validation loss |", "|---|---|---|---|",
+    ]
+    for part in ("acoustic", "vocoder", "gta"):
+        hist = meta.get(f"{part}_history") or []
+        val = next((r["val"] for r in reversed(hist) if "val" in r), None)
+        lines.append(f"| {part} | {meta.get(f'{part}_steps', 0)} | {meta.get(f'{part}_minutes', 0)} | "
+                     f"{', '.join(f'{k} {v:.4f}' for k, v in (val or {}).items()) or '–'} |")
+    lines += ["", "Loss curve (validation, acoustic model):", "", "| step | minutes | mel L1 | log-duration MSE |",
+              "|---|---|---|---|"]
+    rows = [r for r in meta.get("acoustic_history") or [] if "val" in r]
+    picked = rows[:: max(1, len(rows) // 12)]
+    for r in picked + [r for r in rows[-1:] if r is not picked[-1]]:
+        v = r["val"]
+        lines.append(f"| {r['step']} | {r['minutes']} | {v.get('mel_l1', float('nan')):.4f} | "
+                     f"{v.get('dur', float('nan')):.4f} |")
+    if scores:
+        lines += ["", "## Measured (`bench/tts.py`, held-out sentences)", "",
+                  "| voice | params | RTF (median) | first audio, 20 words | WER | MCD vs teacher |",
+                  "|---|---|---|---|---|---|"]
+        for name, row in scores.items():
+            lines.append(f"| {name} | {_fmt(row.get('parameters'), 1e6, ' M')} | {_fmt(row.get('rtf_median'))} | "
+                         f"{_fmt(row.get('first_audio_s'), 1, ' s')} | {_fmt(row.get('wer'), 0.01, ' %')} | "
+                         f"{_fmt(row.get('mcd_db'), 1, ' dB')} |")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value, unit: float = 1.0, suffix: str = "") -> str:
+    return "–" if value is None else f"{value / unit:.3g}{suffix}"
 
 
 SAMPLE_TEXTS = (  # three held-out benchmark sentences: what the student never heard in training

@@ -63,7 +63,7 @@ def export(run_dir: Path, path: Path, dtype: str = "int8", meta: dict | None = N
         "vocoder_steps": voc["step"], "vocoder_minutes": round(voc["elapsed_s"] / 60, 1),
         "gta_steps": gta["step"] if gta else 0, "gta_minutes": round(gta["elapsed_s"] / 60, 1) if gta else 0,
         "acoustic_history": ac["history"], "vocoder_history": voc["history"],
-        "gta_history": gta["history"] if gta else [],
+        "gta_history": gta["history"] if gta else [], "data": ac.get("data", {}),
         "exported": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     blob = {

@@ -259,12 +259,15 @@ def run(which: str, train: list[dict], val: list[dict], log=print) -> Path:
         step, elapsed, history = ck["step"], ck["elapsed_s"], ck["history"]
         rng.seed(seed + step)
         log(f"{which}: resumed at step {step} ({elapsed / 60:.1f} min)")
+    seen = {"train_utterances": len(train), "val_utterances": len(val),
+            "train_hours": round(sum(len(u["audio"]) for u in train) / MelConfig.sample_rate / 3600, 2)}
     n_params = sum(p.numel() for p in model.parameters())
     log(f"{which}: {n_params / 1e6:.2f} M parameters, {len(train)} train / {len(val)} val utterances")
 
     def save():
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "elapsed_s": elapsed,
-                    "history": history, "config": cfg.to_dict(), "part": which}, ckpt_path.with_suffix(".tmp"))
+                    "history": history, "config": cfg.to_dict(), "part": which, "data": seen},
+                   ckpt_path.with_suffix(".tmp"))
         ckpt_path.with_suffix(".tmp").replace(ckpt_path)
 
     def evaluate() -> dict:
