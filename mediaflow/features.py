@@ -126,6 +126,7 @@ class EpisodeFeatures:
             "language": self.language, "language_probability": self.language_probability,
             "duration_s": self.duration_s, "word_count": self.word_count,
             "words_per_minute": self.words_per_minute, "speech_fraction": self.speech_fraction,
+            "speech_to_silence": self.speech_to_silence,
             "speech_timing": self.speech_timing, "vector_encoding": "base64-float32-le",
             "embedding": encode_vector(self.embedding),
             "keywords": [k.to_dict() for k in self.keywords],

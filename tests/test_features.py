@@ -213,6 +213,7 @@ def test_rates_come_from_word_timestamps():
     spoken = t - 6 * 2.0 - 0.05
     assert f.speech_fraction == pytest.approx(spoken / 60.0, abs=0.02)
     assert f.speech_to_silence == pytest.approx(f.speech_fraction / (1 - f.speech_fraction), abs=1e-3)
+    assert f.to_dict(vectors=False)["speech_to_silence"] == f.speech_to_silence  # served with the features
     assert f.language == "en" and f.duration_s == 60.0
 
 
