@@ -13,7 +13,7 @@ from mediaflow.config import get_settings
 from service import errors, metrics
 from service.deps import key_matches, require_read_key
 from service.jobs import Jobs
-from service.routes import episodes, health, recommendations, tts, web
+from service.routes import docs, episodes, health, recommendations, tts, web
 
 
 def create_app() -> FastAPI:
@@ -31,9 +31,11 @@ def create_app() -> FastAPI:
         description="Podcast transcripts, chapters, recommendation features and narrated explanations.",
         lifespan=lifespan,
         dependencies=[Depends(require_read_key)],
+        docs_url=None, redoc_url=None,  # served by service/routes/docs.py, without a CDN
     )
     errors.install(app)
     app.add_middleware(BodyLimit)
+    app.add_middleware(NoSniff)
     app.add_middleware(metrics.MetricsMiddleware)
     app.add_api_route("/metrics", metrics.render, include_in_schema=False)
     app.include_router(health.router)
@@ -41,7 +43,29 @@ def create_app() -> FastAPI:
     app.include_router(recommendations.router)
     app.include_router(tts.router)
     app.include_router(web.router)
+    app.include_router(docs.router)
     return app
+
+
+class NoSniff:
+    """`X-Content-Type-Options: nosniff` on every response, so no browser runs a JSON or audio body
+    as a script or page (the player's own pages carry their full set of headers)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def with_header(msg):
+            if msg["type"] == "http.response.start":
+                headers = list(msg.get("headers", []))
+                if not any(k.lower() == b"x-content-type-options" for k, _ in headers):
+                    msg = {**msg, "headers": headers + [(b"x-content-type-options", b"nosniff")]}
+            await send(msg)
+
+        await self.app(scope, receive, with_header)
 
 
 MAX_BODY = 1 << 20  # every body but an upload: speech text, recommendation history, form fields

@@ -19,7 +19,7 @@ def store(s: Settings = Depends(settings)) -> Store:
     return get_store(s.db_url)
 
 
-PUBLIC_PATHS = ("/health", "/metrics", "/", "/static/", "/docs", "/openapi.json", "/favicon.ico")
+PUBLIC_PATHS = ("/health", "/metrics", "/", "/static/", "/docs", "/redoc", "/openapi.json", "/favicon.ico")
 
 
 def require_read_key(request: Request, authorization: str | None = Header(None),
@@ -28,7 +28,7 @@ def require_read_key(request: Request, authorization: str | None = Header(None),
     if not s.read_requires_key or request.method not in ("GET", "HEAD"):
         return
     path = request.url.path
-    if path in PUBLIC_PATHS or path.startswith("/static/"):
+    if path in PUBLIC_PATHS or path.startswith(("/static/", "/docs-assets/")):
         return
     require_api_key(authorization, s)
 

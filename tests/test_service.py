@@ -47,7 +47,8 @@ def test_search_audio_etags_metrics_and_delete(api, settings, speech_wav, monkey
     r = api.delete(f"/episodes/{eid}", headers={"Authorization": "Bearer k3y"})
     assert r.status_code == 204
     assert api.get(f"/episodes/{eid}").status_code == 404
-    assert api.get(f"/episodes/{eid}/transcript").status_code == 404
+    for product in ("transcript", "chapters", "features", "similar"):
+        assert api.get(f"/episodes/{eid}/{product}").status_code == 404, product
     assert not audio.exists() and not list((settings.data_path / "derived").glob(f"{eid}*"))
     assert not (settings.data_path / "trash").exists() or not any((settings.data_path / "trash").iterdir())
     assert api.delete(f"/episodes/{eid}", headers={"Authorization": "Bearer k3y"}).status_code == 404
@@ -61,6 +62,27 @@ def test_reads_can_require_the_key_too(api, settings, monkeypatch):
     assert api.get("/episodes").status_code == 401
     assert api.get("/episodes", headers={"Authorization": "Bearer k3y"}).status_code == 200
     assert api.get("/health").status_code == 200  # liveness stays open for probes
+    for public in ("/docs", "/redoc", "/openapi.json", "/docs-assets/swagger-ui-bundle.js"):
+        assert api.get(public).status_code == 200, public  # the API's own documentation stays readable
+
+
+def test_the_api_docs_work_offline(api):
+    """/docs and /redoc load their scripts from this server, never a CDN."""
+    for page, assets in (("/docs", ("swagger-ui-bundle.js", "swagger-ui.css")), ("/redoc", ("redoc.standalone.js",))):
+        html = api.get(page).text
+        assert "cdn." not in html and "fonts.googleapis" not in html and "/openapi.json" in html
+        for name in assets:
+            assert f"/docs-assets/{name}" in html
+            r = api.get(f"/docs-assets/{name}")
+            assert r.status_code == 200 and len(r.content) > 100_000
+            assert r.headers["content-type"].startswith("text/css" if name.endswith(".css") else "text/javascript")
+    assert b"SwaggerUIBundle" in api.get("/docs-assets/swagger-ui-bundle.js").content
+    for bad in ("/docs-assets/core.py", "/docs-assets/..%2f__init__.py", "/docs-assets/%2e%2e/consts.py"):
+        r = api.get(bad)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", bad
+    assert api.get("/openapi.json").json()["info"]["title"] == "mediaflow"
+    for path in ("/episodes", "/health", "/no/such/route", "/docs"):  # no response is sniffed as something else
+        assert api.get(path).headers["x-content-type-options"] == "nosniff", path
 
 
 def test_reprocess_runs_the_flow_again(api, settings, speech_wav):
