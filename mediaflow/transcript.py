@@ -89,7 +89,15 @@ class Transcript:
         return cls(segments=segments, language="en", duration=duration, model=model)
 
 
-def _ts(seconds: float, sep: str) -> str:
+def cue_text(text: str) -> str:
+    """Text safe inside a WebVTT cue: `&`, `<` and `>` escaped as the format requires, and no blank
+    line or `-->` that would end the cue early."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return " ".join(text.split()) or "…"
+
+
+def timestamp(seconds: float, sep: str = ".") -> str:
+    """`HH:MM:SS.mmm` (WebVTT) or, with `sep=","`, `HH:MM:SS,mmm` (SRT)."""
     ms = max(0, int(round(seconds * 1000)))
     h, ms = divmod(ms, 3_600_000)
     m, ms = divmod(ms, 60_000)
@@ -100,14 +108,14 @@ def _ts(seconds: float, sep: str) -> str:
 def to_vtt(t: Transcript) -> str:
     lines = ["WEBVTT", ""]
     for s in t.segments:
-        lines += [f"{_ts(s.start, '.')} --> {_ts(s.end, '.')}", s.text.strip(), ""]
+        lines += [f"{timestamp(s.start)} --> {timestamp(s.end)}", cue_text(s.text), ""]
     return "\n".join(lines)
 
 
 def to_srt(t: Transcript) -> str:
     lines = []
     for i, s in enumerate(t.segments, 1):
-        lines += [str(i), f"{_ts(s.start, ',')} --> {_ts(s.end, ',')}", s.text.strip(), ""]
+        lines += [str(i), f"{timestamp(s.start, ',')} --> {timestamp(s.end, ',')}", s.text.strip(), ""]
     return "\n".join(lines)
 
 

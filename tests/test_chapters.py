@@ -147,10 +147,24 @@ def test_podcast_json_chapters_validate_against_the_namespace_fields():
     assert to_podcast(CHAPTERS)["chapters"][1]["title"] == "Social Learning"
 
 
-def test_webvtt_chapters():
+def test_webvtt_chapters_parse_back_through_ffmpeg(tmp_path):
+    import subprocess
+
     vtt = export(CHAPTERS, "vtt")
     assert vtt.startswith("WEBVTT\n")
     assert "00:01:05.000 --> 01:01:40.500\nSocial Learning" in vtt
+    assert "Bobo &amp; the Doll" in vtt  # a bare & is not allowed in cue text
+    path = tmp_path / "chapters.vtt"
+    path.write_text(vtt)
+    # ffmpeg's WebVTT demuxer reads the cues; as SRT they come back with their times and titles
+    srt = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "srt", "-"], capture_output=True,
+                         text=True, check=True).stdout
+    cues = [block.splitlines() for block in srt.strip().split("\n\n")]
+    assert [(c[1], c[2]) for c in cues] == [
+        ("00:00:00,000 --> 00:01:05,000", "Introduction"),
+        ("00:01:05,000 --> 01:01:40,500", "Social Learning"),
+        ("01:01:40,500 --> 01:03:20,000", "Bobo & the Doll"),  # the escape read back as the character
+    ]
 
 
 def test_youtube_description_round_trips():

@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 from mediaflow.errors import InvalidInput
+from mediaflow.transcript import cue_text, timestamp
 
 FORMATS = ("json", "podcast", "vtt", "youtube")
 MEDIA_TYPES = {
@@ -31,18 +32,10 @@ def to_podcast(chapters, title: str | None = None) -> dict:
     return doc
 
 
-def _ts(seconds: float, sep: str = ".") -> str:
-    ms = max(0, int(round(seconds * 1000)))
-    h, ms = divmod(ms, 3_600_000)
-    m, ms = divmod(ms, 60_000)
-    s, ms = divmod(ms, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
-
-
 def to_vtt(chapters) -> str:
     lines = ["WEBVTT", ""]
     for i, c in enumerate(chapters, 1):
-        lines += [f"Chapter {i}", f"{_ts(c.start)} --> {_ts(c.end)}", c.title, ""]
+        lines += [f"Chapter {i}", f"{timestamp(c.start)} --> {timestamp(c.end)}", cue_text(c.title), ""]
     return "\n".join(lines)
 
 
