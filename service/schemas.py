@@ -8,7 +8,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class EpisodeOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [{
+        "id": "3f5a0c9e2b7d41c8a6e1f0d2c4b8a9e7f1d3c5b7a9e1f3d5c7b9a1e3f5d7c9b1", "title": "Volcanoes at dawn",
+        "description": "Why some eruptions explode and others flow.", "show": "The Curious Hour",
+        "published_at": "2026-11-02T06:00:00Z", "status": "done", "error": None,
+        "source_name": "curious-hour-12.mp3", "duration_s": 1834.2, "size_bytes": 29347200,
+        "sample_rate": 44100, "channels": 2, "codec": "mp3", "container": "mp3", "loudness_dbfs": -19.4,
+        "peak_dbfs": -1.2, "created_at": "2026-11-30T09:14:03Z", "updated_at": "2026-11-30T09:15:41Z"}]})
 
     id: str
     title: str
@@ -38,6 +44,8 @@ class EpisodeList(BaseModel):
 
 
 class RegisterPath(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"path": "inbox/episode-12.mp3", "title": "Episode 12"}]})
+
     path: str
     title: str | None = None
 

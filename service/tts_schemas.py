@@ -16,7 +16,11 @@ _SPEED = f"{MIN_SPEED} to {MAX_SPEED}; 1.0 is normal, 2.0 twice as fast."
 class SpeechIn(BaseModel):
     """`POST /tts`."""
 
-    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not silently the default
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [  # a misspelt field is an error
+        {"text": "Because you liked Deep Time, try Field Notes: it covers volcanoes and ancient oceans.",
+         "speed": 1.0, "format": "mp3", "stream": True},
+        {"text": "Episode 12 starts at 9:30 a.m. on March 3rd.", "format": "wav", "stream": False},
+    ]})
 
     text: str = Field(description=_TEXT)
     voice: str | None = Field(None, description="A voice id from `GET /tts/voices`; default: the configured one.")
@@ -38,7 +42,10 @@ class VoiceRef(BaseModel):
 class OpenAISpeechIn(BaseModel):
     """`POST /v1/audio/speech`, as OpenAI's client sends it. Fields we do not use are accepted and ignored."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [
+        {"model": "tts-1", "input": "Since you like history, try Ep. 101: The Fall of Constantinople, 1453.",
+         "voice": "alloy", "response_format": "mp3", "speed": 1.0},
+    ]})
 
     model: str = Field("tts-1", description="Accepted for compatibility (`tts-1`, `tts-1-hd`, `gpt-4o-mini-tts`, "
                                             "anything); it selects nothing: the voice does.")

@@ -80,7 +80,10 @@ def test_the_api_docs_work_offline(api):
     for bad in ("/docs-assets/core.py", "/docs-assets/..%2f__init__.py", "/docs-assets/%2e%2e/consts.py"):
         r = api.get(bad)
         assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", bad
-    assert api.get("/openapi.json").json()["info"]["title"] == "mediaflow"
+    spec = api.get("/openapi.json").json()
+    assert spec["info"]["title"] == "mediaflow"
+    for body in ("SpeechIn", "OpenAISpeechIn", "RegisterPath", "RecommendationRequest", "EpisodeOut"):
+        assert spec["components"]["schemas"][body].get("examples"), body  # /docs shows a filled-in example
     for path in ("/episodes", "/health", "/no/such/route", "/docs"):  # no response is sniffed as something else
         assert api.get(path).headers["x-content-type-options"] == "nosniff", path
 
