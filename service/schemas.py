@@ -43,13 +43,6 @@ class EpisodeList(BaseModel):
     offset: int
 
 
-class RegisterPath(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"path": "inbox/episode-12.mp3", "title": "Episode 12"}]})
-
-    path: str
-    title: str | None = None
-
-
 class Health(BaseModel):
     status: str
     version: str

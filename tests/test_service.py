@@ -82,7 +82,7 @@ def test_the_api_docs_work_offline(api):
         assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", bad
     spec = api.get("/openapi.json").json()
     assert spec["info"]["title"] == "mediaflow"
-    for body in ("SpeechIn", "OpenAISpeechIn", "RegisterPath", "RecommendationRequest", "EpisodeOut"):
+    for body in ("SpeechIn", "OpenAISpeechIn", "RecommendationRequest", "EpisodeOut"):
         assert spec["components"]["schemas"][body].get("examples"), body  # /docs shows a filled-in example
     for path in ("/episodes", "/health", "/no/such/route", "/docs"):  # no response is sniffed as something else
         assert api.get(path).headers["x-content-type-options"] == "nosniff", path
