@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from flows.episodes import process_episode
 from mediaflow import config
 from mediaflow.pipeline import get_store
@@ -95,3 +97,11 @@ def test_reprocess_runs_the_flow_again(api, settings, speech_wav):
     assert r.status_code == 202 and r.headers["location"] == f"/episodes/{eid}"
     done = wait_done(api, eid)
     assert done["status"] == "done" and get_store(settings.db_url).get_episode(eid).updated_at > before
+    # The API's flow runs are counted by outcome (the count follows the stored status by a moment).
+    completed = 'mediaflow_flow_runs_total{flow="process-episode",state="completed"} 1.0'
+    for _ in range(100):
+        metrics = api.get("/metrics").text
+        if completed in metrics:
+            break
+        time.sleep(0.1)
+    assert completed in metrics and 'mediaflow_flow_runs_total{flow="process-episode",state="started"} 1.0' in metrics

@@ -101,6 +101,12 @@ def test_faster_speech_is_shorter(api):
     fast = api.post("/tts", json={"text": SHORT, "voice": "hibari", "format": "pcm", "speed": 2.0}).content
     slow = api.post("/tts", json={"text": SHORT, "voice": "hibari", "format": "pcm", "speed": 0.5}).content
     assert len(fast) < 0.7 * len(normal) < 0.7 * 0.7 * len(slow)
+    # /metrics counts the work: synthesis time and seconds of speech made, per voice
+    metrics = {ln.split(" ")[0]: float(ln.split(" ")[1]) for ln in api.get("/metrics").text.splitlines()
+               if ln.startswith("mediaflow_synth")}
+    audio_s = (len(normal) + len(fast) + len(slow)) / 2 / 24_000
+    assert metrics['mediaflow_synthesised_audio_seconds_total{voice="hibari"}'] >= audio_s - 0.01
+    assert 0 < metrics['mediaflow_synthesis_seconds_total{voice="hibari"}'] < audio_s
 
 
 # -- OpenAI compatibility --------------------------------------------------------------------------
