@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from mediaflow.config import Settings
+from mediaflow.errors import InvalidInput
 from mediaflow.explain import explain
 from mediaflow.features import EpisodeFeatures
 from mediaflow.recommend import Catalogue, CatalogueItem, Recommendation, recommend, similar
@@ -39,9 +40,24 @@ def load_catalogue(settings: Settings) -> Catalogue:
                 episode_id=ep.id, show=ep.show or "", title=ep.title,
                 published_at=ep.published_at or ep.created_at, features=EpisodeFeatures.from_dict(row.data),
             ))
-        catalogue = Catalogue(items)
+        catalogue = Catalogue(items, index=_index(settings, items))
         _cache[settings.db_url] = (stamp, catalogue)
         return catalogue
+
+
+def _index(settings: Settings, items: list[CatalogueItem]):
+    """None (the catalogue's in-memory index) or the pgvector table, emptied of episodes gone since."""
+    if settings.vector_index == "memory":
+        return None
+    if not settings.db_url.startswith("postgresql"):
+        raise InvalidInput("vector_index=pgvector needs a PostgreSQL database_url, not "
+                           f"{settings.db_url.split(':', 1)[0]}")
+    from mediaflow.pipeline import get_store
+    from mediaflow.vector_index_pg import PgVectorIndex
+
+    index = PgVectorIndex(get_store(settings.db_url).engine, dim=items[0].features.dim if items else 384)
+    index.retain([it.episode_id for it in items])
+    return index
 
 
 @dataclass

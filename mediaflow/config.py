@@ -52,6 +52,12 @@ class Settings(BaseSettings):
                           "workers need mediaflow installed, the same data dir and database URL, and PREFECT_API_URL."
     )
 
+    vector_index: Literal["memory", "pgvector"] = Field(
+        "memory", description="Where similar-episode search looks: `memory` (exact cosine over a matrix in each "
+                              "process) or `pgvector` (a table in the PostgreSQL database; needs its `vector` "
+                              "extension), for catalogues shared by many processes or too large for each."
+    )
+
     tts_default_voice: str = Field(
         "auto", description="Voice id used when a request names none; `auto`: the distilled `student` once its "
                             "checkpoint exists, else `teacher` (see `mediaflow.tts.voices.default_voice_id`)."

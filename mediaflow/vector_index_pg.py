@@ -62,6 +62,12 @@ class PgVectorIndex:
             conn.execute(text(f"DELETE FROM {self.table} WHERE id = ANY(CAST(:ids AS text[]))"),
                          {"ids": [str(i) for i in ids]})
 
+    def retain(self, ids: Iterable[Hashable]) -> None:
+        """Remove every row whose id is not in `ids` (episodes deleted since the table was filled)."""
+        with self.engine.begin() as conn:
+            conn.execute(text(f"DELETE FROM {self.table} WHERE NOT (id = ANY(CAST(:ids AS text[])))"),
+                         {"ids": [str(i) for i in ids]})
+
     def vector(self, id: Hashable) -> np.ndarray:
         with self.engine.connect() as conn:
             got = conn.scalar(text(f"SELECT embedding::text FROM {self.table} WHERE id = :id"), {"id": str(id)})

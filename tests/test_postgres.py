@@ -9,7 +9,7 @@ from sqlalchemy import inspect, text
 
 from conftest import SPEECH_TEXT, wer
 from mediaflow import config, pipeline
-from mediaflow.errors import NotFound
+from mediaflow.errors import InvalidInput, NotFound
 from mediaflow.store import ChaptersRow, Episode, FeaturesRow, Store, TranscriptRow
 from mediaflow.transcript import Segment, Transcript, Word
 from pg import create_database, pgvector_server, postgres_server, postgres_url  # noqa: F401  (fixtures)
@@ -201,3 +201,48 @@ def test_pgvector_index_answers_as_the_brute_force_index(pgvector_url):
     hits = sum(len({i for i, _ in exact.search(q, 10)} & {i for i, _ in approx.search(q, 10)}) for q in queries)
     assert hits / 200 >= 0.9  # HNSW is approximate; on 400 vectors it should miss little
     pg.engine.dispose()
+
+
+def test_similar_episodes_searched_in_pgvector_match_the_in_memory_index(pgvector_url):
+    """`vector_index=pgvector`: the catalogue's neighbours come from the database table, exactly as the
+    in-memory index finds them, and an episode deleted since is dropped from the table."""
+    import numpy as np
+
+    from mediaflow import catalogue
+    from mediaflow.features import EpisodeFeatures
+    from mediaflow.terms import Term
+
+    store = Store(pgvector_url)
+    rng = np.random.default_rng(3)
+    ids = []
+    for i in range(12):
+        ep = store.add_episode(**_fields(h=f"{i:02d}" * 32, title=f"Episode {i}", show=f"Show {i % 3}"))
+        v = rng.normal(size=384).astype(np.float32)
+        f = EpisodeFeatures("features-v2", "sentence-transformers/all-MiniLM-L6-v2", 384, ep.title, "en", 1.0,
+                            600.0, 1500, 150.0, 0.9, "words", v / np.linalg.norm(v),
+                            keywords=[Term(f"topic {i % 4}", 0.5)])
+        store.save_features(ep.id, f.to_dict())
+        ids.append(ep.id)
+
+    memory = config.Settings(database_url=pgvector_url, vector_index="memory")
+    pg = config.Settings(database_url=pgvector_url, vector_index="pgvector")
+    try:
+        catalogue._cache.clear()
+        want = [s.recommendation.episode_id for s in catalogue.similar_episodes(ids[0], memory, k=5)]
+        catalogue._cache.clear()
+        got = [s.recommendation.episode_id for s in catalogue.similar_episodes(ids[0], pg, k=5)]
+        assert got == want and len(got) == 5
+        index = catalogue.load_catalogue(pg).index
+        assert type(index).__name__ == "PgVectorIndex" and len(index) == 12
+
+        store.delete_episode(ids[1])
+        catalogue._cache.clear()
+        assert ids[1] not in {s.recommendation.episode_id for s in catalogue.similar_episodes(ids[0], pg, k=11)}
+        assert len(catalogue.load_catalogue(pg).index) == 11 and ids[1] not in catalogue.load_catalogue(pg).index
+    finally:
+        catalogue._cache.clear()
+        pipeline.get_store(pgvector_url).engine.dispose()
+        pipeline.get_store.cache_clear()
+        store.engine.dispose()
+    with pytest.raises(InvalidInput, match="PostgreSQL"):
+        catalogue.load_catalogue(config.Settings(database_url="sqlite:///:memory:", vector_index="pgvector"))
