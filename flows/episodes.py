@@ -99,11 +99,19 @@ def process_episode(source: str, title: str | None = None, force: bool = False,
 
 @flow(name="process-folder")
 def process_folder(folder: str | None = None) -> dict:
-    """Process every new audio file in the watched folder; one bad file does not stop the rest."""
+    """Process every new audio file in the watched folder; one bad file does not stop the rest.
+    With the Dask task runner the files go to the workers together, as one `process-batch`."""
     settings = get_settings()
     logger = get_run_logger()
+    pending = pipeline.pending_files(settings, Path(folder) if folder else None)
+    if settings.task_runner == "dask" and pending:
+        from flows.batch import process_batch  # flows.batch imports this module
+
+        out = process_batch([str(p) for p in pending])
+        return {"processed": list(out["done"].values()),
+                "failed": {Path(src).name: error for src, error in out["failed"].items()}}
     done, failed = [], {}
-    for path in pipeline.pending_files(settings, Path(folder) if folder else None):
+    for path in pending:
         try:
             done.append(process_episode(str(path)))
         except MediaflowError as exc:

@@ -98,6 +98,20 @@ def test_a_batch_runs_in_parallel_on_two_workers_each_loading_whisper_once(dask_
     assert "corrupt.mp3" in err and "not a recognised audio" in err
     assert store.count() == 3 and asr._load.cache_info().misses == loads_here
 
+    # So does the watched folder: a new file there (the first episode as FLAC: new bytes) goes to a worker.
+    from flows.episodes import process_folder
+    from mediaflow.audio import decode
+
+    inbox = config.get_settings().inbox_dir
+    inbox.mkdir(parents=True, exist_ok=True)
+    fresh = inbox / "again.flac"
+    fresh.write_bytes(encode(decode(batch_files[0][0]), 16_000, "flac"))
+    os.utime(fresh, (0, 0))  # settled: not still being copied in
+    out = process_folder()
+    assert out["failed"] == {} and len(out["processed"]) == 1 and store.count() == 4
+    assert store.get_episode(out["processed"][0]).status == "done"
+    assert asr._load.cache_info().misses == loads_here  # transcribed on a worker, not here
+
 
 def test_settings_choose_the_task_runner():
     from prefect.task_runners import ThreadPoolTaskRunner
