@@ -198,7 +198,8 @@ def model_card(voice, path: Path, scores: dict | None = None) -> str:
         "# The TTS student: model card", "",
         f"`{path.name}`: {voice.parameters / 1e6:.2f} M parameters (acoustic model and vocoder), "
         f"{path.stat().st_size / 1e6:.1f} MB on disk ({meta.get('dtype', settings.get('export_dtype', '?'))}), "
-        f"exported {meta.get('exported', '?')}. Licence: MIT (the teacher's weights are Apache-2.0).", "",
+        f"exported {meta.get('exported', '?')}. Licence: Apache-2.0, as the teacher whose speech it "
+        "learned from.", "",
         "A FastSpeech-2-style transformer acoustic model (phoneme encoder, duration predictor, length "
         "regulator, decoder) and a Vocos-style iSTFT vocoder (`models/tts_student/`), distilled from the "
         "Kokoro-82M teacher's `af_heart` voice by sequence-level knowledge distillation: it learned only "
