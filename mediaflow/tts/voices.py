@@ -37,7 +37,7 @@ HIBARI_BYTES = 7_936_868
 HIBARI_PARAMETERS = 6_152_988
 PIPER_JOE_BYTES = 63_201_294
 PIPER_JOE_PARAMETERS = 15_650_556
-STUDENT_PARAMETERS = None  # of the shipped checkpoint (`get_voice("student").parameters`); update with it
+STUDENT_PARAMETERS = 3_860_627  # of the shipped checkpoint (`get_voice("student").parameters`); update with it
 
 
 class Voice(Protocol):
@@ -139,15 +139,16 @@ def _has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-# Measured by `bench/tts.py` (109 sentences, 2 threads) on a 2-core developer machine shared with other
-# work (load average 3-4), which inflates wall time but not CPU time: (rtf, cpu_rtf, first_audio_s).
-# The other Kokoro voices run the same network as the teacher, so they share its figures.
+# Measured by `bench/tts.py` (109 sentences, 2 threads) on a 2-core machine with nothing else running
+# (2026-11-30): (rtf, cpu_rtf, first_audio_s). The other Kokoro voices run the teacher's network, so they share
+# its figures; Piper's are from an earlier run under load (3-4), which inflates wall time but not CPU time.
 _SPEED: dict[str, tuple[float, float, float]] = {
-    "teacher": (1.311, 0.878, 6.46),
-    "kokoro-michael": (1.311, 0.878, 6.46),
-    "kokoro-emma": (1.311, 0.878, 6.46),
+    "teacher": (0.339, 0.666, 2.59),
+    "kokoro-michael": (0.339, 0.666, 2.59),
+    "kokoro-emma": (0.339, 0.666, 2.59),
     "piper-joe": (0.133, 0.133, 0.36),
-    "hibari": (0.009, 0.018, 0.07),
+    "hibari": (0.0054, 0.0108, 0.04),
+    "student": (0.0082, 0.0109, 0.03),
 }
 
 
