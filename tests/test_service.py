@@ -90,18 +90,26 @@ def test_the_api_docs_work_offline(api):
         assert api.get(path).headers["x-content-type-options"] == "nosniff", path
 
 
+def _flow_runs(api) -> dict[str, float]:
+    """mediaflow_flow_runs_total by state (the registry lives as long as the test process)."""
+    prefix = 'mediaflow_flow_runs_total{flow="process-episode",state="'
+    return {ln[len(prefix):].split('"')[0]: float(ln.split()[-1])
+            for ln in api.get("/metrics").text.splitlines() if ln.startswith(prefix)}
+
+
 def test_reprocess_runs_the_flow_again(api, settings, speech_wav):
     eid = process_episode(str(speech_wav))
     before = get_store(settings.db_url).get_episode(eid).updated_at
+    runs = _flow_runs(api)
     r = api.post(f"/episodes/{eid}/reprocess")
     assert r.status_code == 202 and r.headers["location"] == f"/episodes/{eid}"
     done = wait_done(api, eid)
     assert done["status"] == "done" and get_store(settings.db_url).get_episode(eid).updated_at > before
     # The API's flow runs are counted by outcome (the count follows the stored status by a moment).
-    completed = 'mediaflow_flow_runs_total{flow="process-episode",state="completed"} 1.0'
     for _ in range(100):
-        metrics = api.get("/metrics").text
-        if completed in metrics:
+        after = _flow_runs(api)
+        if after.get("completed", 0) > runs.get("completed", 0):
             break
         time.sleep(0.1)
-    assert completed in metrics and 'mediaflow_flow_runs_total{flow="process-episode",state="started"} 1.0' in metrics
+    assert after.get("completed", 0) == runs.get("completed", 0) + 1
+    assert after.get("started", 0) == runs.get("started", 0) + 1 and after.get("failed", 0) == runs.get("failed", 0)
