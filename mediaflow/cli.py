@@ -167,8 +167,6 @@ def cmd_demo(args, settings) -> int:
 def cmd_batch(args, settings) -> int:
     """Process several files, one flow run each, with a progress bar over the batch; with the Dask
     task runner, one `process-batch` flow run that spreads the episodes over the workers."""
-    from tqdm import tqdm
-
     if settings.task_runner == "dask":
         from flows.batch import process_batch
 
@@ -179,6 +177,8 @@ def cmd_batch(args, settings) -> int:
         for source, error in out["failed"].items():
             print(f"mediaflow: {by_path[source]}: {error}", file=sys.stderr)
         return 2 if out["failed"] else 0
+
+    from tqdm import tqdm
 
     from flows.episodes import process_episode
 

@@ -4,6 +4,7 @@ offline, and FastAPI's default pages load their scripts from a CDN (a blank page
 from __future__ import annotations
 
 import importlib.util
+from functools import lru_cache
 from pathlib import Path
 
 from fastapi import APIRouter, HTTPException
@@ -17,6 +18,7 @@ PREFIX = "/docs-assets/"
 router = APIRouter(include_in_schema=False)
 
 
+@lru_cache(maxsize=1)  # the installed packages do not change under a running server
 def assets_dir() -> Path | None:
     """Swagger UI 5 and ReDoc as shipped inside the `fastapi-offline` wheel (MIT), if installed."""
     spec = importlib.util.find_spec("fastapi_offline")
