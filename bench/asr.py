@@ -43,11 +43,11 @@ def worker(mode: str, path: str, beam: int, batch: int) -> dict:
         # ingest (probe, hash, copy) → streamed decode + VAD + Whisper + loudness → store
         data = tempfile.mkdtemp(prefix="mf-bench-")
         os.environ["MEDIAFLOW_DATA_DIR"] = data
-        from mediaflow import pipeline
+        from mediaflow import pipeline, resources
         from mediaflow.config import Settings
 
         s = Settings(asr_batch_size=batch, asr_beam_size=beam)
-        pipeline.get_transcriber(s)
+        resources.get_transcriber(s)
         t0 = time.perf_counter()  # model load excluded from both modes
         ep = pipeline.ingest(path, s)
         res = pipeline.transcribe_episode(ep.id, s)

@@ -78,19 +78,11 @@ def run_library(sources: list[str]) -> tuple[float, dict[str, dict[str, float]],
     seconds, pids = {}, {}
     t_start = time.perf_counter()
     for src in sources:
-        stage, t0 = {}, time.perf_counter()
+        t0 = time.perf_counter()
         ep = pipeline.ingest(src, s)
-        stage["ingest"], t0 = time.perf_counter() - t0, time.perf_counter()
-        result = pipeline.transcribe_episode(ep.id, s)
-        stage["transcribe"], t0 = time.perf_counter() - t0, time.perf_counter()
-        pipeline.store_transcript(ep.id, result, s)
-        stage["store"], t0 = time.perf_counter() - t0, time.perf_counter()
-        pipeline.chapterize_episode(ep.id, s)
-        stage["chapterize"], t0 = time.perf_counter() - t0, time.perf_counter()
-        pipeline.featurize_episode(ep.id, s)
-        pipeline.mark_done(ep.id, s)
-        stage["featurize"] = time.perf_counter() - t0
-        seconds[ep.id], pids[ep.id] = stage, {os.getpid()}
+        ingest_s = time.perf_counter() - t0
+        run = pipeline.process(ep.id, s)  # the same chain as the flows, in a plain loop
+        seconds[ep.id], pids[ep.id] = {"ingest": ingest_s, **run.seconds}, {os.getpid()}
     return time.perf_counter() - t_start, seconds, pids
 
 
@@ -98,7 +90,7 @@ def run_flow(sources: list[str]) -> tuple[float, dict[str, dict[str, float]], di
     from prefect import get_client
 
     get_client(sync_client=True)  # the embedded Prefect API starts here, outside the timing
-    from flows.batch import process_batch
+    from flows.episodes import process_batch
 
     t0 = time.perf_counter()
     result = process_batch(sources)
@@ -123,11 +115,11 @@ def one(config: str, sources: list[str]) -> dict:
     wall, seconds, pids = (run_library if config == "library" else run_flow)(sources)
     stop.set()
 
-    from mediaflow import pipeline
+    from mediaflow import resources
     from mediaflow.config import get_settings
 
     s = get_settings()
-    store = pipeline.get_store(s.db_url)
+    store = resources.get_store(s.db_url)
     texts = {store.get_episode(ep_id).source_name: store.get_transcript(ep_id).text for ep_id in seconds}
     audio_s = sum(store.get_episode(ep_id).duration_s for ep_id in seconds)
     return {"config": config, "wall_s": wall, "audio_s": audio_s, "stage_s": seconds, "texts": texts,

@@ -15,3 +15,21 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # The embedded server needs 8-15 s to start on 2 busy cores; Prefect's default 20 s wait is too tight.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+
+def wait_for_api(timeout_s: float = 180.0) -> None:
+    """Block until the Prefect API in PREFECT_API_URL answers, when one is set and still starting
+    (the `mediaflow` command starts it beside the service); Prefect's ephemeral API needs no wait."""
+    import time
+    import urllib.request
+
+    url = os.environ.get("PREFECT_API_URL")
+    deadline = time.monotonic() + timeout_s
+    while url:
+        try:
+            urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=2)
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                return  # let the flow run say what is wrong
+            time.sleep(0.5)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, task
 
 from flows.episodes import process_episode, retry_transient
-from mediaflow import feeds, pipeline
+from mediaflow import feeds
 from mediaflow.config import get_settings
 from mediaflow.errors import MediaflowError
+from mediaflow.resources import get_store
 
 
 @task(retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=retry_transient)
@@ -20,14 +21,14 @@ def poll_feed(feed_id: int) -> list[int]:
 def download_item(item_id: int) -> str:
     """Fetch the enclosure (resumes a broken download on retry)."""
     settings = get_settings()
-    return str(feeds.fetch_item(pipeline.get_store(settings.db_url).get_feed_item(item_id), settings))
+    return str(feeds.fetch_item(get_store(settings.db_url).get_feed_item(item_id), settings))
 
 
 @flow(name="poll-feeds")
 def poll_feeds(feed_ids: list[int] | None = None) -> dict:
     """Every registered feed (or those given): new episodes downloaded and processed, once each."""
     settings = get_settings()
-    store = pipeline.get_store(settings.db_url)
+    store = get_store(settings.db_url)
     logger = get_run_logger()
     done, failed = [], {}
     for feed in store.list_feeds():

@@ -3,7 +3,7 @@
 `default` is Prefect's thread pool inside the flow's process. `dask` runs tasks in Dask worker
 processes: a local cluster of `MEDIAFLOW_DASK_WORKERS` processes with one thread each, or the
 scheduler at `MEDIAFLOW_DASK_ADDRESS`. Each worker process keeps its own models (the lru_caches in
-`mediaflow.pipeline`, `mediaflow.asr` and `mediaflow.embed`), so Whisper loads once per worker.
+`mediaflow.resources`, `mediaflow.asr` and `mediaflow.embed`), so Whisper loads once per worker.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ _cache: dict[str, tuple[tuple, Catalogue]] = {}
 
 def load_catalogue(settings: Settings) -> Catalogue:
     """Every episode with features, indexed; rebuilt only when the stored features change."""
-    from mediaflow.pipeline import get_store
+    from mediaflow.resources import get_store
 
     store = get_store(settings.db_url)
     stamp = store.catalogue_stamp()
@@ -52,7 +52,7 @@ def _index(settings: Settings, items: list[CatalogueItem]):
     if not settings.db_url.startswith("postgresql"):
         raise InvalidInput("vector_index=pgvector needs a PostgreSQL database_url, not "
                            f"{settings.db_url.split(':', 1)[0]}")
-    from mediaflow.pipeline import get_store
+    from mediaflow.resources import get_store
     from mediaflow.vector_index_pg import PgVectorIndex
 
     index = PgVectorIndex(get_store(settings.db_url).engine, dim=items[0].features.dim if items else 384)
@@ -88,7 +88,7 @@ def recommend_for(history: list, settings: Settings, k: int = 10, per_show_cap: 
 
 def refresh_semantic_ids(settings: Settings, levels: int = 3) -> dict:
     """Fit the semantic-ID codebook over the catalogue, save it, and give every episode its ID."""
-    from mediaflow.pipeline import get_store
+    from mediaflow.resources import get_store
 
     catalogue = load_catalogue(settings)
     items = catalogue.items()

@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     )
     feed_backfill: int = Field(10, ge=0, description="On a feed's first poll, process only its newest N episodes.")
 
+    lease_s: float = Field(
+        60.0, ge=2.0, description="A run renews its hold on an episode every quarter of this; an episode whose hold "
+                                  "ran out this long ago is taken to be abandoned (its process died) and is resumed."
+    )
+
     max_upload_mb: int = Field(2048, ge=1, description="Largest accepted input file.")
     max_duration_h: float = Field(6.0, gt=0, description="Longest accepted episode.")
 

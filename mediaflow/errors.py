@@ -65,3 +65,10 @@ class DependencyMissing(MediaflowError):
     """A required program (ffmpeg, ffprobe) or package is not installed."""
 
     code = "dependency_missing"
+
+
+class Busy(MediaflowError):
+    """Another live run is working on this episode now; try again when it has finished."""
+
+    code = "busy"
+    transient = True

@@ -155,11 +155,12 @@ class EpisodeFeatures:
         )
 
 
-def is_stale(features: EpisodeFeatures, model_id: str | None = None) -> bool:
-    """True when `features` were made by an older method or another embedding model."""
-    if model_id is None:
-        from mediaflow.embed import MODEL_ID as model_id
-    return features.version != FEATURES_VERSION or features.model_id != model_id
+def is_stale(version: str | None, model_id: str | None) -> bool:
+    """True when features stamped (version, model_id) came from an older method or another embedding
+    model, or there are none (None)."""
+    from mediaflow.embed import MODEL_ID
+
+    return version != FEATURES_VERSION or model_id != MODEL_ID
 
 
 def extract_features(

@@ -254,7 +254,7 @@ def poll(feed_id: int, settings) -> list:
     On the first poll only the newest `feed_backfill` items are taken, so adding a show with a
     500-episode back catalogue does not download all of it at once.
     """
-    from mediaflow.pipeline import get_store
+    from mediaflow.resources import get_store
 
     store = get_store(settings.db_url)
     row = store.get_feed(feed_id)

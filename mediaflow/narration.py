@@ -16,6 +16,7 @@ from mediaflow.audio import atomic_write_bytes
 from mediaflow.catalogue import load_catalogue
 from mediaflow.config import Settings
 from mediaflow.explain import explain
+from mediaflow.files import narration_path
 from mediaflow.recommend import explain_pair
 
 
@@ -51,7 +52,7 @@ def narrate(source_id: str, target_id: str, settings: Settings, voice: str | Non
     text = explanation_for(source_id, target_id, settings)
     voice_id = voice or default_voice_id(settings)
     key = hashlib.sha256(json.dumps([text, voice_id, round(speed, 3)]).encode()).hexdigest()[:12]
-    path = settings.data_path / "narration" / f"{source_id}--{target_id}--{key}.mp3"
+    path = narration_path(settings, source_id, target_id, key)
     meta = path.with_suffix(".json")
     if path.is_file() and meta.is_file():
         return Narration(source_id, target_id, text, voice_id, path, json.loads(meta.read_text())["duration_s"], True)
@@ -62,8 +63,3 @@ def narrate(source_id: str, target_id: str, settings: Settings, voice: str | Non
     atomic_write_bytes(meta, json.dumps({"text": text, "voice": voice_id, "duration_s": duration}).encode())
     return Narration(source_id, target_id, text, voice_id, path, duration, False)
 
-
-def narration_files(episode_id: str, settings: Settings) -> list[Path]:
-    """Every narration file that names the episode, as source or target (for deletes)."""
-    root = settings.data_path / "narration"
-    return sorted(set(root.glob(f"{episode_id}--*")) | set(root.glob(f"*--{episode_id}--*"))) if root.is_dir() else []

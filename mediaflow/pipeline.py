@@ -1,60 +1,33 @@
-"""The episode pipeline as plain steps: ingest → transcribe → store. Flows and the CLI call these."""
+"""The episode pipeline as plain steps: `ingest`, then the chain `STEPS` (transcribe → store →
+chapterize → featurize) over a `Run`, then `finish`.
+
+The chain is listed once, here. `process` runs it in this process; the Prefect flows map one task
+per step over a batch (`flows/episodes.py`). A step skips what is already done with the configured
+model or method, so re-runs are cheap and an upgrade redoes exactly the steps it changed.
+"""
 
 from __future__ import annotations
 
+import os
 import re
-import threading
-from dataclasses import dataclass
-from functools import lru_cache
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from sqlalchemy.exc import IntegrityError
 
-from mediaflow.asr import Progress, Transcriber
+from mediaflow.asr import Progress
 from mediaflow.audio import AudioInfo, LoudnessMeter, atomic_copy, probe, sha256_file
 from mediaflow.config import AUDIO_EXTENSIONS, Settings
-from mediaflow.errors import InvalidInput, NotFound
-from mediaflow.store import EPISODE_ID_LEN, Episode, Store
+from mediaflow.errors import MediaflowError, NotFound
+from mediaflow.files import sweep_stale_temp_files
+from mediaflow.resources import get_store, get_transcriber
+from mediaflow.store import EPISODE_ID_LEN, Episode
 from mediaflow.transcript import Transcript
 
 
-_new_store = threading.Lock()
-
-
-@lru_cache(maxsize=8)
-def get_store(url: str) -> Store:
-    """One `Store` (engine and connection pool) per database URL and process."""
-    with _new_store:  # concurrent first requests would each create the tables, and all but one fail
-        return Store(url)
-
-
-@lru_cache(maxsize=2)
-def _transcriber(model: str, compute_type: str, threads: int, batch_size: int, beam_size: int, window_s: float,
-                 language):
-    return Transcriber(model, compute_type, threads, batch_size, beam_size, window_s=window_s, language=language)
-
-
-def get_transcriber(settings: Settings) -> Transcriber:
-    """The process's Whisper model for these settings, loaded once."""
-    return _transcriber(
-        settings.asr_model, settings.asr_compute_type, settings.threads,
-        settings.asr_batch_size, settings.asr_beam_size, settings.asr_window_s, settings.asr_language,
-    )
-
-
-def resolve_in_data_dir(settings: Settings, path: str | Path) -> Path:
-    """Resolve a user-given path and refuse anything outside the data dir (`..`, absolute, symlinks)."""
-    root = settings.data_path
-    try:
-        candidate = (root / path).resolve() if not Path(path).is_absolute() else Path(path).resolve()
-        candidate.exists()  # a NUL byte or an over-long name fails here rather than in the caller
-    except (OSError, ValueError):
-        raise InvalidInput("the path is not usable: it has a NUL byte or a name too long") from None
-    if candidate != root and root not in candidate.parents:
-        raise InvalidInput("the path must be inside the data dir")
-    return candidate
-
-
+# -- ingest ----------------------------------------------------------------------------------------
 def title_from(info: AudioInfo, source: Path) -> str:
     if info.title:
         return info.title
@@ -73,7 +46,8 @@ def ingest(
     """Validate the audio, copy it into the data dir under its content hash, and record the episode.
 
     Raises a `MediaflowError` before anything is written if the input is not usable audio.
-    Idempotent: the same bytes give back the same episode.
+    Idempotent: the same bytes give back the same episode. The only step that reads the source;
+    everything after it starts from the episode id.
     """
     source = Path(source)
     store = get_store(settings.db_url)
@@ -122,41 +96,7 @@ def ingest(
         raise
 
 
-STALE_TEMP_S = 3600.0  # a temp file untouched this long belongs to a writer that died
-
-
-def sweep_stale_temp_files(settings: Settings, max_age_s: float = STALE_TEMP_S) -> list[Path]:
-    """Remove what killed writers left behind: half-written `.*.tmp` files beside audio and generated
-    files, and upload folders under incoming/. A live writer's files are younger, so they stay."""
-    import shutil
-    import time
-
-    root = settings.data_path
-    cutoff = time.time() - max_age_s
-    found = [p for d in ("audio", "derived", "narration") if (root / d).is_dir() for p in (root / d).glob(".*.tmp")]
-    if (root / "incoming").is_dir():
-        found += list((root / "incoming").iterdir())
-    removed = []
-    for p in found:
-        try:
-            folder = p.is_dir() and not p.is_symlink()
-            # an upload folder is as fresh as the file still being streamed into it
-            touched = max([p.lstat().st_mtime, *(c.lstat().st_mtime for c in p.iterdir())] if folder
-                          else [p.lstat().st_mtime])
-            if touched < cutoff:
-                shutil.rmtree(p) if folder else p.unlink()
-                removed.append(p)
-        except FileNotFoundError:  # its writer finished (or another sweep took it) meanwhile
-            pass
-    return removed
-
-
-def needs_transcript(episode: Episode, settings: Settings) -> bool:
-    """False when the stored transcript came from the configured model: re-runs skip finished work."""
-    store = get_store(settings.db_url)
-    return store.transcript_model(episode.id) != get_transcriber(settings).model_id
-
-
+# -- the building blocks ---------------------------------------------------------------------------
 @dataclass
 class TranscribeResult:
     transcript: Transcript
@@ -188,16 +128,6 @@ def store_transcript(episode_id: str, result: TranscribeResult, settings: Settin
     return store.get_episode(episode_id)
 
 
-def mark_done(episode_id: str, settings: Settings) -> None:
-    get_store(settings.db_url).update_episode(episode_id, status="done", error=None)
-
-
-def needs_chapters(episode: Episode, settings: Settings) -> bool:
-    from mediaflow.chapters import METHOD
-
-    return get_store(settings.db_url).chapters_method(episode.id) != METHOD
-
-
 def chapterize_episode(episode_id: str, settings: Settings) -> list:
     """Chapters from the stored transcript, conditioned on the episode's title and description; stored."""
     from mediaflow.chapters import METHOD, chapterize
@@ -207,14 +137,6 @@ def chapterize_episode(episode_id: str, settings: Settings) -> list:
     chapters = chapterize(store.get_transcript(episode_id), title=ep.title, description=ep.description)
     store.save_chapters(episode_id, [c.to_dict() for c in chapters], METHOD)
     return chapters
-
-
-def needs_features(episode: Episode, settings: Settings) -> bool:
-    """True when there are no features, or they came from another method or embedding model."""
-    from mediaflow.embed import MODEL_ID
-    from mediaflow.features import FEATURES_VERSION
-
-    return get_store(settings.db_url).features_version(episode.id) != (FEATURES_VERSION, MODEL_ID)
 
 
 def featurize_episode(episode_id: str, settings: Settings):
@@ -233,89 +155,113 @@ def featurize_episode(episode_id: str, settings: Settings):
     return features
 
 
-def chapters_mp3(episode_id: str, settings: Settings) -> Path:
-    """An MP3 copy of the episode with ID3 CHAP/CTOC frames (cached until the chapters change)."""
-    import hashlib
-    import json
-
-    from mediaflow.audio import atomic_write_bytes, decode
-    from mediaflow.chapters import Chapter
-    from mediaflow.chapters.formats import write_id3_chapters
-
-    store = get_store(settings.db_url)
-    ep = store.get_episode(episode_id)
-    data, _ = store.get_chapters(episode_id)
-    key = hashlib.sha256(json.dumps([ep.title, data]).encode()).hexdigest()[:12]
-    out = settings.data_path / "derived" / f"{episode_id}-chapters-{key}.mp3"
-    if out.exists():
-        return out
-    src = settings.data_path / ep.audio_path
-    if ep.codec != "mp3":  # transcode once to a podcast-friendly MP3
-        from mediaflow.audio import encode
-
-        mp3 = settings.data_path / "derived" / f"{episode_id}.mp3"
-        if not mp3.exists():
-            atomic_write_bytes(mp3, encode(decode(src, sample_rate=44100), 44100, "mp3", bitrate="96k"))
-        src = mp3
-    return write_id3_chapters(src, out, [Chapter(**c) for c in data], title=ep.title)
+def needs_transcript(episode_id: str, settings: Settings) -> bool:
+    """False when the stored transcript came from the configured model."""
+    return get_store(settings.db_url).transcript_model(episode_id) != get_transcriber(settings).model_id
 
 
-def delete_episode(episode_id: str, settings: Settings) -> None:
-    """Remove an episode, its transcript, chapters, features and every file made from it.
+def needs_chapters(episode_id: str, settings: Settings) -> bool:
+    from mediaflow.chapters import METHOD
 
-    Files are first moved into a trash folder (a rename), then the rows go in one transaction;
-    if that fails the files are moved back, so the episode is either whole or gone.
-    """
-    import shutil
-    import uuid
+    return get_store(settings.db_url).chapters_method(episode_id) != METHOD
 
-    store = get_store(settings.db_url)
-    ep = store.get_episode(episode_id)
-    root = settings.data_path
-    from mediaflow.narration import narration_files
 
-    files = [root / ep.audio_path, *(root / "derived").glob(f"{episode_id}*"), *narration_files(episode_id, settings)]
-    trash = root / "trash" / uuid.uuid4().hex
-    moved: list[tuple[Path, Path]] = []
-    try:
-        for f in files:
-            if f.is_file():
-                trash.mkdir(parents=True, exist_ok=True)
-                dst = trash / f"{len(moved)}-{f.name}"
-                f.rename(dst)
-                moved.append((f, dst))
-        store.delete_episode(episode_id)
-    except BaseException:
-        for original, dst in moved:
-            dst.rename(original)
-        raise
-    finally:
-        if trash.exists():
-            shutil.rmtree(trash, ignore_errors=True)
+def needs_features(episode_id: str, settings: Settings) -> bool:
+    from mediaflow.features import is_stale
+
+    return is_stale(*(get_store(settings.db_url).features_version(episode_id) or (None, None)))
+
+
+def mark_done(episode_id: str, settings: Settings) -> None:
+    get_store(settings.db_url).update_episode(episode_id, status="done", error=None)
+
+
+def describe(error: BaseException) -> str:
+    """A reason a person can read: our errors say it themselves; others get their type too (a bare
+    `SystemExit(1)` would otherwise read "1")."""
+    if isinstance(error, MediaflowError):
+        return str(error) or type(error).__name__
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def mark_failed(episode_id: str, error: BaseException, settings: Settings) -> None:
     """Record a readable reason on the episode; the previous transcript, if any, stays."""
-    store = get_store(settings.db_url)
-    store.update_episode(episode_id, status="failed", error=str(error)[:2000] or type(error).__name__)
+    get_store(settings.db_url).update_episode(episode_id, status="failed", error=describe(error)[:2000])
 
 
-def pending_files(settings: Settings, folder: Path | None = None, settle_s: float = 2.0) -> list[Path]:
-    """Audio files in the watched folder not yet stored as finished episodes."""
-    import time
+# -- the chain -------------------------------------------------------------------------------------
+@dataclass
+class Run:
+    """One episode's way through the chain, handed from step to step (and from task to task)."""
 
-    folder = folder or settings.inbox_dir
-    if not folder.is_dir():
-        return []
-    store = get_store(settings.db_url)
-    out = []
-    now = time.time()
-    for p in sorted(folder.iterdir()):
-        if not p.is_file() or p.suffix.lower() not in AUDIO_EXTENSIONS or p.name.startswith("."):
-            continue
-        if now - p.stat().st_mtime < settle_s:  # still being copied in
-            continue
-        ep = store.get_by_hash(sha256_file(p))
-        if ep is None or ep.status != "done":
-            out.append(p)
-    return out
+    episode_id: str
+    force: bool = False  # redo every step even if its product is current
+    redone: bool = False  # a product was (re)made in this run, so the steps after it follow
+    seconds: dict[str, float] = field(default_factory=dict)  # step → seconds inside the library
+    pids: dict[str, int] = field(default_factory=dict)  # step → the process that ran it
+    result: TranscribeResult | None = None  # between transcribe and store only
+
+    def timed(self, step: str, started: float) -> Run:
+        self.seconds[step] = time.perf_counter() - started
+        self.pids[step] = os.getpid()
+        return self
+
+
+def transcribe_step(run: Run, settings: Settings, progress: Progress | None = None) -> Run:
+    if run.force or needs_transcript(run.episode_id, settings):
+        run.result, run.redone = transcribe_episode(run.episode_id, settings, progress), True
+    return run
+
+
+def store_step(run: Run, settings: Settings) -> Run:
+    if run.result is not None:
+        store_transcript(run.episode_id, run.result, settings)
+        run.result = None  # the transcript is in the database; don't carry it on
+    return run
+
+
+def chapterize_step(run: Run, settings: Settings) -> Run:
+    if run.redone or needs_chapters(run.episode_id, settings):
+        chapterize_episode(run.episode_id, settings)
+        run.redone = True
+    return run
+
+
+def featurize_step(run: Run, settings: Settings) -> Run:
+    if run.redone or needs_features(run.episode_id, settings):
+        featurize_episode(run.episode_id, settings)
+    return run
+
+
+STEPS: dict[str, Callable[..., Run]] = {
+    "transcribe": transcribe_step,
+    "store": store_step,
+    "chapterize": chapterize_step,
+    "featurize": featurize_step,
+}
+
+
+def run_step(name: str, run: Run, settings: Settings, **kwargs) -> Run:
+    """One step of the chain, timed."""
+    started = time.perf_counter()
+    return STEPS[name](run, settings, **kwargs).timed(name, started)
+
+
+def finish(run: Run, settings: Settings) -> None:
+    """Mark the episode done once the chain has run (a no-op re-run of a done episode writes nothing)."""
+    if run.redone or get_store(settings.db_url).get_episode(run.episode_id).status != "done":
+        mark_done(run.episode_id, settings)
+
+
+def process(episode_id: str, settings: Settings, force: bool = False, progress: Progress | None = None) -> Run:
+    """The whole chain for a stored episode in this process, without Prefect (a failure marks it failed)."""
+    run = Run(episode_id, force=force)
+    try:
+        for name in STEPS:
+            run = run_step(name, run, settings, **({"progress": progress} if name == "transcribe" else {}))
+        finish(run, settings)
+    except Exception as exc:
+        mark_failed(episode_id, exc, settings)
+        raise
+    return run

@@ -26,6 +26,8 @@ from sqlalchemy import (
     inspect,
     select,
     text,
+    update,
+    or_,
 )
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -67,6 +69,9 @@ class Episode(Base):
     container: Mapped[str] = mapped_column(String(100))
     loudness_dbfs: Mapped[float | None] = mapped_column(Float, nullable=True)
     peak_dbfs: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # A run working on the episode holds a lease and renews it; one whose lease ran out died (see lease.py).
+    lease_owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=_now)
     updated_at: Mapped[datetime] = mapped_column(default=_now, onupdate=_now)
 
@@ -138,6 +143,19 @@ class FeedItemRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=_now)
 
 
+def _get(s: Session, table, key, what: str | None = None):
+    """The row, or NotFound naming what is missing (the episode, or what the episode lacks yet)."""
+    row = s.get(table, key)
+    if row is not None:
+        return row
+    if table is FeedRow or table is FeedItemRow:
+        raise NotFound(f"{'feed item' if table is FeedItemRow else 'feed'} {key} not found")
+    ep = row if table is Episode else s.get(Episode, key)
+    if ep is None:
+        raise NotFound(f"episode {key!r} not found")
+    raise NotFound(f"episode {key!r} has no {what} yet (status: {ep.status})")
+
+
 class Store:
     """The project's database. Construct with an SQLAlchemy URL; tables are created on first use."""
 
@@ -195,10 +213,7 @@ class Store:
 
     def get_episode(self, episode_id: str) -> Episode:
         with self.session() as s:
-            ep = s.get(Episode, episode_id)
-        if ep is None:
-            raise NotFound(f"episode {episode_id!r} not found")
-        return ep
+            return _get(s, Episode, episode_id)
 
     def list_episodes(self, limit: int = 50, offset: int = 0, status: str | None = None) -> tuple[list[Episode], int]:
         with self.session() as s:
@@ -213,9 +228,7 @@ class Store:
     def delete_episode(self, episode_id: str) -> None:
         """Delete the episode and (by cascade, and explicitly for databases without it) its rows."""
         with self.session() as s:
-            ep = s.get(Episode, episode_id)
-            if ep is None:
-                raise NotFound(f"episode {episode_id!r} not found")
+            ep = _get(s, Episode, episode_id)
             for table in (TranscriptRow, ChaptersRow, FeaturesRow):
                 row = s.get(table, episode_id)
                 if row is not None:
@@ -223,10 +236,40 @@ class Store:
             s.flush()  # children first: deleted after the episode, the cascade has taken them already
             s.delete(ep)
 
+    # -- leases (see mediaflow/lease.py); they leave `updated_at` alone: they change no content ---
+    def take_lease(self, episode_id: str, owner: str, until: datetime) -> bool:
+        """Hold the episode's lease unless another owner holds one that has not run out; atomic."""
+        with self.session() as s:
+            now = _now()
+            held = s.execute(
+                update(Episode).where(Episode.id == episode_id).where(
+                    or_(Episode.lease_owner.is_(None), Episode.lease_owner == owner, Episode.lease_until < now))
+                .values(lease_owner=owner, lease_until=until, updated_at=Episode.updated_at).execution_options(synchronize_session=False))
+            return held.rowcount == 1
+
+    def renew_leases(self, owner: str, until: datetime) -> int:
+        """Extend every lease `owner` holds; returns how many."""
+        with self.session() as s:
+            return s.execute(update(Episode).where(Episode.lease_owner == owner)
+                             .values(lease_until=until, updated_at=Episode.updated_at).execution_options(synchronize_session=False)).rowcount
+
+    def release_lease(self, episode_id: str, owner: str) -> None:
+        with self.session() as s:
+            s.execute(update(Episode).where(Episode.id == episode_id, Episode.lease_owner == owner)
+                      .values(lease_owner=None, lease_until=None, updated_at=Episode.updated_at).execution_options(synchronize_session=False))
+
+    def orphans(self, quiet_since: datetime) -> list[Episode]:
+        """Episodes left `pending` or `processing` with no live lease, untouched since `quiet_since`."""
+        now = _now()
+        with self.session() as s:
+            return list(s.scalars(select(Episode).where(
+                Episode.status.in_(("pending", "processing")),
+                or_(Episode.lease_until.is_(None), Episode.lease_until < now),
+                Episode.updated_at < quiet_since,
+            ).order_by(Episode.created_at)))
+
     def search_episodes(self, q: str, limit: int = 50, offset: int = 0) -> tuple[list[Episode], int]:
         """Episodes whose title, show, description or keywords contain `q` (case-insensitive)."""
-        from sqlalchemy import or_
-
         esc = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         like = f"%{esc}%"
         with self.session() as s:
@@ -242,9 +285,7 @@ class Store:
 
     def update_episode(self, episode_id: str, **fields) -> Episode:
         with self.session() as s:
-            ep = s.get(Episode, episode_id)
-            if ep is None:
-                raise NotFound(f"episode {episode_id!r} not found")
+            ep = _get(s, Episode, episode_id)
             for k, v in fields.items():
                 setattr(ep, k, v)
         return ep
@@ -253,9 +294,7 @@ class Store:
     def save_transcript(self, episode_id: str, transcript: Transcript, status: str = "done", **episode_fields) -> None:
         """Replace the episode's transcript and set its status, in one transaction."""
         with self.session() as s:
-            ep = s.get(Episode, episode_id)
-            if ep is None:
-                raise NotFound(f"episode {episode_id!r} not found")
+            ep = _get(s, Episode, episode_id)
             row = s.get(TranscriptRow, episode_id)
             if row is None:
                 row = TranscriptRow(episode_id=episode_id)
@@ -272,20 +311,13 @@ class Store:
 
     def get_transcript(self, episode_id: str) -> Transcript:
         with self.session() as s:
-            row = s.get(TranscriptRow, episode_id)
-            if row is None:
-                ep = s.get(Episode, episode_id)
-        if row is None:
-            if ep is None:
-                raise NotFound(f"episode {episode_id!r} not found")
-            raise NotFound(f"episode {episode_id!r} has no transcript yet (status: {ep.status})")
+            row = _get(s, TranscriptRow, episode_id, "transcript")
         return Transcript.from_dict(row.data)
 
     def save_chapters(self, episode_id: str, chapters: list[dict], method: str) -> None:
         """Replace the episode's chapters in one transaction."""
         with self.session() as s:
-            if s.get(Episode, episode_id) is None:
-                raise NotFound(f"episode {episode_id!r} not found")
+            _get(s, Episode, episode_id)
             row = s.get(ChaptersRow, episode_id) or ChaptersRow(episode_id=episode_id)
             row.method, row.data, row.created_at = method, chapters, _now()
             s.add(row)
@@ -293,12 +325,7 @@ class Store:
     def get_chapters(self, episode_id: str) -> tuple[list[dict], str]:
         """(chapters, method) of an episode; NotFound if there are none yet."""
         with self.session() as s:
-            row = s.get(ChaptersRow, episode_id)
-            ep = s.get(Episode, episode_id) if row is None else None
-        if row is None:
-            if ep is None:
-                raise NotFound(f"episode {episode_id!r} not found")
-            raise NotFound(f"episode {episode_id!r} has no chapters yet (status: {ep.status})")
+            row = _get(s, ChaptersRow, episode_id, "chapters")
         return row.data, row.method
 
     def chapters_method(self, episode_id: str) -> str | None:
@@ -310,8 +337,7 @@ class Store:
     def save_features(self, episode_id: str, data: dict) -> None:
         """Replace the episode's features; its semantic ID stays until the next catalogue refresh."""
         with self.session() as s:
-            if s.get(Episode, episode_id) is None:
-                raise NotFound(f"episode {episode_id!r} not found")
+            _get(s, Episode, episode_id)
             row = s.get(FeaturesRow, episode_id) or FeaturesRow(episode_id=episode_id)
             row.version, row.model_id, row.data, row.created_at = data["version"], data["model_id"], data, _now()
             terms = [t["text"] for key in ("keywords", "entities") for t in data.get(key, [])]
@@ -320,13 +346,7 @@ class Store:
 
     def get_features(self, episode_id: str) -> FeaturesRow:
         with self.session() as s:
-            row = s.get(FeaturesRow, episode_id)
-            ep = s.get(Episode, episode_id) if row is None else None
-        if row is None:
-            if ep is None:
-                raise NotFound(f"episode {episode_id!r} not found")
-            raise NotFound(f"episode {episode_id!r} has no features yet (status: {ep.status})")
-        return row
+            return _get(s, FeaturesRow, episode_id, "features")
 
     def features_version(self, episode_id: str) -> tuple[str, str] | None:
         with self.session() as s:
@@ -369,9 +389,7 @@ class Store:
 
     def update_feed(self, feed_id: int, **fields) -> None:
         with self.session() as s:
-            row = s.get(FeedRow, feed_id)
-            if row is None:
-                raise NotFound(f"feed {feed_id} not found")
+            row = _get(s, FeedRow, feed_id)
             for k, v in fields.items():
                 setattr(row, k, v)
 
@@ -391,23 +409,15 @@ class Store:
 
     def get_feed(self, feed_id: int) -> FeedRow:
         with self.session() as s:
-            row = s.get(FeedRow, feed_id)
-        if row is None:
-            raise NotFound(f"feed {feed_id} not found")
-        return row
+            return _get(s, FeedRow, feed_id)
 
     def get_feed_item(self, item_id: int) -> FeedItemRow:
         with self.session() as s:
-            row = s.get(FeedItemRow, item_id)
-        if row is None:
-            raise NotFound(f"feed item {item_id} not found")
-        return row
+            return _get(s, FeedItemRow, item_id)
 
     def update_item(self, item_id: int, **fields) -> None:
         with self.session() as s:
-            row = s.get(FeedItemRow, item_id)
-            if row is None:
-                raise NotFound(f"feed item {item_id} not found")
+            row = _get(s, FeedItemRow, item_id)
             for k, v in fields.items():
                 setattr(row, k, v)
 

@@ -21,7 +21,7 @@ def create_app() -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.jobs = Jobs(workers=1)
+        app.state.jobs = Jobs(get_settings())
         yield
         app.state.jobs.shutdown()
 

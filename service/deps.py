@@ -7,7 +7,7 @@ import hmac
 from fastapi import Depends, Header, HTTPException, Request
 
 from mediaflow.config import Settings, get_settings
-from mediaflow.pipeline import get_store
+from mediaflow.resources import get_store
 from mediaflow.store import Store
 
 

@@ -24,6 +24,7 @@ STATUS = {
     e.ModelUnavailable: 503,
     e.DependencyMissing: 503,
     e.StorageError: 503,
+    e.Busy: 409,
 }
 
 

@@ -17,7 +17,7 @@ import pytest
 from conftest import SPEECH_TEXT, ffmpeg, wait_done, wer
 from flows.episodes import process_episode
 from mediaflow import config, errors
-from mediaflow.pipeline import get_store
+from mediaflow.resources import get_store
 from mediaflow.store import TranscriptRow
 
 SILENCE_S = 3600  # an hour of silence: VAD finds no speech, so it is cheap to "transcribe"

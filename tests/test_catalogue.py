@@ -6,7 +6,7 @@ import pytest
 
 from flows.catalogue import refresh_semantic_ids
 from flows.episodes import process_episode
-from mediaflow.pipeline import get_store
+from mediaflow.resources import get_store
 
 COFFEE = [
     "Coffee beans are roasted until they turn brown and smell of caramel.",

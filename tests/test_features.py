@@ -193,10 +193,10 @@ def test_features_round_trip_through_json_and_know_when_they_are_stale():
     assert (f.model_id, f.dim) == ("sentence-transformers/all-MiniLM-L6-v2", 384)
     readable = json.dumps(f.to_dict(vectors=False))
     assert "embedding" not in readable and len(readable) < len(json.dumps(d)) / 2
-    assert not is_stale(g)
-    assert is_stale(g, model_id="another-model")
-    g.version = "features-v0"
-    assert is_stale(g)
+    assert not is_stale(g.version, g.model_id)
+    assert is_stale(g.version, "another-model")
+    assert is_stale("features-v0", g.model_id)
+    assert is_stale(None, None)  # none stored yet
     v = np.array([0.5, -1.25, 3.0], np.float32)
     assert np.array_equal(decode_vector(encode_vector(v)), v)
 

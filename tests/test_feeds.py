@@ -134,7 +134,7 @@ def test_downloads_resume_are_capped_and_must_be_audio(site, tmp_path):
 
 def test_poll_feeds_processes_new_episodes_once(site, settings, monkeypatch):
     from flows.feeds import poll_feeds
-    from mediaflow.pipeline import get_store
+    from mediaflow.resources import get_store
 
     base, _ = site
     monkeypatch.setenv("MEDIAFLOW_ALLOW_PRIVATE_URLS", "true")

@@ -10,7 +10,7 @@ import pytest
 from conftest import SPEECH_TEXT, wer
 from flows.episodes import process_episode, process_folder
 from mediaflow.errors import AudioDecodeError
-from mediaflow.pipeline import get_store
+from mediaflow.resources import get_store
 from mediaflow.store import TranscriptRow
 
 

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import inspect, text
 
 from conftest import SPEECH_TEXT, wer
-from mediaflow import config, pipeline
+from mediaflow import config, resources
 from mediaflow.errors import InvalidInput, NotFound
 from mediaflow.store import ChaptersRow, Episode, FeaturesRow, Store, TranscriptRow
 from mediaflow.transcript import Segment, Transcript, Word
@@ -153,14 +153,14 @@ def test_process_episode_flow_stores_to_postgres(settings, postgres_url, speech_
         assert s.db_url == postgres_url
         episode_id = process_episode(str(speech_wav), title="Volcano news")
         assert process_episode(str(speech_wav)) == episode_id  # a re-run finds the same episode
-        store = pipeline.get_store(postgres_url)
+        store = resources.get_store(postgres_url)
         assert store.count() == 1 and store.get_episode(episode_id).status == "done"
         assert wer(SPEECH_TEXT, store.get_transcript(episode_id).text) <= 0.1
         assert store.get_chapters(episode_id)[0] and store.get_features(episode_id).data["keywords"]
         assert episode_id in {e.id for e in store.search_episodes("volcano")[0]}
     finally:
-        pipeline.get_store(postgres_url).engine.dispose()
-        pipeline.get_store.cache_clear()
+        resources.get_store(postgres_url).engine.dispose()
+        resources.get_store.cache_clear()
         config.get_settings.cache_clear()
 
 
@@ -241,8 +241,8 @@ def test_similar_episodes_searched_in_pgvector_match_the_in_memory_index(pgvecto
         assert len(catalogue.load_catalogue(pg).index) == 11 and ids[1] not in catalogue.load_catalogue(pg).index
     finally:
         catalogue._cache.clear()
-        pipeline.get_store(pgvector_url).engine.dispose()
-        pipeline.get_store.cache_clear()
+        resources.get_store(pgvector_url).engine.dispose()
+        resources.get_store.cache_clear()
         store.engine.dispose()
     with pytest.raises(InvalidInput, match="PostgreSQL"):
         catalogue.load_catalogue(config.Settings(database_url="sqlite:///:memory:", vector_index="pgvector"))

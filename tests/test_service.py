@@ -6,7 +6,7 @@ import time
 
 from flows.episodes import process_episode
 from mediaflow import config
-from mediaflow.pipeline import get_store
+from mediaflow.resources import get_store
 from conftest import wait_done
 
 

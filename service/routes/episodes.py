@@ -12,9 +12,9 @@ from typing import Literal
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse
 
-from mediaflow import pipeline
+from mediaflow import files, pipeline
 from mediaflow.config import Settings
-from mediaflow.errors import InputTooLarge, InvalidInput, NotFound
+from mediaflow.errors import Busy, InputTooLarge, InvalidInput, NotFound
 from mediaflow.store import Store
 from mediaflow.transcript import MEDIA_TYPES, export
 from service.deps import require_api_key, settings, store
@@ -81,15 +81,14 @@ async def create_episode(
         finally:
             shutil.rmtree(source.parent, ignore_errors=True)
     else:
-        source = pipeline.resolve_in_data_dir(s, path)
+        source = files.resolve_in_data_dir(s, path)
         if not source.is_file():
             raise InvalidInput(f"no file at {path!r} in the data dir")
         episode = pipeline.ingest(source, s, title=title, description=description, show=show)
     if episode.status == "done":
         response.status_code = 200
         return episode
-    stored = s.data_path / episode.audio_path
-    request.app.state.jobs.submit_episode(episode.id, str(stored))
+    request.app.state.jobs.submit_episode(episode.id)  # the flow starts from the id: nothing is read twice
     response.headers["Location"] = f"/episodes/{episode.id}"
     return episode
 
@@ -172,7 +171,7 @@ def get_chapters(
             responses={200: {"content": {"audio/mpeg": {}}}})
 def get_chapters_mp3(episode_id: str, s: Settings = Depends(settings)):
     """The episode as MP3 with ID3v2 CHAP and CTOC frames, for players that read embedded chapters."""
-    path = pipeline.chapters_mp3(episode_id, s)
+    path = files.chapters_mp3(episode_id, s)
     return FileResponse(path, media_type="audio/mpeg", filename=f"{episode_id}-chapters.mp3")
 
 
@@ -215,17 +214,22 @@ def get_audio(episode_id: str, db: Store = Depends(store), s: Settings = Depends
 @router.delete("/{episode_id}", status_code=204, dependencies=[Depends(require_api_key)])
 def delete_episode(episode_id: str, s: Settings = Depends(settings)):
     """Remove the episode with its transcript, chapters, features and generated audio."""
-    pipeline.delete_episode(episode_id, s)
+    files.delete_episode(episode_id, s)
     return Response(status_code=204)
 
 
 @router.post("/{episode_id}/reprocess", response_model=EpisodeOut, status_code=202,
              dependencies=[Depends(require_api_key)])
-def reprocess_episode(episode_id: str, request: Request, response: Response, db: Store = Depends(store),
-                      s: Settings = Depends(settings)):
+def reprocess_episode(episode_id: str, request: Request, response: Response, db: Store = Depends(store)):
     """Run the whole flow again on the stored audio (transcript, chapters, features), as a flow run."""
-    ep = db.update_episode(db.get_episode(episode_id).id, status="pending", error=None)  # queued, visibly
-    request.app.state.jobs.submit_episode(ep.id, str(s.data_path / ep.audio_path), force=True)
+    jobs = request.app.state.jobs
+    ep = db.get_episode(episode_id)
+    if jobs.is_active(ep.id):
+        jobs.submit_episode(ep.id, force=True)  # already queued here: it will now redo every step
+    else:
+        ep = db.update_episode(ep.id, status="pending", error=None)  # queued, visibly
+        if not jobs.submit_episode(ep.id, force=True):
+            raise Busy(f"episode {ep.id} is being processed by another server; reprocess it when that has finished")
     response.headers["Location"] = f"/episodes/{ep.id}"
     return ep
 

@@ -1,7 +1,9 @@
-"""The `mediaflow` command.
+"""The `mediaflow` command: a shell over the library (`mediaflow/`), the flows and the service.
 
-The one shell that lives inside the package: `process`, `demo` and `serve` import the Prefect
-flows and the FastAPI app lazily, so the library itself never imports either.
+Commands that run flows get a Prefect API of their own (`cli.prefect_api`) that ends with the
+command however it ends; flows and the app are imported lazily, so `--help` stays quick.
+Bad input exits 2 with one line saying why; Ctrl-C exits 130 at once, leaving an interrupted
+episode to be resumed.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from mediaflow.errors import MediaflowError
@@ -30,7 +34,7 @@ def _progress_bar(total_s: float):
 
 def cmd_transcribe(args, settings) -> int:
     from mediaflow.audio import probe
-    from mediaflow.pipeline import get_transcriber
+    from mediaflow.resources import get_transcriber
     from mediaflow.transcript import export
 
     if args.model:
@@ -70,7 +74,7 @@ def _load_transcript_input(path: str, settings):
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInput(f"{p.name}: not a mediaflow transcript JSON ({exc})") from exc
     from mediaflow.audio import probe
-    from mediaflow.pipeline import get_transcriber
+    from mediaflow.resources import get_transcriber
 
     info = probe(p, max_bytes=settings.max_upload_bytes, max_duration_s=settings.max_duration_h * 3600)
     bar, update = _progress_bar(info.duration_s)
@@ -90,7 +94,7 @@ def cmd_chapters(args, settings) -> int:
 
 
 def _summary(settings, episode_id: str) -> dict:
-    from mediaflow.pipeline import get_store
+    from mediaflow.resources import get_store
 
     store = get_store(settings.db_url)
     ep = store.get_episode(episode_id)
@@ -107,21 +111,38 @@ def _summary(settings, episode_id: str) -> dict:
     return out
 
 
-def cmd_process(args, settings) -> int:
-    from flows.episodes import process_episode
+@contextmanager
+def prefect_api(ui: bool = False, port: int | None = None):
+    """A Prefect API for this command's flows, ended with the command (see cli/prefect_api.py)."""
+    import flows  # noqa: F401  (Prefect's embedded defaults, set before the server starts)
+    from cli.prefect_api import PrefectAPI
 
-    episode_id = process_episode(str(Path(args.file).resolve()), title=args.title, force=args.force)
+    with PrefectAPI(port=port, ui=ui) as api:
+        api.wait_ready()
+        yield api
+
+
+def cmd_process(args, settings) -> int:
+    with prefect_api():
+        from flows.episodes import process_episode
+
+        episode_id = process_episode(str(Path(args.file).resolve()), title=args.title, force=args.force)
     print(json.dumps(_summary(settings, episode_id), indent=2, default=str))
     return 0
 
 
 def cmd_demo(args, settings) -> int:
     """Two sample episodes end to end: transcripts, chapters, features, a recommendation, spoken."""
+    with prefect_api():
+        return _demo(settings)
+
+
+def _demo(settings) -> int:
     from flows.catalogue import refresh_semantic_ids
     from flows.episodes import process_episode
     from mediaflow.catalogue import similar_episodes
     from mediaflow.chapters.formats import export as export_chapters
-    from mediaflow.pipeline import get_store
+    from mediaflow.resources import get_store
     from mediaflow.sample import sample_episode
     from mediaflow.transcript import export
 
@@ -165,38 +186,35 @@ def cmd_demo(args, settings) -> int:
 
 
 def cmd_batch(args, settings) -> int:
-    """Process several files, one flow run each, with a progress bar over the batch; with the Dask
-    task runner, one `process-batch` flow run that spreads the episodes over the workers."""
-    if settings.task_runner == "dask":
-        from flows.batch import process_batch
-
-        out = process_batch([str(Path(f).resolve()) for f in args.files])
-        by_path = {str(Path(f).resolve()): f for f in args.files}
-        for source, eid in out["done"].items():
-            print(f"{eid}  {by_path[source]}")
-        for source, error in out["failed"].items():
-            print(f"mediaflow: {by_path[source]}: {error}", file=sys.stderr)
-        return 2 if out["failed"] else 0
-
+    """Process several files as one `process-batch` flow run (side by side on the configured task
+    runner), with a progress bar over the batch and one line per file that fails."""
     from tqdm import tqdm
 
-    from flows.episodes import process_episode
-
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")  # failures get our one line, not a traceback
+    sources = {str(Path(f).resolve()): f for f in args.files}
     failed = 0
-    with tqdm(total=len(args.files), unit="episode", desc="processing", file=sys.stderr, disable=None) as bar:
-        for f in args.files:
-            try:
-                eid = process_episode(str(Path(f).resolve()))
-                print(f"{eid}  {f}")
-            except MediaflowError as exc:
+    with prefect_api(), tqdm(total=len(sources), unit="episode", desc="processing", file=sys.stderr,
+                             disable=None) as bar:
+        from flows.episodes import process_batch, watch
+
+        def finished(source: str, episode_id: str | None, error: str | None) -> None:
+            nonlocal failed
+            name = sources.get(source, source)
+            if error is None:
+                bar.write(f"{episode_id}  {name}", file=sys.stdout)
+            else:
                 failed += 1
-                print(f"mediaflow: {f}: {exc}", file=sys.stderr)
+                said = error if error.startswith(Path(name).name) else f"{name}: {error}"
+                bar.write(f"mediaflow: {said}", file=sys.stderr)
             bar.update(1)
+
+        with watch(finished):
+            process_batch(list(sources))
     return 2 if failed else 0
 
 
 def cmd_feeds(args, settings) -> int:
-    from mediaflow.pipeline import get_store
+    from mediaflow.resources import get_store
 
     store = get_store(settings.db_url)
     if args.action == "add":
@@ -210,9 +228,10 @@ def cmd_feeds(args, settings) -> int:
         print(f"feed {row.id}: {row.url}")
         return 0
     if args.action == "poll":
-        from flows.feeds import poll_feeds
+        with prefect_api():
+            from flows.feeds import poll_feeds
 
-        print(json.dumps(poll_feeds(), indent=2))
+            print(json.dumps(poll_feeds(), indent=2))
         return 0
     for f in store.list_feeds():
         print(f"{f.id:4d}  {f.title or '(not polled yet)'}  {f.url}  last polled: {f.last_polled_at or 'never'}")
@@ -220,65 +239,49 @@ def cmd_feeds(args, settings) -> int:
 
 
 def cmd_serve_flows(args, settings) -> int:
-    """Serve every scheduled deployment; start a local Prefect server first unless one is configured."""
-    import subprocess
-    import time
-    import urllib.request
+    """Serve every scheduled deployment; start a local Prefect server (with its UI) unless one is configured."""
+    configured = bool(os.environ.get("PREFECT_API_URL"))
+    with prefect_api(ui=True, port=args.prefect_port):
+        from flows.deploy import serve_all
 
-    from flows.deploy import serve_all
-
-    server = None
-    if not os.environ.get("PREFECT_API_URL"):
-        url = f"http://127.0.0.1:{args.prefect_port}/api"
-        server = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(args.prefect_port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-        )
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=2)
-                break
-            except OSError:
-                if server.poll() is not None:
-                    raise MediaflowError("the Prefect server did not start; is the port free?")
-                time.sleep(1)
-        os.environ["PREFECT_API_URL"] = url
-        print(f"Prefect UI: http://127.0.0.1:{args.prefect_port}", file=sys.stderr)
-    try:
+        if not configured:
+            print(f"Prefect UI: http://127.0.0.1:{args.prefect_port}", file=sys.stderr)
         serve_all(args.timezone)
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=30)
     return 0
 
 
 def cmd_refresh_ids(args, settings) -> int:
-    from flows.catalogue import refresh_semantic_ids
+    with prefect_api():
+        from flows.catalogue import refresh_semantic_ids
 
-    print(json.dumps(refresh_semantic_ids(levels=args.levels), indent=2))
+        print(json.dumps(refresh_semantic_ids(levels=args.levels), indent=2))
     return 0
 
 
 def cmd_narrate(args, settings) -> int:
-    from flows.narration import narrate_recommendations
+    with prefect_api():
+        from flows.narration import narrate_recommendations
 
-    print(json.dumps(narrate_recommendations(per_episode=args.per_episode, max_pairs=args.max_pairs,
-                                             voice=args.voice), indent=2))
+        print(json.dumps(narrate_recommendations(per_episode=args.per_episode, max_pairs=args.max_pairs,
+                                                 voice=args.voice), indent=2))
     return 0
 
 
 def cmd_serve(args, settings) -> int:
     import uvicorn
 
-    uvicorn.run("service.app:create_app", factory=True, host=args.host or settings.host,
-                port=args.port or settings.port, workers=1)
+    import flows  # noqa: F401  (Prefect's embedded defaults, set before the server starts)
+    from cli.prefect_api import PrefectAPI
+
+    # The API starts beside the service (the first flow run waits for it), so the port opens at once.
+    with PrefectAPI():
+        uvicorn.run("service.app:create_app", factory=True, host=args.host or settings.host,
+                    port=args.port or settings.port, workers=1, timeout_graceful_shutdown=5)
     return 0
 
 
 def cmd_episodes(args, settings) -> int:
-    from mediaflow.pipeline import get_store
+    from mediaflow.resources import get_store
 
     rows, total = get_store(settings.db_url).list_episodes(limit=args.limit)
     for ep in rows:
@@ -313,12 +316,26 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="make the sample episode and process it end to end")
     d.set_defaults(func=cmd_demo)
 
-    s = sub.add_parser("serve", help="start the API")
-    s.add_argument("--host")
-    s.add_argument("--port", type=int)
+    s = sub.add_parser(
+        "serve", help="start the API and the web player",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Serve the API (OpenAPI docs at /docs) and the web player (/) with uvicorn; uploads are "
+                    "processed in the background, and episodes a killed server left unfinished are resumed.",
+        epilog="environment (or .env), all optional:\n"
+               "  MEDIAFLOW_DATA_DIR       audio, SQLite database, exports (default ./data)\n"
+               "  MEDIAFLOW_DATABASE_URL   any SQLAlchemy URL (default: SQLite in the data dir)\n"
+               "  MEDIAFLOW_API_KEY        writes (and synthesis) need `Authorization: Bearer <key>`\n"
+               "  MEDIAFLOW_READ_REQUIRES_KEY=true   reads need the key too\n"
+               "  MEDIAFLOW_HOST, MEDIAFLOW_PORT     defaults for --host and --port\n"
+               "  MEDIAFLOW_MAX_UPLOAD_MB, MEDIAFLOW_MAX_DURATION_H   input limits (413 past them)\n"
+               "  PREFECT_API_URL          an existing Prefect server (default: one started beside the service)\n"
+               "every setting: mediaflow/config.py",
+    )
+    s.add_argument("--host", help="interface to listen on (default MEDIAFLOW_HOST, else 127.0.0.1)")
+    s.add_argument("--port", type=int, help="port (default MEDIAFLOW_PORT, else 8000)")
     s.set_defaults(func=cmd_serve)
 
-    b = sub.add_parser("batch", help="process several files (one flow run each), with a progress bar")
+    b = sub.add_parser("batch", help="process several files as one batch flow run, with a progress bar")
     b.add_argument("files", nargs="+")
     b.set_defaults(func=cmd_batch)
 
@@ -348,19 +365,36 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _exit_on_sigterm(signum, frame):
+    raise KeyboardInterrupt  # run the same clean-up as Ctrl-C
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = build_parser().parse_args(argv)
     from mediaflow.config import Settings
 
+    if args.func is not cmd_serve:  # uvicorn handles its own signals
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        return args.func(args, Settings())
+        code = args.func(args, Settings())
     except MediaflowError as exc:
         print(f"mediaflow: error: {exc}", file=sys.stderr)
-        return 2
+        code = 2
     except KeyboardInterrupt:
-        return 130
+        code = 130
+    return code
+
+
+def entry() -> None:
+    """The console script: `main`, then out at once. A flow may still be running on a daemon thread and
+    Prefect's exit hooks would wait on an API that has just stopped; whatever was interrupted keeps its
+    state (and its lease runs out), so it is resumed later."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

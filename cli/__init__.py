@@ -1,0 +1,1 @@
+"""The `mediaflow` command: a shell over the library, the flows and the service (`cli.main`)."""

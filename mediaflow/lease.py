@@ -1,0 +1,74 @@
+"""Leases: how a run that died is told from one still working, so no episode stays stuck.
+
+A run takes the lease of each episode it works on and a daemon thread renews every lease this
+process holds. When the process dies (SIGKILL, reboot) its leases run out; `orphans` then lists the
+episodes left `pending` or `processing`, and the service picks them up again. Taking a lease is an
+atomic update, so two processes never work on one episode at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from datetime import datetime, timedelta, timezone
+
+from mediaflow.config import Settings
+from mediaflow.errors import Busy
+from mediaflow.resources import get_store
+from mediaflow.store import Episode
+
+log = logging.getLogger("mediaflow.lease")
+
+OWNER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # this process
+_renewers: dict[str, threading.Event] = {}  # database URL → the running renewer's stop signal
+_lock = threading.Lock()
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def take(episode_id: str, settings: Settings, owner: str = OWNER) -> bool:
+    """Hold the episode's lease for `owner` (False: a live run elsewhere holds it).
+
+    A flow's worker processes take leases for the flow's process (`owner`), which renews them.
+    """
+    keep_renewing(settings)
+    return get_store(settings.db_url).take_lease(episode_id, owner, _now() + timedelta(seconds=settings.lease_s))
+
+
+def hold(episode_id: str, settings: Settings, owner: str = OWNER) -> None:
+    """`take`, or `Busy` when another live run holds the episode."""
+    if not take(episode_id, settings, owner):
+        raise Busy(f"episode {episode_id} is being processed by another run; it will be picked up when that "
+                   "finishes or dies")
+
+
+def release(episode_id: str, settings: Settings, owner: str = OWNER) -> None:
+    get_store(settings.db_url).release_lease(episode_id, owner)
+
+
+def orphans(settings: Settings) -> list[Episode]:
+    """Episodes whose run died: unfinished, no live lease, and untouched for a lease's length."""
+    return get_store(settings.db_url).orphans(_now() - timedelta(seconds=settings.lease_s))
+
+
+def keep_renewing(settings: Settings) -> None:
+    """Start (once per process and database) the thread that renews this process's leases."""
+    url, every = settings.db_url, settings.lease_s / 4
+    with _lock:
+        if url in _renewers:
+            return
+        stop = _renewers[url] = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(every):
+            try:
+                get_store(url).renew_leases(OWNER, _now() + timedelta(seconds=settings.lease_s))
+            except Exception:  # the database may be briefly away; the next beat tries again
+                log.warning("could not renew leases", exc_info=True)
+
+    threading.Thread(target=renew, name="mediaflow-lease", daemon=True).start()
