@@ -37,7 +37,13 @@ def take(episode_id: str, settings: Settings, owner: str = OWNER) -> bool:
     A flow's worker processes take leases for the flow's process (`owner`), which renews them.
     """
     keep_renewing(settings)
-    return get_store(settings.db_url).take_lease(episode_id, owner, _now() + timedelta(seconds=settings.lease_s))
+    store, until = get_store(settings.db_url), _now() + timedelta(seconds=settings.lease_s)
+    if store.take_lease(episode_id, owner, until):
+        return True
+    holder = store.lease_owner(episode_id)
+    # A holder on this machine whose process is gone died (a killed `mediaflow process`, say): no need
+    # to wait for its lease to run out before a re-run takes over.
+    return bool(holder) and _died_here(holder) and store.take_lease(episode_id, owner, until, dead_owner=holder)
 
 
 def hold(episode_id: str, settings: Settings, owner: str = OWNER) -> None:
@@ -49,6 +55,24 @@ def hold(episode_id: str, settings: Settings, owner: str = OWNER) -> None:
 
 def release(episode_id: str, settings: Settings, owner: str = OWNER) -> None:
     get_store(settings.db_url).release_lease(episode_id, owner)
+
+
+def _died_here(holder: str) -> bool:
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:  # a killed child its parent has not reaped yet is a zombie: dead all the same
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] == "Z"
+    except OSError:
+        return False
 
 
 def orphans(settings: Settings) -> list[Episode]:

@@ -237,15 +237,21 @@ class Store:
             s.delete(ep)
 
     # -- leases (see mediaflow/lease.py); they leave `updated_at` alone: they change no content ---
-    def take_lease(self, episode_id: str, owner: str, until: datetime) -> bool:
-        """Hold the episode's lease unless another owner holds one that has not run out; atomic."""
+    def take_lease(self, episode_id: str, owner: str, until: datetime, dead_owner: str | None = None) -> bool:
+        """Hold the episode's lease unless another owner holds one that has not run out (or is
+        `dead_owner`, known to have died); atomic."""
         with self.session() as s:
             now = _now()
             held = s.execute(
                 update(Episode).where(Episode.id == episode_id).where(
-                    or_(Episode.lease_owner.is_(None), Episode.lease_owner == owner, Episode.lease_until < now))
+                    or_(Episode.lease_owner.is_(None), Episode.lease_owner == owner, Episode.lease_until < now,
+                        Episode.lease_owner == (dead_owner or owner)))
                 .values(lease_owner=owner, lease_until=until, updated_at=Episode.updated_at).execution_options(synchronize_session=False))
             return held.rowcount == 1
+
+    def lease_owner(self, episode_id: str) -> str | None:
+        with self.session() as s:
+            return s.scalar(select(Episode.lease_owner).where(Episode.id == episode_id))
 
     def renew_leases(self, owner: str, until: datetime) -> int:
         """Extend every lease `owner` holds; returns how many."""
