@@ -1,4 +1,4 @@
-"""Prefect flow for distilling the TTS student: thin tasks over `mediaflow.tts.distill`.
+"""Prefect flow for distilling the TTS student: thin tasks over the steps in `flows/distill_steps.py`.
 
     python -m flows.distill [--preset cpu|cuda] [--limit N] [--register]
 
@@ -13,46 +13,46 @@ import argparse
 import flows  # noqa: F401  (Prefect's embedded defaults, set before Prefect is imported)
 from prefect import flow, get_run_logger, task
 
-from mediaflow.tts import distill
+from flows import distill_steps as steps
 
 
 @task
 def write_corpus(data_dir: str, n: int) -> str:
-    return str(distill.write_corpus(data_dir, n))
+    return str(steps.write_corpus(data_dir, n))
 
 
 @task
 def synthesize(data_dir: str, part: int, parts: int) -> int:
     """The teacher speaks every shard k ≡ part (mod parts); run `parts` of these side by side."""
-    return distill.synthesize(data_dir, part, parts, threads=1, log=get_run_logger().info)
+    return steps.synthesize(data_dir, part, parts, threads=1, log=get_run_logger().info)
 
 
 @task
 def features(data_dir: str) -> int:
-    return distill.features(data_dir)
+    return steps.features(data_dir)
 
 
 @task
 def train(data_dir: str, preset: str) -> str:
-    return str(distill.train(data_dir, preset, log=get_run_logger().info))
+    return str(steps.train(data_dir, preset, log=get_run_logger().info))
 
 
 @task
 def evaluate(checkpoint: str, limit: int | None) -> dict:
-    return distill.evaluate(checkpoint, limit)
+    return steps.evaluate(checkpoint, limit)
 
 
 @task
 def register(checkpoint: str, scores: dict) -> str:
     """Ship the checkpoint and write its model card (docs/student.md) with the measured numbers."""
-    return str(distill.register(checkpoint, scores=scores))
+    return str(steps.register(checkpoint, scores=scores))
 
 
 @flow(name="distill-tts-student")
 def distill_student(data_dir: str | None = None, preset: str = "cpu", sentences: int = 3200,
                     synth_workers: int = 2, bench_limit: int | None = None, ship: bool = False) -> dict:
     """corpus → teacher synthesis → mel features → training → benchmark → (optionally) registration."""
-    data_dir = str(data_dir or distill.default_data_dir())
+    data_dir = str(data_dir or steps.default_data_dir())
     write_corpus(data_dir, sentences)
     futures = [synthesize.submit(data_dir, k, synth_workers) for k in range(synth_workers)]
     for f in futures:

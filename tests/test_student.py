@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from conftest import wer
+from flows import distill_steps as steps
 from mediaflow.errors import InvalidInput, ModelUnavailable
-from mediaflow.tts import distill, distill_corpus, voices
+from mediaflow.tts import voices
 from mediaflow.tts.frontend import prepare
-from models.tts_student import CheckpointError, load_voice
+from models.tts_student import CheckpointError, corpus, load_voice
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SENTENCE = "Because you listened to Deep Currents, try Field Notes: it gets into ocean storms."
 LONG = " ".join([
@@ -30,13 +36,13 @@ def student():
 
 # -- corpus -----------------------------------------------------------------------------------------
 def test_the_corpus_is_varied_and_holds_out_every_benchmark_sentence():
-    held = distill.held_out()
-    lines = distill_corpus.generate(3000, seed=0, held_out=held)
+    held = steps.held_out()
+    lines = corpus.generate(3000, seed=0, held_out=held)
     assert len(set(lines)) == 3000
     assert all(5 <= len(s.split()) <= 20 for s in lines)
     assert not set(lines) & set(held)
-    bench_runs = set().union(*(distill_corpus._ngrams(s) for s in held))
-    assert not any(distill_corpus._ngrams(s) & bench_runs for s in lines)
+    bench_runs = set().union(*(corpus.ngrams(s) for s in held))
+    assert not any(corpus.ngrams(s) & bench_runs for s in lines)
     assert sum(s.endswith("?") for s in lines) > 200 and sum(any(c.isdigit() for c in s) for s in lines) > 500
 
 
@@ -45,9 +51,9 @@ def test_a_tiny_student_trained_on_teacher_speech_lowers_its_loss_and_loads(tmp_
     data_dir = tmp_path / "distill"
     (data_dir / "corpus.txt").parent.mkdir(parents=True)
     (data_dir / "corpus.txt").write_text("Try this show next.\nIt gets into ocean storms.\nWhat happened in 1999?\n")
-    assert distill.synthesize(data_dir, threads=2) == 1
-    assert distill.features(data_dir) == 1
-    checkpoint = distill.train(data_dir, preset="tiny", parallel=False)
+    assert steps.synthesize(data_dir, threads=2) == 1
+    assert steps.features(data_dir) == 1
+    checkpoint = steps.train(data_dir, preset="tiny", parallel=False)
     history = torch.load(checkpoint.with_name("acoustic.pt"), weights_only=True)["history"]
     losses = [row["train"]["mel_l1"] for row in history if "train" in row]
     assert len(losses) >= 3 and losses[-1] < 0.9 * losses[0], losses
@@ -57,16 +63,30 @@ def test_a_tiny_student_trained_on_teacher_speech_lowers_its_loss_and_loads(tmp_
     scores = {"student": {"parameters": voice.parameters, "rtf_median": 0.01, "first_audio_s": 0.05,
                           "wer": 0.04, "mcd_db": 2.5}}
     card = tmp_path / "student.md"
-    assert distill.register(checkpoint, tmp_path / "shipped" / "student.pt", scores, card).is_file()
+    assert steps.register(checkpoint, tmp_path / "shipped" / "student.pt", scores, card).is_file()
     text = card.read_text()
     assert f"{voice.parameters / 1e6:.2f} M parameters" in text and "| student |" in text and "4 %" in text
     acoustic_rows = [ln for ln in text.splitlines() if ln.startswith("| acoustic | 30 |")]
     assert acoustic_rows and "mel_l1" in acoustic_rows[0]  # steps and the final validation loss
     assert "2 teacher utterances for training and 1 for validation" in text  # the data it learned from
-    assert sum(ln.startswith("| 30 | 0.0 |") for ln in text.splitlines()) == 1  # the last validation row, once
+    # the loss curve: step, minutes, mel L1, duration MSE; its last row is the last step, once (the minutes are
+    # whatever the clock said)
+    curve = [ln for ln in text.splitlines() if re.fullmatch(r"\| \d+ \| [\d.]+ \| \d+\.\d{4} \| \d+\.\d{4} \|", ln)]
+    assert curve and curve[-1].startswith("| 30 | ") and sum(ln.startswith("| 30 | ") for ln in curve) == 1
+    assert str(tmp_path) not in text and "the distillation data dir" in text  # no path of this machine
 
 
 # -- the shipped student ----------------------------------------------------------------------------
+def test_the_shipped_model_card_is_what_the_card_writer_says_of_the_shipped_checkpoint():
+    shipped = steps.SHIPPED
+    if not shipped.is_file():
+        pytest.skip("no student checkpoint shipped")
+    card = (ROOT / "docs" / "student.md").read_text()
+    written = steps.model_card(load_voice(shipped), shipped)
+    assert card.startswith(written.rstrip("\n"))  # then the benchmark's table (`scores`)
+    assert not re.search(r"(^|[\s`(])/(root|home|tmp|Users|work)/", card)  # no absolute path of any machine
+
+
 def test_the_shipped_student_speaks_a_sentence_whisper_understands(student, tmp_path):
     from mediaflow.asr import Transcriber
     from mediaflow.audio import decode, encode

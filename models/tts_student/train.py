@@ -20,7 +20,6 @@ import math
 import random
 import sys
 import time
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from models.tts_student import export as export_mod
-from models.tts_student.data import TEACHER_HOP, LogMel, MelConfig, load_corpus
+from models.tts_student.data import LogMel, MelConfig, load_corpus
 from models.tts_student.model import AcousticModel, StudentConfig
 from models.tts_student.vocoder import Vocoder, VocoderConfig
 

@@ -5,11 +5,15 @@
     features(data_dir)                     # 3. log-mel targets (torchaudio)
     train(data_dir, preset="cpu")          # 4. acoustic model + vocoder (models/tts_student/train.py)
     evaluate(checkpoint)                   # 5. the yardstick (bench/tts.py) on held-out sentences
-    register(checkpoint)                   # 6. ship it where the voice registry looks
+    register(checkpoint, scores=scores)    # 6. ship it where the voice registry looks, with its model card
+    write_samples()                        # 7. teacher, student and hibari side by side in docs/samples/
 
 Sequence-level knowledge distillation: the student learns from what the teacher *said* (its audio
 and per-phoneme durations), never from human recordings. Every step skips work already on disk, so
-an interrupted run picks up where it stopped. `flows/distill.py` is the Prefect shell over these.
+an interrupted run picks up where it stopped. `flows/distill.py` is the Prefect shell over these;
+`python -m flows.distill_steps corpus|synth|samples` runs one by hand. They live here, beside the
+flow, because they reach the benchmark, the docs and the student's training code, which the library
+(`mediaflow/`) never does; the corpus generator itself is the student's (`models/tts_student/corpus.py`).
 """
 
 from __future__ import annotations
@@ -23,12 +27,13 @@ from pathlib import Path
 
 from mediaflow.audio import atomic_copy, atomic_write_bytes
 from mediaflow.errors import DependencyMissing, InvalidInput, ModelUnavailable
-from mediaflow.tts import distill_corpus
-from models.tts_student import data
+from models.tts_student import corpus, data
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 BENCH_SENTENCES = ROOT / "bench" / "tts_sentences.txt"
 SHIPPED = ROOT / "models" / "tts_student" / "student.pt"
+MODEL_CARD = ROOT / "docs" / "student.md"
+SAMPLES = ROOT / "docs" / "samples"
 SHARD_SIZE = 40  # sentences per shard: a lost shard costs about a minute of teacher time
 
 
@@ -48,7 +53,7 @@ def write_corpus(data_dir: str | Path | None = None, n: int = 3200, seed: int = 
     path = Path(data_dir or default_data_dir()) / "corpus.txt"
     if path.is_file():
         return path
-    lines = distill_corpus.generate(n, seed, held_out())
+    lines = corpus.generate(n, seed, held_out())
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
     return path
 
@@ -75,7 +80,7 @@ def synthesize(
     several). Each shard is one .npz written atomically: an interruption loses at most one shard.
     Returns the number of shards written.
     """
-    from mediaflow.tts.kokoro import KokoroTeacher
+    from mediaflow.tts.kokoro import KokoroTeacher  # onnxruntime: loaded by the steps that speak
 
     data_dir = Path(data_dir or default_data_dir())
     lines = read_corpus(data_dir)
@@ -169,9 +174,6 @@ def evaluate(checkpoint: str | Path, limit: int | None = None, voices: str = "te
 
 
 # -- 6. registration --------------------------------------------------------------------------------------
-MODEL_CARD = ROOT / "docs" / "student.md"
-
-
 def register(checkpoint: str | Path, target: str | Path = SHIPPED, scores: dict | None = None,
              card: str | Path | None = MODEL_CARD) -> Path:
     """Check that `checkpoint` loads as a student, copy it to where the voice registry looks, and
@@ -190,10 +192,12 @@ def register(checkpoint: str | Path, target: str | Path = SHIPPED, scores: dict 
     return path
 
 
+# -- 7. model card and samples ------------------------------------------------------------------------------
 def model_card(voice, path: Path, scores: dict | None = None) -> str:
-    """Markdown: what the student is, what it learned from, how training went, what it measures."""
+    """Markdown: what the student is, what it learned from, how training went, what it measures.
+    Paths are the repository's or the data dir's own names, never where the training machine kept them."""
     meta = voice.meta
-    settings, data = meta.get("train_settings", {}), meta.get("data", {})
+    settings, trained_on = meta.get("train_settings", {}), meta.get("data", {})
     lines = [
         "# The TTS student: model card", "",
         f"`{path.name}`: {voice.parameters / 1e6:.2f} M parameters (acoustic model and vocoder), "
@@ -205,10 +209,11 @@ def model_card(voice, path: Path, scores: dict | None = None) -> str:
         "Kokoro-82M teacher's `af_heart` voice by sequence-level knowledge distillation: it learned only "
         "from what the teacher said (its audio and per-phoneme durations), never from human recordings.", "",
         "## Data", "",
-        f"- {data.get('train_utterances', '?')} teacher utterances for training and "
-        f"{data.get('val_utterances', '?')} for validation, {data.get('train_hours', '?')} h of training audio, "
-        f"from `{settings.get('data_dir', meta.get('data_dir', '?'))}` (corpus written by "
-        "`mediaflow/tts/distill_corpus.py`: generated sentences, the benchmark's held out).",
+        f"- {trained_on.get('train_utterances', '?')} teacher utterances for training and "
+        f"{trained_on.get('val_utterances', '?')} for validation, {trained_on.get('train_hours', '?')} h of "
+        "training audio, "
+        f"in {_data_dir_name(settings.get('data_dir', meta.get('data_dir')))}: `corpus.txt`, generated sentences "
+        "with the benchmark's held out (`models/tts_student/corpus.py`), and `shards/`, what the teacher said.",
         f"- preset `{settings.get('preset', '?')}`, device `{settings.get('device', '?')}`, "
         f"{settings.get('threads', '?')} thread(s) per part.", "",
         "## Training", "",
@@ -238,6 +243,15 @@ def model_card(voice, path: Path, scores: dict | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _data_dir_name(path: str | None) -> str:
+    """The data dir as the card names it: its path in the repository, or the distillation data dir's name."""
+    if path and not Path(path).is_absolute():
+        return f"`{path}`"
+    if path and Path(path).resolve().is_relative_to(ROOT):
+        return f"`{Path(path).resolve().relative_to(ROOT)}`"
+    return "the distillation data dir (`MEDIAFLOW_DISTILL_DIR`, by default `data/distill`)"
+
+
 def _fmt(value, unit: float = 1.0, suffix: str = "") -> str:
     return "–" if value is None else f"{value / unit:.3g}{suffix}"
 
@@ -249,7 +263,7 @@ SAMPLE_TEXTS = (  # three held-out benchmark sentences: what the student never h
 )
 
 
-def write_samples(out_dir: str | Path = ROOT / "docs" / "samples", voice_ids=("teacher", "student", "hibari"),
+def write_samples(out_dir: str | Path = SAMPLES, voice_ids=("teacher", "student", "hibari"),
                   texts=SAMPLE_TEXTS) -> list[Path]:
     """{voice}-{n}.wav (16-bit mono) for each voice and text, for listening side by side."""
     from mediaflow.audio import encode
@@ -266,7 +280,7 @@ def write_samples(out_dir: str | Path = ROOT / "docs" / "samples", voice_ids=("t
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m mediaflow.tts.distill corpus|synth|samples [--part K --parts N]`: steps run by hand."""
+    """`python -m flows.distill_steps corpus|synth|samples [--part K --parts N]`: steps run by hand."""
     import argparse
 
     ap = argparse.ArgumentParser(description=main.__doc__)
