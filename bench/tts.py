@@ -8,7 +8,9 @@ For each voice, on the held-out sentences in bench/tts_sentences.txt:
   included, after one warm-up call), the same with process CPU seconds (which other work on the
   machine does not inflate), and time to first audio for a 20-word sentence (`stream`, median of 3);
 - peak memory: max RSS of a fresh subprocess that loads the voice and speaks every sentence;
-- size: parameters (ONNX initializer elements) and bytes on disk;
+- size: parameters counted in the loaded weights (ONNX initializer elements, or the student's tensors)
+  and the bytes of the files it loaded (`Voice.count_parameters`, `Voice.files`), not the figures the
+  registry lists;
 - intelligibility: corpus WER of the bundled Whisper tiny.en transcript against the input, both sides
   passed through the frontend's `normalize`, lower-cased and stripped of punctuation;
 - closeness to the teacher: mel-cepstral distortion (MCD, dB) against the teacher's audio of the same
@@ -22,7 +24,9 @@ For each voice, on the held-out sentences in bench/tts_sentences.txt:
   table, not with MCDs quoted in papers.
 
 Audio is kept in bench/results/tts_audio/<voice>/ for listening. The 2 cores are shared with other
-work on a developer machine: the load average before and after is recorded with the results.
+work on a developer machine: the machine and the load average before and after are recorded with the
+results. The speed figures the voice registry lists (`ReferenceSpeed` in each `mediaflow/tts/voices/`
+module) come from a run of this script on the reference machine; update them from a new one.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import re
 import resource
 import statistics
@@ -88,13 +93,12 @@ def synth_worker(voice_id: str, limit: int | None, threads: int) -> dict:
         t0 = time.perf_counter()
         next(iter(voice.stream(FIRST_AUDIO_TEXT)))
         firsts.append(time.perf_counter() - t0)
-    info = voice_info(voice_id)
+    peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # counting reads the weights again
     return {
         "voice": voice_id, "sample_rate": voice.sample_rate, "load_s": round(load_s, 2),
-        "parameters": info.parameters, "size_bytes": info.size_bytes, "license": info.license,
-        "first_audio_s": round(statistics.median(firsts), 3),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        "sentences": rows,
+        "parameters": voice.count_parameters(), "size_bytes": sum(Path(f).stat().st_size for f in voice.files()),
+        "license": voice_info(voice_id).license,
+        "first_audio_s": round(statistics.median(firsts), 3), "peak_rss_mb": peak_rss_mb, "sentences": rows,
     }
 
 
@@ -190,6 +194,18 @@ def mcd(ref_path: Path, test_path: Path) -> float:
 
 
 # -- report --------------------------------------------------------------------------------------------
+def machine() -> str:
+    """The CPU model, cores and memory of this machine, for the record."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        cpu = next(ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB"
+
+
 def fmt_bytes(n: int | None) -> str:
     return "–" if n is None else f"{n / 1e6:.1f} MB"
 
@@ -257,7 +273,8 @@ def main() -> None:
         })
     summary = {
         "command": "bench/tts.py " + " ".join(sys.argv[1:]), "sentences": len(texts), "threads": args.threads,
-        "cpu_cores": os.cpu_count(), "mcd_reference": reference, "asr": "whisper tiny.en (bundled), int8",
+        "cpu_cores": os.cpu_count(), "machine": machine(), "date": time.strftime("%Y-%m-%d"),
+        "mcd_reference": reference, "asr": "whisper tiny.en (bundled), int8",
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "wall_s": round(time.perf_counter() - started, 1), "voices": rows,
@@ -273,8 +290,8 @@ def main() -> None:
               f"| {r['cpu_rtf_median']:.3f} "
               f"| {r['first_audio_s']:.2f} s | {r['peak_rss_mb']} MB | {100 * r['wer']:.1f}% "
               f"| {'–' if r['mcd_db'] is None else format(r['mcd_db'], '.2f') + ' dB'} |")
-    print(f"\n{len(texts)} sentences, {os.cpu_count()} cores, load average {summary['load_average_before'][0]} before /"
-          f" {summary['load_average_after'][0]} after; JSON: {args.out}")
+    print(f"\n{len(texts)} sentences on {summary['machine']}, {summary['date']}, load average "
+          f"{summary['load_average_before'][0]} before / {summary['load_average_after'][0]} after; JSON: {args.out}")
 
 
 if __name__ == "__main__":

@@ -6,11 +6,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mediaflow.tts.kokoro import MAX_SPEED, MIN_SPEED
+from mediaflow.tts.voices import MAX_SPEED, MIN_SPEED
 
 _TEXT = ("What to say, in English: up to `tts_max_chars` characters (5000 by default). Numbers, dates, money, "
          "abbreviations and URLs are read out as words.")
-_SPEED = f"{MIN_SPEED} to {MAX_SPEED}; 1.0 is normal, 2.0 twice as fast."
+_SPEED = f"{MIN_SPEED} to {MAX_SPEED}; 1.0 is normal, 2.0 twice as fast. Checked here: outside the range is a 422."
+_REFERENCE = ("A reference figure, measured once by bench/tts.py on the project's reference machine (see "
+              "`speed_measured`), not on this server; null when none was measured for this voice.")
 
 
 class SpeechIn(BaseModel):
@@ -57,7 +59,7 @@ class OpenAISpeechIn(BaseModel):
         "mp3", description="`opus` is Opus in Ogg; `pcm` is raw 16-bit signed little-endian mono at 24 kHz "
                            "(the voice's rate: Piper's is 22.05 kHz).")
     speed: float = Field(1.0, ge=MIN_SPEED, le=MAX_SPEED,
-                         description=f"{_SPEED} OpenAI allows 0.25 to 4.0; outside our range is a 422.")
+                         description=f"{_SPEED} OpenAI allows 0.25 to 4.0.")
     instructions: str | None = Field(None, description="Accepted and ignored: our voices take no style prompt.")
     stream_format: Literal["audio", "sse"] = Field("audio", description="Only `audio` (chunked audio bytes).")
 
@@ -69,12 +71,14 @@ class VoiceOut(BaseModel):
     description: str
     engine: str
     sample_rate: int
-    parameters: int | None
-    size_bytes: int | None
+    parameters: int | None = Field(description="Parameters in the model's weights (the student's: the shipped "
+                                               "checkpoint's; null for another).")
+    size_bytes: int | None = Field(description="The model's files on disk, in bytes.")
     license: str
-    rtf: float | None = Field(description="Median wall seconds per second of audio (bench/tts.py, 2 threads).")
-    cpu_rtf: float | None = Field(description="Median CPU seconds per second of audio.")
-    first_audio_s: float | None = Field(description="Wall time to the first audio of a 20-word sentence.")
+    rtf: float | None = Field(description="Median wall seconds per second of audio, 2 threads. " + _REFERENCE)
+    cpu_rtf: float | None = Field(description="Median CPU seconds per second of audio. " + _REFERENCE)
+    first_audio_s: float | None = Field(description="Wall time to the first audio of a 20-word sentence. " + _REFERENCE)
+    speed_measured: str | None = Field(description="Where, when and under what load the speed figures were measured.")
     available: bool
     install: str = Field(description="What to do when it is not available.")
     default: bool = Field(description="Used when a request names no voice.")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import inspect
-import time
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,13 +13,14 @@ from conftest import wer
 from mediaflow import audio
 from mediaflow.errors import DependencyMissing, InputTooLarge, InvalidInput, ModelUnavailable
 from mediaflow.tts import frontend, kokoro, voices
-from mediaflow.tts.frontend import normalize, prepare, split_sentences
+from mediaflow.tts.frontend import check_text, normalize, prepare, split_sentences
+from mediaflow.tts.voices.base import Entry, Voice, VoiceInfo
 
 RECOMMENDATION = "Because you listened to The History Hour, try Deep Time: it gets into volcanoes and ancient oceans."
 
 
 @pytest.fixture(scope="module")
-def teacher() -> kokoro.KokoroTeacher:
+def teacher() -> voices.Voice:
     return voices.get_voice("teacher", threads=2)
 
 
@@ -68,7 +70,9 @@ def test_empty_or_unspeakable_text_is_invalid_input(text):
 
 def test_text_over_the_limit_is_too_large():
     with pytest.raises(InputTooLarge, match=str(frontend.MAX_CHARS)):
-        prepare("word " * (frontend.MAX_CHARS // 5 + 1))
+        check_text("word " * (frontend.MAX_CHARS // 5 + 1))
+    with pytest.raises(InputTooLarge, match="limit is 40"):
+        check_text("x" * 41, max_chars=40)
 
 
 def test_long_text_is_chunked_under_the_token_limit_in_sentence_groups():
@@ -102,7 +106,7 @@ def test_teacher_speech_is_understood_by_whisper(teacher, tmp_path):
 
 
 def test_alignment_durations_cover_the_audio_exactly(teacher):
-    (a,) = teacher.synthesize_with_alignment("Hello there. This is a short test.")
+    (a,) = teacher.teacher.synthesize_with_alignment("Hello there. This is a short test.")
     assert a.ids[0] == 0 and a.ids[-1] == 0 and len(a.ids) == len(a.durations)
     assert list(a.ids[1:-1]) == [frontend.vocab()[c] for c in a.phonemes]
     assert (a.durations >= 1).all()
@@ -118,17 +122,18 @@ def test_faster_speed_makes_shorter_audio(teacher):
         teacher.synthesize(text, speed=5.0)
 
 
-def test_stream_yields_one_chunk_per_sentence_and_the_first_before_the_last_is_made(teacher):
+def test_stream_yields_one_chunk_per_sentence_and_the_first_before_the_next_is_made(teacher, monkeypatch):
     text = "The first idea is short. The second one is a bit longer than that. And here is the third."
-    started = time.perf_counter()
+    made = []  # phoneme counts of the model calls, in order
+    real = teacher.teacher.from_ids
+    monkeypatch.setattr(teacher.teacher, "from_ids", lambda ids, speed=1.0: made.append(len(ids)) or real(ids, speed))
     chunks = teacher.stream(text)
-    assert inspect.isgenerator(chunks)
+    assert inspect.isgenerator(chunks) and made == []  # phonemised; nothing spoken until asked
     first = next(chunks)
-    first_at = time.perf_counter() - started
+    assert len(made) == 1  # the first sentence is out before the second is made
     rest = list(chunks)
-    total = time.perf_counter() - started
-    assert len(rest) + 1 == 3 and all(len(c) > 0.3 * teacher.sample_rate for c in [first, *rest])
-    assert first_at < 0.75 * total
+    assert len(made) == 3 and made == [len(c.ids) for c in prepare(text, group=False)]  # in order, none lost
+    assert all(len(c) > 0.3 * teacher.sample_rate for c in [first, *rest])
 
 
 def test_stream_checks_the_text_before_the_first_chunk(teacher):
@@ -161,6 +166,59 @@ def test_registry_lists_voices_with_their_costs():
     assert ("student" in listed) == shipped == voices.voice_info("student").available
     if shipped:
         assert listed["student"].parameters < 8_000_000 and listed["student"].size_bytes < 10_000_000
+
+
+@pytest.mark.parametrize("voice_id", ["teacher", "hibari", "piper-joe", "student"])
+def test_listed_sizes_and_parameter_counts_are_the_models_own(voice_id):
+    info = voices.voice_info(voice_id)
+    if not info.available:
+        pytest.skip(f"{voice_id} is not installed")
+    voice = voices.get_voice(voice_id, threads=2)
+    files = voice.files()
+    assert files and all(Path(f).is_file() for f in files)
+    assert info.size_bytes == sum(Path(f).stat().st_size for f in files)
+    if info.parameters is not None:  # None: a student checkpoint other than the shipped one
+        assert info.parameters == voice.count_parameters()
+
+
+def test_listed_speeds_say_they_are_reference_machine_figures():
+    for v in voices.list_voices(include_unavailable=True):
+        if v.rtf is not None:
+            assert v.cpu_rtf and v.first_audio_s and "reference machine" in v.speed_measured
+            assert re.search(r"\b20\d\d-\d\d-\d\d\b", v.speed_measured)  # dated
+
+
+def test_a_new_voice_is_one_voice_class_and_one_registry_entry(monkeypatch):
+    class Tone(Voice):
+        """A 0.1 s tone per sentence: the smallest engine."""
+
+        voice_id, sample_rate = "tone", 8000
+
+        def speak(self, text, speed):
+            todo = split_sentences(normalize(text))
+            return (np.full(int(800 / speed), 0.1, np.float32) for _ in todo)
+
+        def files(self):
+            return []
+
+        def count_parameters(self):
+            return 0
+
+    def info(available):
+        return VoiceInfo("tone", "a test tone", "numpy", 8000, 0, 0, "CC0", None, None, None, None, available, "")
+
+    monkeypatch.setitem(voices.REGISTRY, "tone", Entry("tone", info, lambda: True, lambda threads: Tone()))
+    assert "tone" in {v.id for v in voices.list_voices()}
+    tone = voices.get_voice("tone", threads=1)
+    assert [len(a) for a in tone.stream("One. Two, three.", speed=2.0)] == [400, 400]
+    assert len(tone.synthesize("One.")) == 800
+    # the checks every voice gets from `Voice`, whatever its engine
+    with pytest.raises(InvalidInput, match="speed"):
+        tone.stream("One.", speed=9)
+    with pytest.raises(InvalidInput, match="empty"):
+        tone.synthesize("   ")
+    with pytest.raises(InputTooLarge):
+        tone.stream("One. " * 10, max_chars=20)
 
 
 def test_unknown_voice_lists_the_known_ones():

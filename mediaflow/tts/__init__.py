@@ -1,1 +1,2 @@
-"""Text to speech: `frontend` (text → phonemes), `kokoro` (the teacher), `voices` (the registry), `piper`."""
+"""Text to speech: `frontend` (text → phonemes), the engines `kokoro` (the teacher) and `piper`, `voices`
+(one module per voice engine and the registry), `encoding` (the audio formats sent out)."""

@@ -1,6 +1,6 @@
 """Speech out: the audio formats the speech endpoints offer, each streamable sentence by sentence.
 
-    spec = check_format("mp3")                      # raises if this ffmpeg cannot encode it
+    spec = check_format("mp3")                      # raises if the name is unknown or this ffmpeg cannot encode it
     ffmpeg_command("mp3", 24_000)                   # s16le on stdin -> MP3 frames on stdout, flushed per packet
     wav_header(24_000) + pcm16(chunk) + ...         # a WAV stream of unknown length
     encode_whole(audio, 24_000, "flac")             # a finished, seekable file
@@ -9,6 +9,9 @@
 "length unknown" marker, which ffmpeg, browsers and Python's `wave` read to the end of the data.
 `mp3`, `ogg-opus`, `aac` (ADTS) and `flac` go through one ffmpeg process per stream that reads 16-bit
 PCM on stdin and flushes every packet, so a sentence's audio leaves as soon as it is encoded.
+
+`check_format` is the one check of a format: `ffmpeg_command` and `encode_whole` take a name that
+passed it (the API route checks before the response starts; the library's own callers pass constants).
 """
 
 from __future__ import annotations
@@ -101,8 +104,8 @@ def wav_header(sample_rate: int, n_samples: int | None = None) -> bytes:
 
 
 def ffmpeg_command(fmt: str, sample_rate: int) -> list[str]:
-    """ffmpeg reading mono s16le at `sample_rate` on stdin, writing `fmt` to stdout packet by packet."""
-    spec = check_format(fmt)
+    """ffmpeg reading mono s16le at `sample_rate` on stdin, writing `fmt` (checked) to stdout packet by packet."""
+    spec = FORMATS[fmt]
     if spec.encoder is None:
         raise InvalidInput(f"{fmt} needs no ffmpeg")
     out = ["-c:a", spec.encoder, *(["-b:a", spec.bitrate] if spec.bitrate else [])]
@@ -118,8 +121,8 @@ def ffmpeg_command(fmt: str, sample_rate: int) -> list[str]:
 
 
 def encode_whole(audio: np.ndarray, sample_rate: int, fmt: str) -> bytes:
-    """A complete file with exact lengths in its headers (seekable, duration known up front)."""
-    spec = check_format(fmt)
+    """A complete file in `fmt` (checked) with exact lengths in its headers (seekable, duration known up front)."""
+    spec = FORMATS[fmt]
     if fmt == "pcm":
         return pcm16(audio)
     if fmt == "wav":

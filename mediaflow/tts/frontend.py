@@ -368,9 +368,9 @@ def _split_long(phonemes: str, max_tokens: int) -> list[str]:
     return [p[i: i + max_tokens] for p in pieces for i in range(0, len(p), max_tokens)]
 
 
-def sentences(text: str, max_chars: int = MAX_CHARS) -> list[str]:
-    """Normalised sentences that have something to say (for voices with their own phonemiser, like Piper)."""
-    check_text(text, max_chars)
+def sentences(text: str) -> list[str]:
+    """Normalised sentences that have something to say (for voices with their own phonemiser, like Piper).
+    Raises InvalidInput when none has; `check_text` is the caller's (a voice's `stream`, or the API)."""
     v = vocab()
     out = [s for s in split_sentences(normalize(text)) if _speakable([v[c] for c in phonemize(s)])]
     if not out:
@@ -378,15 +378,12 @@ def sentences(text: str, max_chars: int = MAX_CHARS) -> list[str]:
     return out
 
 
-def prepare(
-    text: str, max_tokens: int = KOKORO_MAX_TOKENS, group: bool = True, british: bool = False,
-    max_chars: int = MAX_CHARS,
-) -> list[Chunk]:
+def prepare(text: str, max_tokens: int = KOKORO_MAX_TOKENS, group: bool = True, british: bool = False) -> list[Chunk]:
     """Text → model-sized chunks. group=False gives one chunk per sentence (for streaming).
 
-    Raises InvalidInput when nothing speakable is left, InputTooLarge over `max_chars`.
+    Raises InvalidInput when nothing speakable is left. Length and emptiness are `check_text`'s, which
+    the caller runs once (a voice's `stream`/`synthesize`, or the API route).
     """
-    check_text(text, max_chars)
     v = vocab()
     sentences: list[Chunk] = []
     for sentence in split_sentences(normalize(text)):

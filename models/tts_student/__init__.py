@@ -1,12 +1,13 @@
 """The distilled TTS student: a small transformer acoustic model and a Vocos-style vocoder.
 
-    voice = load_voice("models/tts_student/student.pt", threads=2, frontend=to_ids)
-    audio = voice.synthesize("Because you listened to X, try Y.")      # float32, 24 kHz
-    for part in voice.stream(text, speed=1.2): ...                     # pieces of sentences, as made
+    voice = load_voice("models/tts_student/student.pt", threads=2)
+    audio, durations = voice.from_ids([0, *ids, 0], speed=1.0)          # float32, 24 kHz
+    for part in voice.pieces([0, *ids, 0]): ...                         # the same audio, as it is made
 
-`frontend` turns text into phoneme-id chunks (Kokoro's vocab, no pads); mediaflow passes its shared
-frontend (`mediaflow.tts.voices`), since this package never imports mediaflow. `from_ids` needs none.
-A missing, corrupt or foreign checkpoint raises `CheckpointError` (a ValueError) saying which.
+Phoneme ids in Kokoro's vocab, one sentence per call; text becomes ids in mediaflow's shared frontend
+(`mediaflow.tts.voices.student`, which also checks text and speed), since this package never imports
+mediaflow. A missing, corrupt or foreign checkpoint raises `CheckpointError` (a ValueError) saying which.
+Training (`data.py`, `train.py`, `export.py`) and the distillation corpus (`corpus.py`) live beside it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 # OpenMP threads that spin while waiting for work burn a shared CPU: with 2 threads on 2 busy cores the
 # student ran 30x slower (wall) than with PASSIVE. Read once, when torch loads: this only helps if the
@@ -29,8 +30,6 @@ from models.tts_student.export import FORMAT, VERSION, unpack
 from models.tts_student.model import AcousticModel, StudentConfig
 from models.tts_student.vocoder import Vocoder, VocoderConfig
 
-Frontend = Callable[[str], list[list[int]]]  # text → one list of phoneme ids per sentence (no pads)
-MIN_SPEED, MAX_SPEED = 0.5, 2.0
 CONTEXT = 32  # mel frames either side of a streamed piece; the vocoder sees 27 (7-wide convolutions × 9) + 2 (iSTFT)
 
 
@@ -38,15 +37,13 @@ class CheckpointError(ValueError):
     """The file is not a usable student checkpoint: missing, corrupt, or made for something else."""
 
 
-class StudentVoice:
-    """Text or phoneme ids → float32 mono audio at 24 kHz, sentence by sentence."""
+class StudentModel:
+    """Phoneme ids → float32 mono audio at 24 kHz, one sentence per call. `speed` is used as given."""
 
-    voice_id = "student"
     max_tokens = 200  # phoneme ids per call (training sentences reach ~150): the frontend splits longer ones at clauses
 
-    def __init__(self, acoustic: AcousticModel, vocoder: Vocoder, frontend: Frontend | None = None, meta=None):
+    def __init__(self, acoustic: AcousticModel, vocoder: Vocoder, meta=None):
         self.acoustic, self.vocoder = acoustic.eval(), vocoder.eval()
-        self.frontend = frontend
         self.sample_rate = vocoder.cfg.sample_rate
         self.hop = vocoder.cfg.hop
         self.meta = meta or {}
@@ -80,24 +77,6 @@ class StudentVoice:
             yield audio[(start - lo) * self.hop: (end - lo) * self.hop]
             start = end
 
-    def _chunks(self, text: str, speed: float) -> list[list[int]]:
-        if not MIN_SPEED <= float(speed) <= MAX_SPEED:
-            raise ValueError(f"speed {speed} is out of range: use {MIN_SPEED} to {MAX_SPEED} (1.0 is normal)")
-        if self.frontend is None:
-            raise ValueError("this student voice was loaded without a text frontend: pass frontend= to load_voice,"
-                             " or call from_ids with phoneme ids")
-        return self.frontend(text)
-
-    def stream(self, text: str, speed: float = 1.0) -> Iterator[np.ndarray]:
-        """Yield audio as it is made: the first half second of each sentence, then the rest of it.
-        The text is checked and phonemised before the first yield."""
-        chunks = self._chunks(text, speed)
-        return (piece for ids in chunks for piece in self.pieces([0, *ids, 0], speed))
-
-    def synthesize(self, text: str, speed: float = 1.0) -> np.ndarray:
-        chunks = self._chunks(text, speed)
-        return np.concatenate([self.from_ids([0, *ids, 0], speed)[0] for ids in chunks])
-
 
 def read_checkpoint(path: str | Path) -> dict:
     """The checkpoint's dict, or CheckpointError saying what is wrong with the file."""
@@ -116,7 +95,7 @@ def read_checkpoint(path: str | Path) -> dict:
     return blob
 
 
-def load_voice(path: str | Path, threads: int = 0, frontend: Frontend | None = None) -> StudentVoice:
+def load_voice(path: str | Path, threads: int = 0) -> StudentModel:
     """Load student.pt for inference. threads > 0 sets torch's intra-op threads (process-wide)."""
     blob = read_checkpoint(path)
     if threads:
@@ -128,4 +107,4 @@ def load_voice(path: str | Path, threads: int = 0, frontend: Frontend | None = N
         vocoder.load_state_dict(unpack(blob["vocoder"]))
     except (KeyError, TypeError, RuntimeError) as exc:
         raise CheckpointError(f"{path} does not match the student networks in this code: {exc}") from exc
-    return StudentVoice(acoustic, vocoder, frontend, blob.get("meta"))
+    return StudentModel(acoustic, vocoder, blob.get("meta"))

@@ -7,6 +7,10 @@ broken stream. After that, audio leaves sentence by sentence (chunked): pcm and 
 (WAV with "unknown length" sizes), mp3, Ogg Opus, AAC (ADTS) and FLAC through one ffmpeg pipe per
 request (`mediaflow.tts.encoding`).
 
+Each input is checked once: the speed by the request schemas (a 422), the text (empty, over
+`tts_max_chars`) and the format (this ffmpeg can encode it) by `_speak` on the event loop, the voice by
+the registry; the voice is then handed the checked text through `Voice.speak`, which checks nothing again.
+
 Synthesis runs in worker threads, one sentence per call, behind a limiter of `tts_concurrency`
 calls (1 by default) shared by all requests: two long texts take turns sentence by sentence
 instead of fighting for the cores, and waiting for a turn holds no thread, so the event loop and
@@ -87,7 +91,7 @@ def list_voices(
     include_unavailable: bool = Query(False, alias="all", description="Also list voices not installed here."),
     s: Settings = Depends(settings),
 ) -> VoiceList:
-    """The voices: sample rate, licence, size, parameter count, speed, and the OpenAI names for each."""
+    """The voices: sample rate, licence, size, parameter count, reference-machine speed, and their OpenAI names."""
     default = voices.default_voice_id(s)
     names: dict[str, list[str]] = {}
     mapping = {name: default if target == DEFAULT else target for name, target in OPENAI_VOICES.items()}
@@ -116,7 +120,8 @@ def _openai_voice(voice: str | VoiceRef | None, s: Settings) -> str:
 async def _speak(
     text: str, voice_id: str, speed: float, fmt: str, stream: bool, s: Settings, limiter: anyio.CapacityLimiter,
 ) -> Response:
-    # cheap checks on the event loop first, so a bad request never waits behind a long synthesis
+    # cheap checks on the event loop first, so a bad request never waits behind a long synthesis; the
+    # speed was checked by the request schema
     check_text(text, s.tts_max_chars)
     encoding.check_format(fmt)
     voices.voice_info(voice_id)
@@ -138,8 +143,9 @@ async def _speak(
 
 
 def _open(voice_id: str, text: str, speed: float, threads: int) -> tuple[voices.Voice, Iterator[np.ndarray]]:
+    """The voice and its audio iterator for text and speed `_speak` and the schema have checked."""
     voice = voices.get_voice(voice_id, threads=threads)
-    return voice, _metered(voice_id, voice.sample_rate, voice.stream(text, speed))
+    return voice, _metered(voice_id, voice.sample_rate, voice.speak(text, speed))
 
 
 def _metered(voice_id: str, sr: int, chunks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:

@@ -1,0 +1,138 @@
+"""What every voice is: `Voice` (the checks, then the engine's `speak`), `VoiceInfo` and `Entry`.
+
+A voice's module subclasses `Voice` and implements the engine's part: `speak(text, speed)` (audio
+sentence by sentence, from text and speed already checked), `files()` and `count_parameters()` (what
+it loads, measured: the benchmark prints these and the tests tie the listed figures to them).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from mediaflow.errors import InvalidInput
+from mediaflow.tts.frontend import MAX_CHARS, check_text
+
+MIN_SPEED, MAX_SPEED = 0.5, 2.0
+
+# The machine the listed speeds were measured on (`bench/tts.py`); each voice's module gives the date and load.
+REFERENCE_MACHINE = "the project's reference machine (2 CPU cores, 24 GiB, no GPU; docs/benchmarks.md)"
+
+
+def check_speed(speed: float) -> float:
+    """The speed as a float, or InvalidInput when it is outside MIN_SPEED..MAX_SPEED."""
+    if not MIN_SPEED <= float(speed) <= MAX_SPEED:
+        raise InvalidInput(f"speed {speed} is out of range: use {MIN_SPEED} to {MAX_SPEED} (1.0 is normal)")
+    return float(speed)
+
+
+class Voice(ABC):
+    """A loaded voice: text → float32 mono audio at `sample_rate`.
+
+    `stream` and `synthesize` check the text (`check_text`: empty, over `max_chars`) and the speed
+    (`check_speed`), once, then hand them to the engine's `speak`. A caller that has checked them
+    already (the API: its schema checks the speed, its route the text) calls `speak` directly.
+    """
+
+    voice_id: str
+    sample_rate: int
+
+    def stream(self, text: str, speed: float = 1.0, max_chars: int = MAX_CHARS) -> Iterator[np.ndarray]:
+        """Audio sentence by sentence; the text is checked and phonemised before the first yield."""
+        return self.speak(check_text(text, max_chars), check_speed(speed))
+
+    def synthesize(self, text: str, speed: float = 1.0, max_chars: int = MAX_CHARS) -> np.ndarray:
+        """The whole text's audio in one array."""
+        return self.speak_whole(check_text(text, max_chars), check_speed(speed))
+
+    @abstractmethod
+    def speak(self, text: str, speed: float) -> Iterator[np.ndarray]:
+        """The engine's audio for checked text and speed, as an iterator made after the whole text is
+        phonemised (so "nothing speakable" is raised here, not at the first `next`)."""
+
+    def speak_whole(self, text: str, speed: float) -> np.ndarray:
+        """`speak`, joined; an engine that does better with the whole text at once overrides this."""
+        return np.concatenate(list(self.speak(text, speed)))
+
+    @abstractmethod
+    def files(self) -> list[Path]:
+        """The files the voice was loaded from (weights, voice pack, checkpoint)."""
+
+    @abstractmethod
+    def count_parameters(self) -> int:
+        """Parameters, counted in the loaded weights (ONNX initializer elements, or tensor elements)."""
+
+
+def onnx_parameters(model) -> int:
+    """Elements in an ONNX model's initializers: `model` is a path, bytes, or an `onnx.ModelProto`."""
+    import onnx
+
+    if isinstance(model, (bytes, bytearray)):
+        model = onnx.load_from_string(bytes(model))
+    elif not isinstance(model, onnx.ModelProto):
+        model = onnx.load(str(model))
+    return sum(int(np.prod(t.dims)) for t in model.graph.initializer)
+
+
+@dataclass(frozen=True)
+class ReferenceSpeed:
+    """Speed figures measured once by `bench/tts.py` on the reference machine: what to expect, not a
+    live measurement of this installation."""
+
+    rtf: float  # median wall seconds per second of audio, 2 threads
+    cpu_rtf: float  # median CPU seconds per second of audio: not inflated by other work on the machine
+    first_audio_s: float  # wall time to the first audio of a 20-word sentence
+    measured: str  # when, and under what load
+
+    def fields(self) -> dict:
+        return {"rtf": self.rtf, "cpu_rtf": self.cpu_rtf, "first_audio_s": self.first_audio_s,
+                "speed_measured": f"measured by bench/tts.py on {REFERENCE_MACHINE}, {self.measured}"}
+
+
+NO_SPEED = {"rtf": None, "cpu_rtf": None, "first_audio_s": None, "speed_measured": None}
+
+
+@dataclass(frozen=True)
+class VoiceInfo:
+    """A voice as listed: what it is, what it costs, and whether this installation has it.
+
+    `parameters` and `size_bytes` are the model's (tests count and stat the real files); the speed
+    fields are `ReferenceSpeed` figures from the reference machine, named in `speed_measured`.
+    """
+
+    id: str
+    description: str
+    engine: str
+    sample_rate: int
+    parameters: int | None
+    size_bytes: int | None
+    license: str
+    rtf: float | None
+    cpu_rtf: float | None
+    first_audio_s: float | None
+    speed_measured: str | None
+    available: bool
+    install: str  # what to do when it is not available
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A registered voice: its listing (given whether it is available), the check, and the loader."""
+
+    id: str
+    info: Callable[[bool], VoiceInfo]
+    available: Callable[[], bool]
+    load: Callable[[int], Voice]  # threads → the loaded voice
+
+
+def installed(*modules: str) -> bool:
+    """Whether every module can be imported (without importing it)."""
+    return all(importlib.util.find_spec(m) is not None for m in modules)
