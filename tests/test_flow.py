@@ -35,9 +35,24 @@ def test_processing_the_same_file_twice_stores_one_episode(settings, speech_mp3)
 
 
 def test_force_reprocesses_in_place(settings, speech_wav):
+    from mediaflow.store import ChaptersRow, FeaturesRow
+
     eid = process_episode(str(speech_wav))
+    store = get_store(settings.db_url)
+
+    def made_at() -> tuple:
+        with store.session() as s:
+            return tuple(s.get(t, eid).created_at for t in (TranscriptRow, ChaptersRow, FeaturesRow))
+
+    before = made_at()
+    assert process_episode(str(speech_wav)) == eid and made_at() == before  # without force: nothing redone
     again = process_episode(str(speech_wav), force=True)
-    assert again == eid and get_store(settings.db_url).count() == 1
+    after = made_at()
+    assert again == eid and store.count() == 1
+    assert all(a > b for a, b in zip(after, before))  # transcript, chapters and features all made anew
+    with store.session() as s:
+        assert s.query(TranscriptRow).count() == 1 and s.query(ChaptersRow).count() == 1
+    assert store.get_episode(eid).status == "done"
 
 
 def test_bad_input_fails_the_flow_and_stores_nothing(settings, tmp_path):

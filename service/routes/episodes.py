@@ -71,7 +71,10 @@ async def create_episode(
     limit = request.headers.get("content-length")
     if limit and limit.isdigit() and int(limit) > s.max_upload_bytes + _CHUNK:
         raise InputTooLarge(f"upload is over the {s.max_upload_mb} MiB limit")
-    if (file is None) == (path is None):
+    path = path or None  # `-F path=` sends an empty field: that is no path
+    if file is None and path is None:
+        raise InvalidInput("send an audio `file` (multipart) or a `path` inside the data dir")
+    if file is not None and path is not None:
         raise InvalidInput("send either an audio `file` or a `path` inside the data dir, not both")
     if file is not None:
         source = await _save_upload(file, s)
