@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hmac
 
-from fastapi import Depends, Header, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import HTTPBearer
 
 from mediaflow.config import Settings, get_settings
 from mediaflow.resources import get_store
@@ -22,15 +23,20 @@ def store(s: Settings = Depends(settings)) -> Store:
 PUBLIC_PATHS = ("/health", "/metrics", "/", "/static/", "/docs", "/redoc", "/openapi.json", "/favicon.ico")
 
 
-def require_read_key(request: Request, authorization: str | None = Header(None),
-                     s: Settings = Depends(settings)) -> None:
+# Declared for the OpenAPI document (an Authorize button in /docs); the header itself is read below,
+# so every spelling is judged by `key_matches` alone.
+bearer = HTTPBearer(auto_error=False, scheme_name="apiKey",
+                    description="`Authorization: Bearer <MEDIAFLOW_API_KEY>`, when the server has a key.")
+
+
+def require_read_key(request: Request, s: Settings = Depends(settings)) -> None:
     """With `read_requires_key`, every read outside `PUBLIC_PATHS` needs the key as well."""
     if not s.read_requires_key or request.method not in ("GET", "HEAD"):
         return
     path = request.url.path
     if path in PUBLIC_PATHS or path.startswith(("/static/", "/docs-assets/")):
         return
-    require_api_key(authorization, s)
+    _check(request.headers.get("authorization"), s)
 
 
 def key_matches(authorization: str | None, s: Settings) -> bool:
@@ -43,7 +49,11 @@ def key_matches(authorization: str | None, s: Settings) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), expected)
 
 
-def require_api_key(authorization: str | None = Header(None), s: Settings = Depends(settings)) -> None:
+def require_api_key(request: Request, _=Security(bearer), s: Settings = Depends(settings)) -> None:
     """Write endpoints need `Authorization: Bearer <key>` when an API key is configured."""
+    _check(request.headers.get("authorization"), s)
+
+
+def _check(authorization: str | None, s: Settings) -> None:
     if not key_matches(authorization, s):
         raise HTTPException(401, "missing or wrong API key", headers={"WWW-Authenticate": "Bearer"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from flows.episodes import process_episode
+from mediaflow import pipeline
 from mediaflow import config
 from mediaflow.resources import get_store
 from conftest import wait_done
@@ -79,6 +80,8 @@ def test_the_api_docs_work_offline(api):
             assert r.status_code == 200 and len(r.content) > 100_000
             assert r.headers["content-type"].startswith("text/css" if name.endswith(".css") else "text/javascript")
     assert b"SwaggerUIBundle" in api.get("/docs-assets/swagger-ui-bundle.js").content
+    redoc = api.get("/docs-assets/redoc.standalone.js").text
+    assert "cdn.redoc.ly" not in redoc and "/favicon.ico" in redoc  # its sidebar logo comes from here too
     for bad in ("/docs-assets/core.py", "/docs-assets/..%2f__init__.py", "/docs-assets/%2e%2e/consts.py"):
         r = api.get(bad)
         assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", bad
@@ -88,6 +91,30 @@ def test_the_api_docs_work_offline(api):
         assert spec["components"]["schemas"][body].get("examples"), body  # /docs shows a filled-in example
     for path in ("/episodes", "/health", "/no/such/route", "/docs"):  # no response is sniffed as something else
         assert api.get(path).headers["x-content-type-options"] == "nosniff", path
+
+
+def test_the_openapi_document_declares_the_bearer_key(api):
+    spec = api.get("/openapi.json").json()
+    assert spec["components"]["securitySchemes"]["apiKey"] == {
+        "type": "http", "scheme": "bearer",
+        "description": "`Authorization: Bearer <MEDIAFLOW_API_KEY>`, when the server has a key."}
+    upload = spec["paths"]["/episodes"]["post"]
+    assert upload["security"] == [{"apiKey": []}]  # /docs shows the lock and its Authorize button
+    for path, item in spec["paths"].items():  # the header is the scheme's, never a plain parameter
+        for op in item.values():
+            names = [p["name"].lower() for p in op.get("parameters", [])]
+            assert "authorization" not in names, (path, names)
+    assert "security" not in spec["paths"]["/episodes/{episode_id}"]["get"]  # reads are open by default
+
+
+def test_head_of_the_audio_answers_like_get_without_a_body(api, settings, speech_wav):
+    eid = pipeline.ingest(speech_wav, settings).id
+    got, head = api.get(f"/episodes/{eid}/audio"), api.head(f"/episodes/{eid}/audio")
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == got.headers["content-length"] == str(speech_wav.stat().st_size)
+    assert head.headers["content-type"] == got.headers["content-type"] == "audio/wav"
+    assert head.headers["accept-ranges"] == "bytes"
+    assert api.head("/episodes/nope/audio").status_code == 404
 
 
 def _flow_runs(api) -> dict[str, float]:

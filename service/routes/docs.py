@@ -9,7 +9,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, HTTPException
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, Response
 
 ASSETS = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css",
           "redoc.standalone.js": "text/javascript"}
@@ -50,9 +50,21 @@ def redoc() -> HTMLResponse:
                           redoc_favicon_url="/favicon.ico", with_google_fonts=False)
 
 
+REDOC_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+
+
+@lru_cache(maxsize=1)
+def _offline_redoc() -> bytes:
+    # ReDoc's sidebar footer loads Redocly's logo from their CDN whatever the options: point it at ours.
+    return (assets_dir() / "redoc.standalone.js").read_bytes().replace(REDOC_LOGO.encode(), b"/favicon.ico")
+
+
 @router.get(PREFIX + "{name}")
-def asset(name: str) -> FileResponse:
+def asset(name: str) -> Response:
     folder = assets_dir()
     if folder is None or name not in ASSETS:  # a fixed list: no path from the request reaches the disk
         raise HTTPException(404, "no such file")
-    return FileResponse(folder / name, media_type=ASSETS[name], headers={"Cache-Control": "public, max-age=86400"})
+    headers = {"Cache-Control": "public, max-age=86400"}
+    if name == "redoc.standalone.js":
+        return Response(_offline_redoc(), media_type=ASSETS[name], headers=headers)
+    return FileResponse(folder / name, media_type=ASSETS[name], headers=headers)

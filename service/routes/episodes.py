@@ -205,13 +205,18 @@ AUDIO_TYPES = {"mp3": "audio/mpeg", "aac": "audio/aac", "opus": "audio/ogg", "vo
 @router.get("/{episode_id}/audio", response_class=FileResponse, responses={200: {"content": {
     t: {} for t in sorted({*AUDIO_TYPES.values(), "video/mp4", "application/octet-stream"})}}})
 def get_audio(episode_id: str, db: Store = Depends(store), s: Settings = Depends(settings)):
-    """The episode's audio as it was uploaded (byte ranges supported, for seeking in a player)."""
+    """The episode's audio as it was uploaded (byte ranges supported, for seeking in a player; HEAD
+    answers the headers alone, as players ask before they fetch)."""
     ep = db.get_episode(episode_id)
     path = s.data_path / ep.audio_path
     if not path.is_file():
         raise NotFound(f"the audio of episode {episode_id!r} is missing from the data dir")
     media = AUDIO_TYPES.get(ep.codec) or ("video/mp4" if "mp4" in ep.container else "application/octet-stream")
     return FileResponse(path, media_type=media)
+
+
+# Players ask with HEAD before they fetch; Starlette's FileResponse sends the headers alone.
+router.add_api_route("/{episode_id}/audio", get_audio, methods=["HEAD"], include_in_schema=False)
 
 
 @router.delete("/{episode_id}", status_code=204, dependencies=[Depends(require_api_key)])
