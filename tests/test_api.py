@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 
 import pytest
@@ -71,14 +72,14 @@ def test_register_a_path_inside_the_data_dir_but_never_outside(api, settings, sp
     [
         ("empty.mp3", b"", 422, "empty_audio"),
         ("notes.mp3", b"this is a text file, not audio\n" * 100, 415, "unsupported_format"),
-        ("noise.wav", os.urandom(30_000), 415, "unsupported_format"),
+        ("noise.wav", random.Random(13).randbytes(30_000), 415, "unsupported_format"),  # the same noise each run
     ],
 )
 def test_bad_uploads_are_refused_and_store_nothing(api, settings, name, payload, status, code):
     r = api.post("/episodes", files={"file": (name, payload, "audio/mpeg")})
-    assert r.status_code in (status, 422), r.text
+    assert r.status_code == status, r.text
     body = r.json()
-    assert set(body) == {"error"} and body["error"]["code"] in (code, "audio_decode_error")
+    assert set(body) == {"error"} and body["error"]["code"] == code
     assert api.get("/episodes").json()["total"] == 0
     assert list((settings.data_path / "incoming").iterdir()) == []
     assert not (settings.data_path / "audio").exists() or not any((settings.data_path / "audio").iterdir())
@@ -131,7 +132,6 @@ def test_chapters_in_every_format_and_as_tagged_mp3(api, settings, long_speech_w
     from mutagen.id3 import ID3
 
     from flows.episodes import process_episode
-    from mediaflow.chapters.formats import parse_youtube
 
     eid = process_episode(str(long_speech_wav), title="Coffee, sleep and computers")
     ours = api.get(f"/episodes/{eid}/chapters").json()["chapters"]
@@ -141,11 +141,12 @@ def test_chapters_in_every_format_and_as_tagged_mp3(api, settings, long_speech_w
     assert pod.json()["version"] == "1.2.0" and len(pod.json()["chapters"]) == len(ours)
     vtt = api.get(f"/episodes/{eid}/chapters", params={"format": "vtt"})
     assert vtt.text.startswith("WEBVTT") and vtt.text.count(" --> ") == len(ours)
+    # under a minute of speech makes at most two chapters (none shorter than 20 s); YouTube needs three:
+    # a clear refusal, not a broken list (the list itself: test_chapters.py)
+    assert len(ours) < 3
     yt = api.get(f"/episodes/{eid}/chapters", params={"format": "youtube"})
-    if len(ours) >= 3:
-        assert [t for t, _ in parse_youtube(yt.text)][0] == 0 and len(parse_youtube(yt.text)) == len(ours)
-    else:  # YouTube needs three: a clear refusal, not a broken list
-        assert yt.status_code == 400 and "at least 3" in yt.json()["error"]["message"]
+    assert yt.status_code == 400 and yt.json()["error"] == {
+        "code": "invalid_input", "message": f"YouTube chapters need at least 3 chapters; this episode has {len(ours)}"}
     mp3 = api.get(f"/episodes/{eid}/chapters.mp3")
     assert mp3.status_code == 200 and mp3.headers["content-type"] == "audio/mpeg"
     path = settings.data_path / "check.mp3"

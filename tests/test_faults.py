@@ -24,15 +24,15 @@ from flows.episodes import process_episode, process_folder
 from mediaflow import store as store_mod
 from mediaflow.audio import atomic_write_bytes, sha256_file
 from mediaflow.errors import StorageError
-from mediaflow.pipeline import get_store
+from mediaflow.resources import get_store
 from mediaflow.store import Store, TranscriptRow
 from test_bad_audio import audio_files, leftovers
 
 REPO = Path(__file__).resolve().parent.parent
 
 # The worker: `process_episode` in its own process, optionally made to stop at one exact point
-# (half of the audio copied into its temp file; the transcript's rows flushed but not committed)
-# and signal it with a marker file, so the test can SIGKILL it there.
+# (half of the audio copied into its temp file; Whisper's first segment decoded; the transcript's rows
+# flushed but not committed) and signal it with a marker file, so the test can SIGKILL it there.
 WORKER = r"""
 import pathlib, sys, time
 mode, source, marker = sys.argv[1:4]
@@ -53,6 +53,17 @@ if mode == "copy":
             f.flush()
         hold()
     shutil.copyfile = half_copy
+elif mode == "transcribe":
+    import faster_whisper
+    real_transcribe = faster_whisper.BatchedInferencePipeline.transcribe
+    def first_segment_then_hold(self, *args, **kwargs):
+        segments, info = real_transcribe(self, *args, **kwargs)
+        def held():
+            for s in segments:
+                yield s
+                hold()  # one segment decoded, the rest of the speech not yet
+        return held(), info
+    faster_whisper.BatchedInferencePipeline.transcribe = first_segment_then_hold
 elif mode == "commit":
     from sqlalchemy import event
     from sqlalchemy.orm import Session
@@ -125,15 +136,8 @@ def test_worker_killed_mid_copy_then_rerun(settings, tmp_path, speech_wav):
 
 def test_worker_killed_mid_transcription_then_rerun(settings, tmp_path, long_speech_wav):
     store = get_store(settings.db_url)
-    seen: dict = {}
-
-    def transcribing(_marker) -> bool:
-        eps, _ = store.list_episodes(status="processing")
-        if eps and "at" not in seen:
-            seen["at"] = time.monotonic()
-        return "at" in seen and time.monotonic() - seen["at"] > 1.0  # a second into 70 s of speech
-
-    kill_worker_when(settings, tmp_path, "transcribe", long_speech_wav, transcribing)
+    # killed once Whisper has decoded the first segment of 70 s of speech, however fast the machine
+    kill_worker_when(settings, tmp_path, "transcribe", long_speech_wav, lambda m: m.exists())
     ep = store.get_episode(episode_id_of(long_speech_wav))
     assert ep.status == "processing" and store.transcript_model(ep.id) is None  # killed before any transcript
 
@@ -212,8 +216,8 @@ def add_episode_errors(monkeypatch) -> Refusals:
 
 def test_a_lock_held_for_a_moment_is_retried_through(settings, quick_busy, add_episode_errors, speech_wav):
     with exclusive_lock(settings) as release:
-        # the lock goes 2 s after the first refused write: the retry after 1 s is refused too, the one after 5 s not
-        add_episode_errors.on_error = lambda: threading.Timer(2.0, release).start()
+        # the lock goes with the second refused write (the first retry's), so the second retry gets through
+        add_episode_errors.on_error = lambda: release() if len(add_episode_errors) == 2 else None
         eid = process_episode(str(speech_wav))
     assert add_episode_errors == ["database unavailable: database is locked"] * 2
     assert_one_complete_episode(settings, speech_wav)
@@ -322,7 +326,7 @@ def test_disk_full_while_writing_generated_audio(settings, api, speech_wav):
 
 
 # -- load on reads while a batch is written -------------------------------------------------------
-def test_reads_under_load_while_a_batch_is_processed(settings, api, speech_wav, tmp_path):
+def test_reads_under_load_while_a_batch_is_processed(settings, api, speech_wav, tmp_path, monkeypatch):
     inbox = settings.inbox_dir
     inbox.mkdir(parents=True)
     for i, gain in enumerate((1.0, 0.8, 0.6)):  # three different files of the same talk
@@ -331,16 +335,31 @@ def test_reads_under_load_while_a_batch_is_processed(settings, api, speech_wav, 
     batch: dict = {}
     worker = threading.Thread(target=lambda: batch.update(process_folder()), daemon=True)
 
-    results: list[tuple[str, int, float]] = []
+    # The first transcript to be stored waits until every reader has read twice more: reads are
+    # answered while the batch is mid-way, however fast the machine (speeds are bench/service.py's).
+    writing, finished = threading.Event(), threading.Event()
+    rounds_while_writing = [0] * 4
+    real_save = Store.save_transcript
+
+    def save_transcript(self, *args, **kwargs):
+        if not writing.is_set():
+            writing.set()
+            deadline = time.monotonic() + 120
+            while min(rounds_while_writing) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        return real_save(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "save_transcript", save_transcript)
+    results: list[tuple[str, int]] = []
     failures: list[str] = []
     lock = threading.Lock()
-    stop_at = {"t": time.monotonic() + 60}
     base = str(api.base_url)
 
     def reader(k: int) -> None:
         with httpx.Client(base_url=base, timeout=30) as c:
             i = 0
-            while time.monotonic() < stop_at["t"] and len(results) < 600:
+            while not finished.is_set():
+                during = writing.is_set()
                 listing = c.get("/episodes")
                 ids = [e["id"] for e in listing.json().get("items", [])] if listing.status_code == 200 else []
                 paths = ["/health", "/episodes?limit=5", "/episodes?q=talk"]
@@ -348,7 +367,6 @@ def test_reads_under_load_while_a_batch_is_processed(settings, api, speech_wav, 
                     eid = ids[(i + k) % len(ids)]
                     paths += [f"/episodes/{eid}", f"/episodes/{eid}/transcript", f"/episodes/{eid}/chapters"]
                 for path in [None, *paths]:
-                    t0 = time.perf_counter()
                     try:
                         r = listing if path is None else c.get(path)
                     except httpx.HTTPError as exc:
@@ -356,26 +374,27 @@ def test_reads_under_load_while_a_batch_is_processed(settings, api, speech_wav, 
                             failures.append(f"{path}: {type(exc).__name__}")
                         continue
                     with lock:
-                        results.append((path or "/episodes", r.status_code, time.perf_counter() - t0))
+                        results.append((path or "/episodes", r.status_code))
                     # before an episode is done its transcript and chapters are honestly 404
                     if r.status_code >= 500 or (r.status_code >= 400 and r.json()["error"]["code"] != "not_found"):
                         with lock:
                             failures.append(f"{path}: {r.status_code} {r.text[:200]}")
+                if during:
+                    rounds_while_writing[k] += 1
                 i += 1
-                time.sleep(0.8)  # bounded: some 30 requests a second from the four readers, 600 at most
+                time.sleep(0.8)  # bounded: some 30 requests a second from the four readers
 
     readers = [threading.Thread(target=reader, args=(k,), daemon=True) for k in range(4)]
-    t0 = time.monotonic()
-    worker.start()
     for t in readers:
         t.start()
+    worker.start()
     worker.join(timeout=400)
-    stop_at["t"] = min(stop_at["t"], max(time.monotonic(), t0 + 10))  # at least ~10 s of reads
+    finished.set()
     for t in readers:
         t.join(timeout=60)
     assert not worker.is_alive()
     assert failures == [], failures[:10]
-    assert len(results) >= 200, f"only {len(results)} reads"
+    assert min(rounds_while_writing) >= 2, rounds_while_writing  # every reader, twice, with the batch mid-way
     assert sorted(batch["processed"]) == sorted(set(batch["processed"])) and len(batch["processed"]) == 3
     store = get_store(settings.db_url)
     eps, total = store.list_episodes()
@@ -384,5 +403,5 @@ def test_reads_under_load_while_a_batch_is_processed(settings, api, speech_wav, 
     with store.session() as s:
         assert s.query(TranscriptRow).count() == 3
     assert len(audio_files(settings)) == 3 and leftovers(settings) == []
-    slow = sorted(d for _, _, d in results)[int(0.95 * len(results))]
-    print(f"\n{len(results)} reads in {time.monotonic() - t0:.1f} s during the batch; p95 {slow * 1000:.0f} ms")
+    assert {p for p, _ in results} >= {"/episodes", "/health", "/episodes?limit=5", "/episodes?q=talk"}
+    print(f"\n{len(results)} reads during the batch")
