@@ -43,7 +43,7 @@ def cmd_transcribe(args, settings) -> int:
     bar, update = _progress_bar(info.duration_s)
     with bar:
         transcript = get_transcriber(settings).transcribe(
-            args.file, progress=update, max_duration_s=settings.max_duration_h * 3600
+            args.file, progress=update, max_duration_s=settings.max_duration_h * 3600, fine_progress=True
         )
     sys.stdout.write(export(transcript, args.format))
     if not args.format == "text":
@@ -79,7 +79,7 @@ def _load_transcript_input(path: str, settings):
     info = probe(p, max_bytes=settings.max_upload_bytes, max_duration_s=settings.max_duration_h * 3600)
     bar, update = _progress_bar(info.duration_s)
     with bar:
-        return get_transcriber(settings).transcribe(p, progress=update)
+        return get_transcriber(settings).transcribe(p, progress=update, fine_progress=True)
 
 
 def cmd_chapters(args, settings) -> int:
@@ -190,7 +190,7 @@ def cmd_batch(args, settings) -> int:
     runner), with a progress bar over the batch and one line per file that fails."""
     from tqdm import tqdm
 
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")  # failures get our one line, not a traceback
+    os.environ["PREFECT_LOGGING_LEVEL"] = "CRITICAL"  # failures get our one line, not a traceback or log
     sources = {str(Path(f).resolve()): f for f in args.files}
     failed = 0
     with prefect_api(), tqdm(total=len(sources), unit="episode", desc="processing", file=sys.stderr,
@@ -218,14 +218,12 @@ def cmd_feeds(args, settings) -> int:
 
     store = get_store(settings.db_url)
     if args.action == "add":
-        from mediaflow.feeds import check_url
+        from mediaflow import feeds
 
-        if "://" in args.url:
-            check_url(args.url, settings.allow_private_urls)
-        elif not Path(args.url).is_file():
-            raise MediaflowError(f"{args.url!r} is neither an http(s) URL nor a feed file")
-        row = store.add_feed(args.url if "://" in args.url else str(Path(args.url).resolve()))
-        print(f"feed {row.id}: {row.url}")
+        if not args.url:
+            raise MediaflowError("feeds add needs the feed's http(s) URL or a local feed file")
+        row = feeds.add(args.url, settings)
+        print(f"feed {row.id}: {row.title}  {row.url}")
         return 0
     if args.action == "poll":
         with prefect_api():

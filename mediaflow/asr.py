@@ -96,13 +96,20 @@ class Transcriber:
         progress: Progress | None = None,
         max_duration_s: float | None = None,
         meter: LoudnessMeter | None = None,
+        fine_progress: bool = False,
     ) -> Transcript:
-        """Transcribe a file (streamed) or a 16 kHz float32 array into a `Transcript`."""
+        """Transcribe a file (streamed) or a 16 kHz float32 array into a `Transcript`.
+
+        `progress(seconds_done)` is called as each window is finished; with `fine_progress` (a person
+        watching a bar) also as each batch of speech inside a window is, in smaller batches so there
+        are several: a little slower, and the bar moves.
+        """
         if isinstance(source, np.ndarray):
             windows: Iterable[np.ndarray] = _split(source, self.window_s)
         else:
             windows = stream_pcm(source, self.window_s, max_duration_s=max_duration_s)
         state = {"language": self.language, "probability": 1.0, "duration": 0.0}
+        state["fine"] = fine_progress and progress is not None
         segments = list(self._stream(windows, state, progress, meter))
         return Transcript(
             segments=segments,
@@ -121,7 +128,8 @@ class Transcriber:
                 meter.add(window)
             state["duration"] += len(window) / SAMPLE_RATE
             buf = np.concatenate([carry, window]) if len(carry) else window
-            segs = self._run(buf, state)
+            start = offset
+            segs = self._run(buf, state, (lambda t: progress(start + t)) if state.get("fine") else None)
             buf_s = len(buf) / SAMPLE_RATE
             cut = buf_s
             if not last:
@@ -143,13 +151,16 @@ class Transcriber:
             if progress is not None:
                 progress(offset)
 
-    def _run(self, audio: np.ndarray, state: dict) -> list[Segment]:
+    def _run(self, audio: np.ndarray, state: dict, on_segment: Progress | None = None) -> list[Segment]:
         if len(audio) < SAMPLE_RATE // 10:
             return []
+        batch_size = self.batch_size
+        if on_segment is not None:  # at least ~4 batches of ~30 s speech chunks, so progress shows inside a window
+            batch_size = max(1, min(batch_size, int(len(audio) / SAMPLE_RATE / 30 / 4)))
         fw_segments, info = self.pipeline.transcribe(
             audio,
             language=state["language"],
-            batch_size=self.batch_size,
+            batch_size=batch_size,
             beam_size=self.beam_size,
             word_timestamps=True,
             vad_filter=True,
@@ -163,6 +174,8 @@ class Transcriber:
                 for w in (s.words or [])
             ]
             out.append(Segment(id=0, start=round(s.start, 3), end=round(s.end, 3), text=s.text.strip(), words=words))
+            if on_segment is not None:
+                on_segment(s.end)
         if state["language"] is None and out:
             state["language"], state["probability"] = info.language, info.language_probability
         return out

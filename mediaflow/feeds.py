@@ -94,7 +94,10 @@ def parse_feed(source: str | Path, allow_private: bool = False, timeout: float =
             text = path.read_bytes()
     parsed = feedparser.parse(text)
     if parsed.bozo and not parsed.entries:
-        raise UnsupportedFormat(f"not an RSS or Atom feed: {type(parsed.bozo_exception).__name__}")
+        raise UnsupportedFormat(f"not an RSS or Atom feed ({type(parsed.bozo_exception).__name__}: "
+                                f"{str(parsed.bozo_exception)[:120]})")
+    if not parsed.version and not parsed.entries:  # well-formed, but HTML or some other XML
+        raise UnsupportedFormat("not an RSS or Atom feed (no channel, no items)")
     extra = _podcast_links(text)
     base = str(source)
     items = []
@@ -248,6 +251,28 @@ def _total(resp, have: int) -> int | None:
 
 
 # -- polling (the steps the poll-feeds flow runs) ----------------------------------------------
+def add(source: str, settings):
+    """Register a feed after fetching and parsing it once, so a wrong URL or file is refused now, not
+    at the first poll. A local file is stored by its absolute path. Returns the feed's row."""
+    from mediaflow.resources import get_store
+
+    if "://" in source:
+        check_url(source, settings.allow_private_urls)
+        where = source
+    else:
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise InvalidInput(f"{source!r} is neither an http(s) URL nor a feed file")
+        where = str(path.resolve())
+    try:
+        feed = parse_feed(where, settings.allow_private_urls)
+    except UnsupportedFormat as exc:
+        raise UnsupportedFormat(f"{source}: {exc}") from None
+    row = get_store(settings.db_url).add_feed(where)
+    get_store(settings.db_url).update_feed(row.id, title=feed.title)
+    return get_store(settings.db_url).get_feed(row.id)
+
+
 def poll(feed_id: int, settings) -> list:
     """Parse a registered feed, record its new items, and return the items still to process.
 

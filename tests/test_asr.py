@@ -63,6 +63,26 @@ def test_progress_reports_reach_the_end(transcriber, speech_wav):
     assert seen and seen[-1] == pytest.approx(audio.probe(speech_wav).duration_s, abs=0.1)
 
 
+def test_fine_progress_moves_while_a_window_is_transcribed(transcriber, long_speech_wav, monkeypatch):
+    """A person's bar: reports come between the batches of one window, not only when it is done."""
+    from faster_whisper import BatchedInferencePipeline
+
+    batches, seen = [], []
+    forward = BatchedInferencePipeline.forward
+
+    def counted(self, *args, **kwargs):
+        batches.append(len(args[0]))
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(BatchedInferencePipeline, "forward", counted)
+    t = transcriber.transcribe(long_speech_wav, progress=lambda s: seen.append((s, len(batches))), fine_progress=True)
+    assert len(batches) >= 2  # the ~70 s window went in several batches
+    before_last = [s for s, n in seen if n < len(batches)]
+    assert before_last and max(before_last) < t.duration  # progress was told before the last batch ran
+    assert [s for s, _ in seen] == sorted(s for s, _ in seen) and seen[-1][0] == pytest.approx(t.duration, abs=0.1)
+    assert wer(" ".join(LONG_PARAGRAPHS), t.text) <= 0.1  # smaller batches, same words
+
+
 def test_unknown_model_is_a_clear_error(tmp_path):
     with pytest.raises(ModelUnavailable, match="CTranslate2"):
         resolve_model(str(tmp_path / "no-such-model"))

@@ -87,12 +87,23 @@ def test_chapters_from_a_podcasting20_transcript_json(tmp_path):
     assert r.returncode == 2 and "segments" in r.stderr
 
 
+def test_serve_help_names_the_flags_and_settings_that_matter():
+    r = run("serve", "--help")
+    assert r.returncode == 0
+    for word in ("--host", "--port", "MEDIAFLOW_DATA_DIR", "MEDIAFLOW_API_KEY", "MEDIAFLOW_PORT", "PREFECT_API_URL"):
+        assert word in r.stdout, word
+
+
 def test_batch_feeds_and_deployments(tmp_path, speech_wav):
     env = {"MEDIAFLOW_DATA_DIR": str(tmp_path / "data"), "PREFECT_HOME": str(tmp_path / "prefect")}
     bad = tmp_path / "broken.mp3"
     bad.write_bytes(b"\x00" * 3000)
     r = run("batch", str(speech_wav), str(bad), env=env)
-    assert r.returncode == 2 and "broken.mp3" in r.stderr and len(r.stdout.split()) == 2
+    assert r.returncode == 2 and len(r.stdout.split()) == 2 and r.stdout.split()[1] == str(speech_wav)
+    # one line for the bad file, naming it once, and no Prefect log or traceback (a bar may share stderr)
+    said = [ln.split("\r")[-1] for ln in r.stderr.splitlines() if "mediaflow:" in ln]
+    assert len(said) == 1 and said[0].startswith("mediaflow: ") and said[0].count("broken.mp3") == 1, r.stderr
+    assert "Traceback" not in r.stderr and "Task run" not in r.stderr and "Finished in state" not in r.stderr
     r = run("feeds", "add", "file:///etc/passwd", env=env)
     assert r.returncode == 2 and "http" in r.stderr
     r = run("feeds", "add", "http://169.254.169.254/latest", env=env)

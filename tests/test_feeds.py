@@ -156,3 +156,43 @@ def test_poll_feeds_processes_new_episodes_once(site, settings, monkeypatch):
     again = poll_feeds()
     assert again["processed"] == [] and store.count() == 2
     assert store.get_feed_item(items["ep-3"].id).attempts == 2
+
+
+def test_adding_a_feed_fetches_and_parses_it_once(site, settings, monkeypatch, tmp_path):
+    from mediaflow import feeds
+    from mediaflow.errors import UnsupportedFormat
+    from mediaflow.resources import get_store
+
+    for bad in ("/etc/passwd", f"{site[0]}/page.html"):  # not XML; XML-ish but no feed
+        monkeypatch.setenv("MEDIAFLOW_ALLOW_PRIVATE_URLS", "true")
+        config.get_settings.cache_clear()
+        with pytest.raises(UnsupportedFormat, match="not an RSS or Atom feed"):
+            feeds.add(bad, config.get_settings())
+    with pytest.raises(InvalidInput, match="neither an http"):
+        feeds.add(str(tmp_path / "missing.xml"), config.get_settings())
+    monkeypatch.setenv("MEDIAFLOW_ALLOW_PRIVATE_URLS", "false")
+    config.get_settings.cache_clear()
+    with pytest.raises(InvalidInput, match="private or local"):  # the SSRF guard holds at add time too
+        feeds.add(f"{site[0]}/feed.xml", config.get_settings())
+    store = get_store(config.get_settings().db_url)
+    assert store.list_feeds() == []  # nothing refused was stored
+
+    monkeypatch.setenv("MEDIAFLOW_ALLOW_PRIVATE_URLS", "true")
+    config.get_settings.cache_clear()
+    row = feeds.add(f"{site[0]}/feed.xml", config.get_settings())
+    assert row.title == "Earth & Coffee Weekly" and [f.url for f in store.list_feeds()] == [f"{site[0]}/feed.xml"]
+    assert store.feed_items(row.id) == []  # checked, not polled: episodes come with the first poll
+
+
+def test_feeds_add_on_the_command_line_refuses_a_file_that_is_no_feed(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    r = subprocess.run([str(Path(sys.executable).with_name("mediaflow")), "feeds", "add", "/etc/passwd"],
+                       capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "MEDIAFLOW_DATA_DIR": str(tmp_path / "data")})
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()]  # one line
+    assert r.stderr.startswith("mediaflow: error: /etc/passwd: not an RSS or Atom feed")
