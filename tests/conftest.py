@@ -160,3 +160,28 @@ def wer(reference: str, hypothesis: str) -> float:
         return re.sub(r"\s+", " ", re.sub(r"[^a-z0-9' ]", " ", s)).strip()
 
     return jiwer.wer(norm(reference), norm(hypothesis))
+
+
+# -- CI does not pass by skipping ----------------------------------------------------------------
+# The system dependencies `make test` installs skip their tests, with the reason, where they are
+# missing: Debian's PostgreSQL (the fixtures of tests/pg.py) and Chromium (tests/test_web.py's browser).
+# Under CI (CI=true; .ci/run sets it) a skip raised there is an error instead, so a missing or failed
+# install cannot pass as green.
+SYSTEM_DEP_SKIPS = {"pg.py": "PostgreSQL", "test_web.py": "Chromium"}  # the files those skips are raised in
+
+
+def under_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.skipped and under_ci() and call.excinfo is not None and not hasattr(report, "wasxfail"):
+        raised_in = {Path(str(entry.path)).name for entry in call.excinfo.traceback}
+        needs = [need for name, need in SYSTEM_DEP_SKIPS.items() if name in raised_in]
+        if needs:
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            report.outcome = "failed"
+            report.longrepr = f"CI=true: {needs[0]} is required under CI, and this test would have skipped: {reason}"
+    return report
