@@ -153,6 +153,11 @@ def test_listen_search_seek_follow_and_hear_why_in_a_real_browser(page, api, cat
                            arg=later["text"].split()[0])
     assert page.locator("#transcript .w.now").count() <= 1
 
+    # words are shown as Whisper wrote them: its own spaces, none added ("cold-hearted", never "cold -hearted")
+    for i in (0, 2):
+        shown = page.locator("#transcript li.seg").nth(i).locator(".text").text_content()
+        assert shown == "".join(w["text"] for w in segs[i]["words"]).strip()
+
     # a word seeks; so does a chapter from the keyboard
     page.eval_on_selector("#player", "a => a.pause()")
     word = segs[2]["words"][1]
@@ -178,6 +183,7 @@ def test_listen_search_seek_follow_and_hear_why_in_a_real_browser(page, api, cat
     assert resp.status == 200 and resp.headers["content-type"] == "audio/mpeg", resp.text()
     assert f"voice={chosen}" in resp.url and "Volcano at dawn" in unquote(resp.headers["x-explanation"])
     page.wait_for_selector("#narration:not([hidden])")
+    assert suggestion.locator("#narration").count() == 1  # the player beside its button, not at the page's foot
     assert page.eval_on_selector("#narration", "a => a.src").startswith("blob:")
     page.wait_for_function("() => !document.querySelector('#similar button.why').disabled")
 

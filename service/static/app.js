@@ -282,7 +282,8 @@ async function loadTranscript(id, signal) {
     if (words.length) {
       words.forEach((w, i) => {
         const span = el("span", { class: "w", text: w.text.trim(), data: { seek: w.start } });
-        if (i) text.append(" ");
+        // Whisper's words carry their own leading space; "-hearted" after "cold" has none.
+        if (i && /^\s/.test(w.text)) text.append(" ");
         text.append(span);
         cur.words.push({ start: w.start, end: w.end, el: span });
       });
@@ -448,6 +449,7 @@ async function why(button) {
     if (narrationUrl) URL.revokeObjectURL(narrationUrl);
     narrationUrl = URL.createObjectURL(blob);
     narration.src = narrationUrl;
+    button.after(narration);  // the player appears beside the button that asked for it
     narration.hidden = false;
     narration.dataset.for = other;
     resumeAfterNarration = !audio.paused;
