@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     )
     feed_backfill: int = Field(10, ge=0, description="On a feed's first poll, process only its newest N episodes.")
 
+    models_idle_s: float = Field(
+        900.0, ge=0, description="The service unloads its models (Whisper, embedder, voices) after this many seconds "
+                                 "without use, and loads them again on the next request; 0 keeps them loaded."
+    )
     lease_s: float = Field(
         60.0, ge=2.0, description="A run renews its hold on an episode every quarter of this; an episode whose hold "
                                   "ran out this long ago is taken to be abandoned (its process died) and is resumed."

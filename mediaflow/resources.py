@@ -26,3 +26,50 @@ def get_store(url: str) -> Store:
 def get_transcriber(settings: Settings) -> Transcriber:
     """Whisper for these settings; the model itself is loaded once per process (`asr._load`)."""
     return Transcriber.from_settings(settings)
+
+
+# Every cache that holds a model, by the module that owns it: (module, cache attribute, what it is).
+# A module not imported yet has loaded nothing, so it is not imported here either.
+_MODEL_CACHES = (
+    ("mediaflow.asr", "_load", "whisper"),
+    ("mediaflow.embed", "get_embedder", "embedder"),
+    ("mediaflow.tts.voices", "_load", "voices"),
+    ("mediaflow.tts.kokoro", "_session", "kokoro"),
+    ("mediaflow.tts.frontend", "_g2p", "g2p"),
+    ("mediaflow.tts.piper", "_voice", "piper"),
+)
+
+
+def _caches():
+    import sys
+
+    for module, attr, name in _MODEL_CACHES:
+        if module in sys.modules:
+            yield name, getattr(sys.modules[module], attr)
+
+
+def loaded_models() -> list[str]:
+    """The models this process holds in memory now."""
+    return [name for name, cache in _caches() if cache.cache_info().currsize]
+
+
+def model_calls() -> int:
+    """How often any model was asked for: unchanged over a while means the models sat idle."""
+    return sum(cache.cache_info().hits + cache.cache_info().misses for _, cache in _caches())
+
+
+def unload_models() -> list[str]:
+    """Drop every loaded model (the next use loads it again) and give the memory back to the system.
+    A call still running keeps its own reference and finishes normally. Returns what was dropped."""
+    import ctypes
+    import gc
+
+    dropped = loaded_models()
+    for _, cache in _caches():
+        cache.cache_clear()
+    gc.collect()
+    try:  # glibc keeps freed arenas for reuse; hand them back so the process's RSS falls
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
+    return dropped

@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException
 from mediaflow.config import get_settings
 from service import errors, metrics
 from service.deps import key_matches, require_read_key
+from service.idle import IdleUnloader
 from service.jobs import Jobs
 from service.routes import docs, episodes, health, recommendations, tts, web
 
@@ -22,7 +23,9 @@ def create_app() -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.jobs = Jobs(get_settings())
+        app.state.idle = IdleUnloader(get_settings().models_idle_s, busy=lambda: app.state.jobs.running is not None)
         yield
+        app.state.idle.stop()
         app.state.jobs.shutdown()
 
     app = FastAPI(

@@ -32,10 +32,10 @@ def long_episode(long_speech_wav, tmp_path_factory) -> Path:
 class Serve:
     """`mediaflow serve` as a user starts it, on a data dir of its own."""
 
-    def __init__(self, data: Path):
+    def __init__(self, data: Path, **settings: str):
         self.port = free_port()
         env = {**os.environ, "MEDIAFLOW_DATA_DIR": str(data), "PREFECT_HOME": str(data / "prefect"),
-               "MEDIAFLOW_LEASE_S": "4"}
+               "MEDIAFLOW_LEASE_S": "4", **{f"MEDIAFLOW_{k.upper()}": v for k, v in settings.items()}}
         env.pop("PREFECT_API_URL", None)
         self.proc = psutil.Popen([str(BIN), "serve", "--port", str(self.port)], env=env,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -177,3 +177,19 @@ def test_batch_leaves_no_process_behind(tmp_path, long_episode, sig):
     assert time.monotonic() - t0 < 10
     gone, alive = psutil.wait_procs(children, timeout=20)
     assert alive == [], [p.cmdline() for p in alive]
+
+
+def test_idle_models_are_unloaded_and_come_back_on_the_next_request(tmp_path, speech_mp3):
+    server = Serve(tmp_path / "data", models_idle_s="3")
+    assert server.client.get("/health").json()["models_loaded"] == []  # nothing loaded before it is needed
+    episode_id = server.upload(speech_mp3)
+    assert server.wait_for(episode_id, ("done", "failed"))["status"] == "done"
+    deadline = time.monotonic() + 120
+    while (health := server.client.get("/health").json())["models_unloaded_at"] is None:
+        assert time.monotonic() < deadline, health
+        time.sleep(0.5)
+    assert health["models_loaded"] == [] and health["models_idle_s"] == 3
+    r = server.client.post("/tts", json={"text": "Back again.", "voice": "hibari", "format": "wav", "stream": False})
+    assert r.status_code == 200 and r.content[:4] == b"RIFF"
+    assert "voices" in server.client.get("/health").json()["models_loaded"]
+    server.stop(signal.SIGTERM)
