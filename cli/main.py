@@ -45,6 +45,17 @@ def cmd_transcribe(args, settings) -> int:
         transcript = get_transcriber(settings).transcribe(
             args.file, progress=update, max_duration_s=settings.max_duration_h * 3600, fine_progress=True
         )
+    if args.speakers or args.format == "rttm":
+        from mediaflow import speakers
+        from mediaflow.diarize import diarize
+
+        found = speakers.Speakers(diarize(args.file, max_duration_s=settings.max_duration_h * 3600))
+        found.names.update(speakers.from_introductions(speakers.attribute(transcript, found, names=False),
+                                                       speakers.known_names(transcript, None)))
+        if args.format == "rttm":
+            sys.stdout.write(speakers.to_rttm(found, Path(args.file).stem))
+            return 0
+        transcript = speakers.attribute(transcript, found)
     sys.stdout.write(export(transcript, args.format))
     if not args.format == "text":
         sys.stdout.write("\n")
@@ -144,6 +155,7 @@ def _demo(settings) -> int:
     from mediaflow.chapters.formats import export as export_chapters
     from mediaflow.resources import get_store
     from mediaflow.sample import sample_episode
+    from mediaflow.speakers import transcript_with_speakers
     from mediaflow.transcript import export
 
     print(f"data dir: {settings.data_path}", file=sys.stderr)
@@ -154,7 +166,7 @@ def _demo(settings) -> int:
     exports.mkdir(parents=True, exist_ok=True)
     written = []
     for eid in ids:
-        transcript = store.get_transcript(eid)
+        transcript = transcript_with_speakers(eid, settings)
         for fmt, ext in (("json", "json"), ("vtt", "vtt"), ("srt", "srt"), ("podcast", "transcript.json")):
             path = exports / f"{eid}.{ext}"
             path.write_text(export(transcript, fmt), encoding="utf-8")
@@ -248,6 +260,23 @@ def cmd_serve_flows(args, settings) -> int:
     return 0
 
 
+def cmd_refresh(args, settings) -> int:
+    """Redo, on every stored episode, the steps whose method changed (speakers for episodes processed
+    before diarization existed, a new chapter or feature method)."""
+    os.environ["PREFECT_LOGGING_LEVEL"] = "CRITICAL"
+    with prefect_api():
+        from flows.episodes import refresh_episodes
+
+        out = refresh_episodes(args.episodes or None)
+    for episode_id in out["done"]:
+        print(f"{episode_id}  up to date")
+    for episode_id, error in out["failed"].items():
+        print(f"mediaflow: {episode_id}: {error}", file=sys.stderr)
+    if out["busy"]:
+        print(f"{out['busy']} episode(s) being processed elsewhere were left to that run", file=sys.stderr)
+    return 2 if out["failed"] else 0
+
+
 def cmd_refresh_ids(args, settings) -> int:
     with prefect_api():
         from flows.catalogue import refresh_semantic_ids
@@ -294,7 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("transcribe", help="transcribe an audio file to stdout")
     t.add_argument("file")
-    t.add_argument("--format", choices=FORMATS, default="json")
+    t.add_argument("--format", choices=(*FORMATS, "rttm"), default="json",
+                   help="rttm: the speaker turns (NIST RTTM) instead of the words")
+    t.add_argument("--speakers", action=argparse.BooleanOptionalAction, default=True,
+                   help="find who speaks when and mark each segment with its speaker (default: on)")
     t.add_argument("--model", help="`tiny.en` (bundled) or a local CTranslate2 Whisper directory")
     t.set_defaults(func=cmd_transcribe)
 
@@ -346,6 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
     sf.add_argument("--prefect-port", type=int, default=4200, help="port of the local Prefect server (and its UI)")
     sf.add_argument("--timezone", help="IANA zone for the cron schedules (default: UTC)")
     sf.set_defaults(func=cmd_serve_flows)
+
+    rf = sub.add_parser("refresh", help="bring stored episodes up to date with the current methods (e.g. add speakers)")
+    rf.add_argument("episodes", nargs="*", help="episode ids (default: every finished episode)")
+    rf.set_defaults(func=cmd_refresh)
 
     ri = sub.add_parser("refresh-ids", help="refit the semantic-ID codebook and reassign every episode's ID")
     ri.add_argument("--levels", type=int, default=3)

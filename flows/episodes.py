@@ -4,8 +4,9 @@
     process_stored(id)        an episode already ingested: the chain (the service: uploads, reprocess, resumes)
     process_batch(paths)      many files side by side, on the configured task runner (thread pool or Dask)
     process_folder()          the watched folder, as one batch
+    refresh_episodes(ids)     stored episodes brought up to date with the current methods (a backfill)
 
-All four go through `_process`: the chain is written once. A run holds each episode's lease
+All of them go through `_process`: the chain is written once. A run holds each episode's lease
 (`mediaflow.lease`) from ingest to the end, so a run that dies leaves the episode to be resumed.
 """
 
@@ -45,7 +46,8 @@ def retry_transient(task, task_run, state) -> bool:
 # content hash and the steps' own checks instead.
 _TASK = dict(cache_policy=NO_CACHE, retry_condition_fn=retry_transient)
 # Storage is retried longest: a locked database should not cost a transcription.
-RETRIES = {"transcribe": (1, 5), "store": (3, [1, 5, 15]), "chapterize": (1, 5), "featurize": (1, 5)}
+RETRIES = {"transcribe": (1, 5), "store": (3, [1, 5, 15]), "speakers": (1, 5), "chapterize": (1, 5),
+           "featurize": (1, 5)}
 _model_lock = threading.Lock()
 
 
@@ -186,6 +188,25 @@ def process_batch(sources: list[str], force: bool = False) -> dict:
     """
     out = _process(list(dict.fromkeys(sources)), force)  # a file listed twice would be transcribed twice at once
     out.pop("errors")
+    return out
+
+
+@flow(name="refresh-episodes", task_runner=FromSettings())
+def refresh_episodes(episode_ids: list[str] | None = None) -> dict:
+    """Bring stored episodes (all finished ones by default) up to date: each step whose method changed
+    since (a new diarizer, chapter or feature method) is redone, and only those. Episodes another live
+    run holds are left to it."""
+    settings = get_settings()
+    store = get_store(settings.db_url)
+    if episode_ids is None:
+        episode_ids = [e.id for e in store.list_episodes(limit=1_000_000, status="done")[0]]
+    held = [i for i in dict.fromkeys(episode_ids) if lease.take(i, settings)]
+    if not held:
+        return {"done": {}, "failed": {}, "busy": len(episode_ids)}
+    out = _process([pipeline.Run(i) for i in held])
+    out.pop("errors")
+    out.pop("steps")
+    out["busy"] = len(episode_ids) - len(held)
     return out
 
 

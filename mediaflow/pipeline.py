@@ -1,5 +1,5 @@
 """The episode pipeline as plain steps: `ingest`, then the chain `STEPS` (transcribe → store →
-chapterize → featurize) over a `Run`, then `finish`.
+speakers → chapterize → featurize) over a `Run`, then `finish`.
 
 The chain is listed once, here. `process` runs it in this process; the Prefect flows map one task
 per step over a batch (`flows/episodes.py`). A step skips what is already done with the configured
@@ -160,6 +160,15 @@ def needs_transcript(episode_id: str, settings: Settings) -> bool:
     return get_store(settings.db_url).transcript_model(episode_id) != get_transcriber(settings).model_id
 
 
+def needs_speakers(episode_id: str, settings: Settings) -> bool:
+    """True when the episode has not been diarized with the current method."""
+    try:
+        from mediaflow.diarize import METHOD
+    except ImportError:  # TEMPORARY while the diarizer lands
+        return False
+    return get_store(settings.db_url).speakers_method(episode_id) != METHOD
+
+
 def needs_chapters(episode_id: str, settings: Settings) -> bool:
     from mediaflow.chapters import METHOD
 
@@ -198,6 +207,7 @@ class Run:
     episode_id: str
     force: bool = False  # redo every step even if its product is current
     redone: bool = False  # a product was (re)made in this run, so the steps after it follow
+    speakers_redone: bool = False  # the speakers were (re)made: features follow, chapters need not
     seconds: dict[str, float] = field(default_factory=dict)  # step → seconds inside the library
     pids: dict[str, int] = field(default_factory=dict)  # step → the process that ran it
     result: TranscribeResult | None = None  # between transcribe and store only
@@ -221,6 +231,22 @@ def store_step(run: Run, settings: Settings) -> Run:
     return run
 
 
+def speakers_step(run: Run, settings: Settings) -> Run:
+    """Who speaks when, and their names (after the transcript: introductions name them)."""
+    from mediaflow.speakers import identify
+
+    if needs_speakers(run.episode_id, settings) or (run.redone and _can_diarize()):
+        identify(run.episode_id, settings)
+        run.speakers_redone = True  # features count speakers; chapters do not depend on them
+    return run
+
+
+def _can_diarize() -> bool:  # TEMPORARY while the diarizer lands
+    import importlib.util
+
+    return importlib.util.find_spec("mediaflow.diarize") is not None
+
+
 def chapterize_step(run: Run, settings: Settings) -> Run:
     if run.redone or needs_chapters(run.episode_id, settings):
         chapterize_episode(run.episode_id, settings)
@@ -229,7 +255,7 @@ def chapterize_step(run: Run, settings: Settings) -> Run:
 
 
 def featurize_step(run: Run, settings: Settings) -> Run:
-    if run.redone or needs_features(run.episode_id, settings):
+    if run.redone or run.speakers_redone or needs_features(run.episode_id, settings):
         featurize_episode(run.episode_id, settings)
     return run
 
@@ -237,6 +263,7 @@ def featurize_step(run: Run, settings: Settings) -> Run:
 STEPS: dict[str, Callable[..., Run]] = {
     "transcribe": transcribe_step,
     "store": store_step,
+    "speakers": speakers_step,
     "chapterize": chapterize_step,
     "featurize": featurize_step,
 }

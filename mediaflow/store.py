@@ -113,6 +113,29 @@ class FeaturesRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=_now)
 
 
+class SpeakersRow(Base):
+    __tablename__ = "speakers"
+
+    episode_id: Mapped[str] = mapped_column(ForeignKey("episodes.id", ondelete="CASCADE"), primary_key=True)
+    method: Mapped[str] = mapped_column(String(100))
+    data: Mapped[dict] = mapped_column(JSON)  # speakers.Speakers.to_dict(): turns, voiceprints, names
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+
+
+class VoiceprintRow(Base):
+    """A show's known voice: the running mean of a named speaker's voiceprints over its episodes."""
+
+    __tablename__ = "voiceprints"
+    __table_args__ = (UniqueConstraint("show", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    show: Mapped[str] = mapped_column(String(500), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    vector: Mapped[str] = mapped_column(Text)  # base64 float32, unit length
+    episodes: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=_now, onupdate=_now)
+
+
 class FeedRow(Base):
     __tablename__ = "feeds"
 
@@ -229,7 +252,7 @@ class Store:
         """Delete the episode and (by cascade, and explicitly for databases without it) its rows."""
         with self.session() as s:
             ep = _get(s, Episode, episode_id)
-            for table in (TranscriptRow, ChaptersRow, FeaturesRow):
+            for table in (TranscriptRow, ChaptersRow, FeaturesRow, SpeakersRow):
                 row = s.get(table, episode_id)
                 if row is not None:
                     s.delete(row)
@@ -338,6 +361,55 @@ class Store:
         with self.session() as s:
             row = s.get(ChaptersRow, episode_id)
             return row.method if row else None
+
+    # -- speakers -----------------------------------------------------------------------------
+    def save_speakers(self, episode_id: str, data: dict, method: str) -> None:
+        """Replace the episode's speakers (turns, voiceprints, names) in one transaction."""
+        with self.session() as s:
+            _get(s, Episode, episode_id)
+            row = s.get(SpeakersRow, episode_id) or SpeakersRow(episode_id=episode_id)
+            row.method, row.data, row.created_at = method, data, _now()
+            s.add(row)
+
+    def get_speakers(self, episode_id: str) -> tuple[dict, str] | None:
+        """(data, method), or None when the episode has not been diarized yet."""
+        with self.session() as s:
+            row = s.get(SpeakersRow, episode_id)
+            return (row.data, row.method) if row else None
+
+    def speakers_method(self, episode_id: str) -> str | None:
+        with self.session() as s:
+            row = s.get(SpeakersRow, episode_id)
+            return row.method if row else None
+
+    def voiceprints(self, show: str) -> dict:
+        """The show's enrolled voices: name → unit float32 vector."""
+        import base64
+
+        import numpy as np
+
+        with self.session() as s:
+            rows = s.scalars(select(VoiceprintRow).where(VoiceprintRow.show == show))
+            return {r.name: np.frombuffer(base64.b64decode(r.vector), dtype="<f4").astype(np.float32) for r in rows}
+
+    def enroll_voiceprint(self, show: str, name: str, vector) -> None:
+        """Fold one episode's voiceprint of a named speaker into the show's library."""
+        import base64
+
+        import numpy as np
+
+        with self.session() as s:
+            row = s.scalar(select(VoiceprintRow).where(VoiceprintRow.show == show, VoiceprintRow.name == name))
+            if row is None:
+                row = VoiceprintRow(show=show, name=name, episodes=0)
+                s.add(row)
+                old = None
+            else:
+                old = np.frombuffer(base64.b64decode(row.vector), dtype="<f4")
+            v = np.asarray(vector, dtype=np.float32)
+            v = v if old is None else old * (row.episodes or 0) + v  # the running mean, kept unit-length
+            v = v / (np.linalg.norm(v) or 1.0)
+            row.vector, row.episodes = base64.b64encode(v.astype("<f4").tobytes()).decode("ascii"), (row.episodes or 0) + 1
 
     # -- features -----------------------------------------------------------------------------
     def save_features(self, episode_id: str, data: dict) -> None:

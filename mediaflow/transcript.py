@@ -1,4 +1,9 @@
-"""The transcript as dataclasses, and its exports: JSON, WebVTT, SRT, Podcasting 2.0 JSON, text."""
+"""The transcript as dataclasses, and its exports: JSON, WebVTT, SRT, Podcasting 2.0 JSON, text.
+
+Segments and words carry the `speaker` who said them once the episode is diarized (None before):
+WebVTT marks them with `<v Name>` voice tags, SRT with a `Name: ` prefix, the Podcasting 2.0 JSON
+with its `speaker` field. RTTM (speaker turns) lives with the speakers, in `mediaflow/speakers.py`.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ class Word:
     end: float
     text: str
     probability: float = 1.0
+    speaker: str | None = None
 
 
 @dataclass
@@ -32,6 +38,7 @@ class Segment:
     end: float
     text: str
     words: list[Word] = field(default_factory=list)
+    speaker: str | None = None
 
 
 @dataclass
@@ -64,6 +71,7 @@ class Transcript:
                 end=float(s["end"]),
                 text=str(s["text"]),
                 words=[Word(**w) for w in s.get("words", [])],
+                speaker=s.get("speaker"),
             )
             for i, s in enumerate(d.get("segments", []))
         ]
@@ -80,7 +88,8 @@ class Transcript:
         """Read a Podcasting 2.0 JSON transcript (`{"segments": [{"startTime", "endTime", "body"}]}`)."""
         try:
             segments = [
-                Segment(id=i, start=float(s["startTime"]), end=float(s["endTime"]), text=str(s["body"]))
+                Segment(id=i, start=float(s["startTime"]), end=float(s["endTime"]), text=str(s["body"]),
+                        speaker=str(s["speaker"]) if s.get("speaker") else None)
                 for i, s in enumerate(d["segments"])
             ]
         except (KeyError, TypeError, ValueError) as exc:
@@ -105,17 +114,26 @@ def timestamp(seconds: float, sep: str = ".") -> str:
     return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
 
 
+def voice_tag(name: str) -> str:
+    """A WebVTT `<v …>` annotation: no `>` (it ends the tag), `&`/`<` escaped, one line."""
+    return " ".join(name.replace("&", "&amp;").replace("<", "&lt;").replace(">", "").split()) or "Speaker"
+
+
 def to_vtt(t: Transcript) -> str:
     lines = ["WEBVTT", ""]
     for s in t.segments:
-        lines += [f"{timestamp(s.start)} --> {timestamp(s.end)}", cue_text(s.text), ""]
+        text = cue_text(s.text)
+        if s.speaker:
+            text = f"<v {voice_tag(s.speaker)}>{text}"
+        lines += [f"{timestamp(s.start)} --> {timestamp(s.end)}", text, ""]
     return "\n".join(lines)
 
 
 def to_srt(t: Transcript) -> str:
     lines = []
     for i, s in enumerate(t.segments, 1):
-        lines += [str(i), f"{timestamp(s.start, ',')} --> {timestamp(s.end, ',')}", s.text.strip(), ""]
+        text = f"{s.speaker}: {s.text.strip()}" if s.speaker else s.text.strip()
+        lines += [str(i), f"{timestamp(s.start, ',')} --> {timestamp(s.end, ',')}", text, ""]
     return "\n".join(lines)
 
 
@@ -124,7 +142,8 @@ def to_podcast(t: Transcript) -> dict:
     return {
         "version": "1.0.0",
         "segments": [
-            {"startTime": round(s.start, 3), "endTime": round(s.end, 3), "body": s.text.strip()}
+            {**({"speaker": s.speaker} if s.speaker else {}),
+             "startTime": round(s.start, 3), "endTime": round(s.end, 3), "body": s.text.strip()}
             for s in t.segments
         ],
     }

@@ -14,7 +14,7 @@ from service import errors, metrics
 from service.deps import key_matches, require_read_key
 from service.idle import IdleUnloader
 from service.jobs import Jobs
-from service.routes import docs, episodes, health, recommendations, tts, web
+from service.routes import docs, episodes, health, recommendations, speakers, tts, web
 
 
 def create_app() -> FastAPI:
@@ -43,6 +43,7 @@ def create_app() -> FastAPI:
     app.add_api_route("/metrics", metrics.render, include_in_schema=False)
     app.include_router(health.router)
     app.include_router(episodes.router)
+    app.include_router(speakers.router)
     app.include_router(recommendations.router)
     app.include_router(tts.router)
     app.include_router(web.router)

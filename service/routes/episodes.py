@@ -138,11 +138,20 @@ def get_episode(episode_id: str, db: Store = Depends(store)):
 def get_transcript(
     request: Request,
     episode_id: str,
-    format: Literal["json", "vtt", "srt", "podcast", "text"] = "json",
-    db: Store = Depends(store),
+    format: Literal["json", "vtt", "srt", "podcast", "text", "rttm"] = "json",
+    s: Settings = Depends(settings),
 ):
-    """The transcript as JSON (ours), WebVTT, SRT, Podcasting 2.0 JSON or plain text."""
-    body = export(db.get_transcript(episode_id), format)
+    """The transcript as JSON (ours), WebVTT, SRT, Podcasting 2.0 JSON or plain text, each segment with
+    its speaker once the episode is diarized (`<v Name>` in WebVTT, `Name: ` in SRT); or the speaker
+    turns as NIST RTTM."""
+    from mediaflow import speakers
+
+    if format == "rttm":
+        found = speakers.load(episode_id, s)
+        if found is None:
+            raise NotFound(f"episode {episode_id!r} has no speakers yet")
+        return cached(request, speakers.to_rttm(found, episode_id), "text/plain; charset=utf-8")
+    body = export(speakers.transcript_with_speakers(episode_id, s), format)
     media = "application/json" if format in ("json", "podcast") else f"{MEDIA_TYPES[format]}; charset=utf-8"
     return cached(request, body, media)
 

@@ -276,8 +276,12 @@ async function loadTranscript(id, signal) {
   }
   if (!segments.length) return sectionMessage(ol, "The transcript is empty: no speech was found.");
   const items = [];
+  let lastSpeaker = null;
   for (const seg of segments) {
     const text = el("span", { class: "text" });
+    // Who speaks, named where the speaker changes (diarized episodes carry `speaker`).
+    if (seg.speaker && seg.speaker !== lastSpeaker) text.append(el("span", { class: "speaker", text: seg.speaker }));
+    lastSpeaker = seg.speaker || lastSpeaker;
     const words = seg.words || [];
     if (words.length) {
       words.forEach((w, i) => {
@@ -288,7 +292,7 @@ async function loadTranscript(id, signal) {
         cur.words.push({ start: w.start, end: w.end, el: span });
       });
     } else {
-      text.textContent = seg.text.trim();
+      text.append(seg.text.trim());
       text.dataset.seek = seg.start;
     }
     const li = el("li", { class: "seg" },
