@@ -1,8 +1,10 @@
 """Audio in: probe any file ffmpeg reads, stream it as 16 kHz mono float32, measure it.
 
-Probing goes through pydub (which asks ffprobe). Decoding streams straight from one ffmpeg
-process in fixed windows, because pydub's `from_file` holds the whole decoded file in memory
-and re-decodes from the start for every offset: a two-hour episode would be held twice.
+Probing goes through pydub (which asks ffprobe); a length the header omits (a FLAC streamed through a
+pipe declares 0 samples) is measured by decoding, bounded by the duration limit. Decoding streams
+straight from one ffmpeg process in fixed windows, because pydub's `from_file` holds the whole
+decoded file in memory and re-decodes from the start for every offset: a two-hour episode would be
+held twice.
 """
 
 from __future__ import annotations
@@ -98,7 +100,8 @@ def probe(path: str | Path, max_bytes: int | None = None, max_duration_s: float 
     stream = streams[0]
     duration = _first_float(stream.get("duration"), fmt.get("duration"))
     if duration is None or not math.isfinite(duration):
-        raise AudioDecodeError(f"{p.name}: the audio has no readable duration; the file may be corrupt")
+        # the header omits the length (a FLAC streamed through a pipe declares 0 samples): decode to measure
+        duration = measure_duration(p, int(stream.get("sample_rate") or 0) or SAMPLE_RATE, max_duration_s)
     if duration < _MIN_DURATION_S:
         raise EmptyAudio(f"{p.name}: the audio is empty ({duration:.2f} s)")
     if max_duration_s is not None and duration > max_duration_s:
@@ -180,6 +183,15 @@ def stream_pcm(
         raise AudioDecodeError(f"{name}: could not decode the audio ({_clean(reason)})")
 
 
+def measure_duration(path: str | Path, sample_rate: int = SAMPLE_RATE, max_duration_s: float | None = None) -> float:
+    """Seconds of audio the file decodes to, for when its header does not say (or cannot be trusted).
+
+    Streamed at the file's own rate, one minute at a time; past `max_duration_s` it stops with `InputTooLarge`.
+    """
+    samples = sum(len(w) for w in stream_pcm(path, 60.0, sample_rate=sample_rate, max_duration_s=max_duration_s))
+    return samples / sample_rate
+
+
 def _read_exact(stream, n: int) -> bytes:
     chunks, got = [], 0
     while got < n:
@@ -259,37 +271,62 @@ def encode(
     return out.getvalue()
 
 
+MP3_BITRATES = {1: "96k", 2: "128k"}  # podcast MP3s: mono speech, and joint stereo at the usual rate
+
+
+def transcode_mp3(src: str | Path, dst: str | Path, channels: int) -> Path:
+    """Re-encode a file's first audio track as an MP3 at `dst`, atomically: mono or stereo as the source is
+    (more channels are mixed to stereo), the source's rate where MP3 has it. ffmpeg streams file to file."""
+    ffmpeg = _require("ffmpeg")
+    channels = 1 if channels == 1 else 2
+    with _atomic_target(Path(dst)) as tmp:
+        cmd = [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", str(src), "-map", "0:a:0",
+               "-vn", "-ac", str(channels), "-c:a", "libmp3lame", "-b:a", MP3_BITRATES[channels], "-f", "mp3", str(tmp)]
+        proc = subprocess.run(cmd, capture_output=True, timeout=3600)
+        reason = proc.stderr.decode(errors="replace").strip()
+        # ffmpeg exits 0 when its output could not be written ("Error writing trailer of …"): read what it says
+        if os.strerror(errno.ENOSPC) in reason or os.strerror(errno.EDQUOT) in reason:
+            raise StorageError("no space left in the data dir; free some space and retry")
+        if "Error writing" in reason or "Error closing" in reason:
+            raise StorageError(f"could not write an MP3 in the data dir ({_clean(reason.splitlines()[-1])})")
+        if proc.returncode != 0:
+            last = reason.splitlines()[-1] if reason else f"ffmpeg exited with {proc.returncode}"
+            raise AudioDecodeError(f"{Path(src).name}: could not encode an MP3 ({_clean(last)})")
+    return Path(dst)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write `data` to `path` so readers see the old file or the new one, never a torn one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with _disk_full_is_storage_error(), os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with _atomic_target(Path(path)) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+    return Path(path)
 
 
 def atomic_copy(src: str | Path, dst: str | Path) -> Path:
     """Copy a file into place atomically (temp file in the target dir, then rename)."""
-    dst = Path(dst)
+    with _atomic_target(Path(dst), fsync=False) as tmp:
+        shutil.copyfile(src, tmp)
+    return Path(dst)
+
+
+@contextmanager
+def _atomic_target(dst: Path, fsync: bool = True) -> Iterator[Path]:
+    """A temp file beside `dst` for the block to fill: renamed over `dst` when the block ends cleanly (flushed
+    to disk first with `fsync`), removed when it does not. A full disk is a `StorageError`."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
     os.close(fd)
+    tmp = Path(name)
     try:
         with _disk_full_is_storage_error():
-            shutil.copyfile(src, tmp)
+            yield tmp
+            if fsync:
+                with open(tmp, "rb+") as f:
+                    os.fsync(f.fileno())
         os.replace(tmp, dst)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
-    return dst
 
 
 @contextmanager

@@ -14,7 +14,7 @@ import time
 import uuid
 from pathlib import Path
 
-from mediaflow.audio import atomic_write_bytes, decode, encode, sha256_file
+from mediaflow.audio import MP3_BITRATES, sha256_file, transcode_mp3
 from mediaflow.config import AUDIO_EXTENSIONS, Settings
 from mediaflow.errors import InvalidInput
 from mediaflow.resources import get_store
@@ -95,17 +95,18 @@ def chapters_mp3(episode_id: str, settings: Settings) -> Path:
     store = get_store(settings.db_url)
     ep = store.get_episode(episode_id)
     data, _ = store.get_chapters(episode_id)
-    key = hashlib.sha256(json.dumps([ep.title, data]).encode()).hexdigest()[:12]
+    key = hashlib.sha256(json.dumps([ep.title, data, ep.duration_s, MP3_BITRATES]).encode()).hexdigest()[:12]
     out = settings.data_path / "derived" / f"{episode_id}-chapters-{key}.mp3"
     if out.exists():
         return out
     src = settings.data_path / ep.audio_path
-    if ep.codec != "mp3":  # transcode once to a podcast-friendly MP3
-        mp3 = settings.data_path / "derived" / f"{episode_id}.mp3"
-        if not mp3.exists():
-            atomic_write_bytes(mp3, encode(decode(src, sample_rate=44100), 44100, "mp3", bitrate="96k"))
+    if ep.codec != "mp3" or "mp3" not in ep.container.split(","):  # an MP3 gets its tags, never a re-encode
+        channels = 1 if ep.channels == 1 else 2
+        mp3 = settings.data_path / "derived" / f"{episode_id}-{channels}ch-{MP3_BITRATES[channels]}.mp3"
+        if not mp3.exists():  # transcode once, keeping stereo stereo
+            transcode_mp3(src, mp3, channels)
         src = mp3
-    return write_id3_chapters(src, out, [Chapter(**c) for c in data], title=ep.title)
+    return write_id3_chapters(src, out, [Chapter(**c) for c in data], title=ep.title, duration=ep.duration_s)
 
 
 def delete_episode(episode_id: str, settings: Settings) -> None:

@@ -119,11 +119,13 @@ def transcribe_episode(episode_id: str, settings: Settings, progress: Progress |
 
 
 def store_transcript(episode_id: str, result: TranscribeResult, settings: Settings) -> Episode:
-    """Save the transcript and the measured loudness with the episode, atomically."""
+    """Save the transcript and the measured loudness with the episode, atomically. The episode's duration
+    becomes the one measured by decoding: a header can overstate it (a truncated MP3 keeps its Xing count)."""
     store = get_store(settings.db_url)
+    measured = {"duration_s": result.transcript.duration} if result.transcript.duration > 0 else {}
     store.save_transcript(
         episode_id, result.transcript, status="processing",
-        loudness_dbfs=result.loudness_dbfs, peak_dbfs=result.peak_dbfs,
+        loudness_dbfs=result.loudness_dbfs, peak_dbfs=result.peak_dbfs, **measured,
     )
     return store.get_episode(episode_id)
 

@@ -126,6 +126,27 @@ def test_truncated_mp3_decodes_what_is_there(tmp_path, speech_mp3):
     assert 0.3 * len(full) < len(pcm) < 0.7 * len(full)
 
 
+def test_a_header_without_the_length_is_measured_by_decoding(tmp_path):
+    """A FLAC streamed through a pipe (as the speech routes send it) declares 0 samples: ffprobe finds no
+    duration, so probe decodes the file to measure it, and stops at the duration limit."""
+    import json
+    import subprocess
+
+    from mediaflow.tts import encoding
+
+    pcm = encoding.pcm16(tone(3.0, sr=24_000))
+    p = tmp_path / "streamed.flac"
+    p.write_bytes(subprocess.run(encoding.ffmpeg_command("flac", 24_000), input=pcm, capture_output=True,
+                                 check=True).stdout)
+    probed = json.loads(subprocess.run(["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json",
+                                        str(p)], capture_output=True, text=True, check=True).stdout)
+    assert "duration" not in probed["format"] and "duration" not in probed["streams"][0]
+    info = audio.probe(p)
+    assert info.duration_s == pytest.approx(3.0, abs=1e-3) and info.sample_rate == 24_000
+    with pytest.raises(InputTooLarge, match="streamed.flac: decodes to more than"):
+        audio.probe(p, max_duration_s=2.0)
+
+
 def test_loudness_of_a_sine_and_of_silence(tmp_path):
     m = audio.LoudnessMeter()
     m.add(tone(3.0, amp=0.5))

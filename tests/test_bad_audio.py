@@ -16,7 +16,7 @@ import pytest
 
 from conftest import SPEECH_TEXT, ffmpeg, wait_done, wer
 from flows.episodes import process_episode
-from mediaflow import config, errors
+from mediaflow import audio, config, errors
 from mediaflow.resources import get_store
 from mediaflow.store import TranscriptRow
 
@@ -162,8 +162,10 @@ def check_processed(settings, episode_id: str, expect: Expect, source: Path) -> 
         assert expect.words[0] <= n <= expect.words[1], transcript.text
     if expect.wer_max is not None:
         assert wer(SPEECH_TEXT, transcript.text) <= expect.wer_max, transcript.text
-    if source.name.startswith("truncated"):  # the transcript covers what is there, not what the header says
-        assert 0 < transcript.duration < ep.duration_s * 0.6
+    if source.name.startswith("truncated"):  # the transcript covers what is there, not what the header says,
+        whole = audio.probe(source.with_name(source.name.replace("truncated", "whole")))
+        assert 0 < transcript.duration < whole.duration_s * 0.6
+        assert ep.duration_s == transcript.duration  # and so does the episode's duration (issue 14, item 6)
     with store.session() as s:
         assert s.query(TranscriptRow).count() == 1
     assert len(audio_files(settings)) == 1

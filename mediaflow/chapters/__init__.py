@@ -63,7 +63,7 @@ def chapterize_sentences(
         from mediaflow.embed import get_embedder
 
         embedder = get_embedder()
-    end = max(duration, sents[-1].end)
+    end = duration if duration > 0 else sents[-1].end  # the decoded length: a last word may run past it
     emb = embedder.encode([s.text for s in sents])
     context_text = " ".join(t for t in (title, description) if t)
     context = embedder.encode([context_text])[0] if context_text else None
@@ -82,9 +82,9 @@ def chapterize_sentences(
     episode_vec = _unit(emb.mean(0) if context is None else 0.5 * emb.mean(0) + 0.5 * context)
     titles = make_titles(texts, vecs, episode_vec, embedder.encode, opts.titles)
     titles = name_conventional_chapters(titles, texts, opts)
-    starts = [0.0] + [_boundary_time(sents, a) for a, _ in spans[1:]]
-    chapters = [Chapter(round(s, 2), round(e, 2), t) for s, e, t in zip(starts, starts[1:] + [end], titles)]
-    return chapters
+    starts = [0.0] + [min(_boundary_time(sents, a), end) for a, _ in spans[1:]]
+    chapters = [Chapter(round(s, 2), min(round(e, 2), end), t) for s, e, t in zip(starts, starts[1:] + [end], titles)]
+    return [c for c in chapters if c.end > c.start] or chapters[:1]  # none starts where the audio has ended
 
 
 def _boundary_time(sents: list[Sentence], i: int) -> float:

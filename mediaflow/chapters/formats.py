@@ -4,6 +4,7 @@ and ID3v2 CHAP/CTOC frames in an MP3 copy."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -77,13 +78,18 @@ def parse_youtube(text: str) -> list[tuple[float, str]]:
     return out
 
 
-def write_id3_chapters(src_mp3: str | Path, dst: str | Path, chapters, title: str | None = None) -> Path:
-    """Copy an MP3 and add ID3v2 CHAP frames plus a top-level CTOC, atomically."""
+def write_id3_chapters(
+    src_mp3: str | Path, dst: str | Path, chapters, title: str | None = None, duration: float | None = None,
+) -> Path:
+    """Copy an MP3 and add ID3v2 CHAP frames plus a top-level CTOC, atomically. With `duration` (the audio's
+    decoded length, in seconds) no frame starts or ends after it."""
     from mutagen.id3 import CHAP, CTOC, ID3, TIT2, CTOCFlags, ID3NoHeaderError
 
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")[1])
+    fd, name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+    os.close(fd)  # the copy below opens the file by name
+    tmp = Path(name)
     try:
         shutil.copyfile(src_mp3, tmp)
         try:
@@ -93,8 +99,13 @@ def write_id3_chapters(src_mp3: str | Path, dst: str | Path, chapters, title: st
         tags.delall("CHAP")
         tags.delall("CTOC")
         ids = [f"chp{i}" for i in range(len(chapters))]
+        last_ms = int(duration * 1000) if duration is not None else None
+
+        def ms(t: float) -> int:
+            return round(t * 1000) if last_ms is None else min(round(t * 1000), last_ms)
+
         for cid, c in zip(ids, chapters):
-            tags.add(CHAP(element_id=cid, start_time=int(c.start * 1000), end_time=int(c.end * 1000),
+            tags.add(CHAP(element_id=cid, start_time=ms(c.start), end_time=ms(c.end),
                           sub_frames=[TIT2(encoding=3, text=[c.title])]))
         tags.add(CTOC(element_id="toc", flags=CTOCFlags.TOP_LEVEL | CTOCFlags.ORDERED, child_element_ids=ids,
                       sub_frames=[TIT2(encoding=3, text=[title or "Chapters"])]))
