@@ -13,6 +13,10 @@ carry their episode's content (on ../shared/eval/chapters/dev).
 4. chapter neighbours: for every creator chapter of the dev episodes, are its 5 nearest chapters
    (by chapter embedding, among all chapters of all episodes) from the same episode more often
    than chance? precision@5 against the chance rate (same-episode chapters / all others).
+5. the similarity floor (`mediaflow.recommend.MIN_SIMILARITY`): episode-vector cosines of related
+   pairs (the tests' same-topic episodes; dev episodes of one show) against unrelated ones (the tests'
+   four topics against each other and against the dev episodes, on psychology and health), and how
+   many neighbours each dev episode keeps above the floor.
 """
 
 from __future__ import annotations
@@ -256,6 +260,42 @@ def chapter_neighbours(eps: list[dict], feats: list[EpisodeFeatures], k: int = 5
     return out
 
 
+# -- 5. the similarity floor ---------------------------------------------------------------------
+def similarity_floor(eps: list[dict], feats: list[EpisodeFeatures]) -> dict:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_features import corpus  # the tests' 12 episodes: four topics, three each
+
+    from mediaflow.recommend import MIN_SIMILARITY
+
+    tests = corpus()
+    vecs = np.stack([f.embedding for f in feats] + [f.embedding for f in tests.values()])
+    group = [ep["source"] for ep in eps] + ["tests:" + k.split("-")[0] for k in tests]
+    sims = vecs @ vecs.T
+    pairs: dict[str, list[float]] = {}
+    for i in range(len(group)):
+        for j in range(i + 1, len(group)):
+            a, b = group[i], group[j]
+            if a.startswith("tests:") and b.startswith("tests:"):
+                kind = "tests, same topic (related)" if a == b else "tests, other topic (unrelated)"
+            elif a.startswith("tests:") or b.startswith("tests:"):
+                kind = "dev vs tests (unrelated)"
+            else:
+                kind = "dev, same show" if a == b else "dev, the other show"
+            pairs.setdefault(kind, []).append(float(sims[i, j]))
+    out: dict = {"min_similarity": MIN_SIMILARITY, "pairs": {}}
+    for kind, xs in pairs.items():
+        x = np.array(xs)
+        out["pairs"][kind] = {"pairs": len(x),
+                              **{f"p{p}": round(float(np.percentile(x, p)), 3) for p in (0, 5, 50, 95, 100)},
+                              "at_or_above_floor": int((x >= MIN_SIMILARITY).sum())}
+    n = len(eps)
+    dev = sims[:n, :n] - 2 * np.eye(n)
+    kept = (dev >= MIN_SIMILARITY).sum(1)
+    out["dev_neighbours_kept"] = {"of": n - 1, "min": int(kept.min()), "median": float(np.median(kept)),
+                                  "nearest_min": round(float(dev.max(1).min()), 3)}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--limit", type=int, default=0, help="dev episodes per source (0 = all)")
@@ -282,6 +322,7 @@ def main() -> None:
         eps = load_dev(args.limit)
         result["text"], feats = bench_text(eps, embedder)
         result["chapter_neighbours"] = chapter_neighbours(eps, feats)
+        result["similarity_floor"] = similarity_floor(eps, feats)
     else:
         print(f"{EVAL} not found: the text-feature and chapter-neighbour parts need ../shared/eval "
               "(not shipped with the project); skipping them.")
@@ -317,6 +358,16 @@ def print_tables(r: dict) -> None:
                 print(f"| {k} | {v['chapters']} | {v['precision_at_5_same_episode']} | {v['chance_same_episode']} "
                       f"| {v['lift']}x | {v['precision_at_5_same_show']} |")
         print(f"\nsemantic IDs on the dev episodes: {r['chapter_neighbours']['semantic_ids']}")
+    if "similarity_floor" in r:
+        f = r["similarity_floor"]
+        print(f"\n| episode pairs (cosine) | pairs | min | p5 | median | p95 | max | >= floor {f['min_similarity']} |"
+              "\n|---|---|---|---|---|---|---|---|")
+        for k, v in f["pairs"].items():
+            print(f"| {k} | {v['pairs']} | {v['p0']} | {v['p5']} | {v['p50']} | {v['p95']} | {v['p100']} "
+                  f"| {v['at_or_above_floor']} |")
+        kept = f["dev_neighbours_kept"]
+        print(f"\neach dev episode keeps at least {kept['min']} of its {kept['of']} others above the floor "
+              f"(median {kept['median']}); every nearest neighbour is at least {kept['nearest_min']} alike")
 
 
 if __name__ == "__main__":

@@ -13,10 +13,11 @@ each window that is not silent gets three votes for *speech*:
   or changing chords (speech > ``mod4``).
 
 A window with at least two votes is speech, otherwise music. `music_fraction` is the share of
-sounding windows called music. Thresholds were set on Piper speech, generated chords, and the
-real speech in ../shared/eval/speech (see tests/test_features.py and bench/features.py). It is a
-coarse estimate: speech over a music bed counts as speech, and sparse percussive music can read
-as speech.
+sounding windows called music and `speech_share_of_sound` the rest (named apart from the episode's
+`transcribed_fraction`, which is the share of the whole duration inside transcribed words).
+Thresholds were set on Piper speech, generated chords, and the real speech in ../shared/eval/speech
+(see tests/test_features.py and bench/features.py). It is a coarse estimate: speech over a music
+bed counts as speech, and sparse percussive music can read as speech.
 
 Memory stays flat: one decode window of samples plus a few floats per second of audio.
 """
@@ -55,9 +56,9 @@ class AudioDescriptors:
     duration_s: float
     loudness_dbfs: float | None
     peak_dbfs: float | None
-    sound_fraction: float  # 32 ms frames above the silence gate: the audio's speech(+music)-to-silence
-    music_fraction: float  # of the sounding windows, the share that reads as music
-    speech_fraction: float  # of the sounding windows, the share that reads as speech
+    sound_fraction: float  # of the whole duration, the 32 ms frames above the silence gate
+    music_fraction: float  # of the sounding 1 s windows, the share that reads as music
+    speech_share_of_sound: float  # of the sounding 1 s windows, the share that reads as speech
     label: str  # "speech", "music" or "mixed"
     low_energy_ratio: float  # means over sounding windows, for inspection and tuning
     zcr_cv: float
@@ -69,6 +70,8 @@ class AudioDescriptors:
 
     @classmethod
     def from_dict(cls, d: dict) -> "AudioDescriptors":
+        if "speech_share_of_sound" not in d and "speech_fraction" in d:  # stored before the rename
+            d = {**d, "speech_share_of_sound": d["speech_fraction"]}
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
@@ -148,7 +151,7 @@ def describe_samples(
         peak_dbfs=meter.peak_dbfs,
         sound_fraction=round(float(sound_frames), 4),
         music_fraction=round(music, 4),
-        speech_fraction=round(speech, 4),
+        speech_share_of_sound=round(speech, 4),
         label=label,
         low_energy_ratio=round(float(s[:, 0].mean()), 4),
         zcr_cv=round(float(s[:, 1].mean()), 4),

@@ -10,10 +10,15 @@ audio file) and returns an `EpisodeFeatures`:
   `model_id` and `dim` are stored beside them: features made by another model are stale.
 - keyphrases (KeyBERT-style, with MMR) for the episode and for each chapter, and named entities
   (see `mediaflow.terms`);
-- language, duration, words per minute, and the share of time spoken (from word timestamps,
-  else segment times);
+- language, duration, words per minute, and `transcribed_fraction`: the share of the duration
+  covered by transcribed words (from word timestamps, else segment times);
 - with `audio_path`: loudness, sounding share and a music/speech estimate
-  (`mediaflow.audio_features`), streamed so memory stays flat.
+  (`mediaflow.audio_features`), streamed so memory stays flat. Its `speech_share_of_sound` is
+  another measure: of the audio that is not silent, the share that *sounds* like speech, words or not.
+
+Both fractions used to be called `speech_fraction` (0.61 at the top and 0.93 under `audio` for one
+episode); `from_dict` still reads features stored under that name. The values and the
+method are the same, so `FEATURES_VERSION` did not change and nothing is recomputed.
 
 JSON: `to_dict()` is JSON-safe. Vectors are stored as base64 of little-endian float32 bytes
 (`encode_vector` / `decode_vector`): a 384-d vector is 2 KB of text instead of ~8 KB of decimals,
@@ -96,8 +101,8 @@ class EpisodeFeatures:
     duration_s: float
     word_count: int
     words_per_minute: float | None
-    speech_fraction: float | None  # share of the duration inside words (or segments)
-    speech_timing: str | None  # "words", "segments" or None: where speech_fraction came from
+    transcribed_fraction: float | None  # share of the duration covered by transcribed words (or segments)
+    speech_timing: str | None  # "words", "segments" or None: where transcribed_fraction came from
     embedding: np.ndarray
     keywords: list[Term] = field(default_factory=list)
     entities: list[Term] = field(default_factory=list)
@@ -106,8 +111,9 @@ class EpisodeFeatures:
 
     @property
     def speech_to_silence(self) -> float | None:
-        """Seconds spoken per second of silence (None when there is no silence to divide by)."""
-        f = self.speech_fraction
+        """Seconds inside transcribed words per second outside them (`transcribed_fraction`; None when
+        nothing is outside them)."""
+        f = self.transcribed_fraction
         return None if f is None or f >= 1.0 else round(f / (1.0 - f), 3)
 
     def terms(self) -> list[Term]:
@@ -125,7 +131,7 @@ class EpisodeFeatures:
             "version": self.version, "model_id": self.model_id, "dim": self.dim, "title": self.title,
             "language": self.language, "language_probability": self.language_probability,
             "duration_s": self.duration_s, "word_count": self.word_count,
-            "words_per_minute": self.words_per_minute, "speech_fraction": self.speech_fraction,
+            "words_per_minute": self.words_per_minute, "transcribed_fraction": self.transcribed_fraction,
             "speech_to_silence": self.speech_to_silence,
             "speech_timing": self.speech_timing, "vector_encoding": "base64-float32-le",
             "embedding": encode_vector(self.embedding),
@@ -146,7 +152,8 @@ class EpisodeFeatures:
             version=str(d["version"]), model_id=str(d["model_id"]), dim=int(d["dim"]), title=str(d["title"]),
             language=str(d.get("language", "en")), language_probability=float(d.get("language_probability", 1.0)),
             duration_s=float(d["duration_s"]), word_count=int(d["word_count"]),
-            words_per_minute=d.get("words_per_minute"), speech_fraction=d.get("speech_fraction"),
+            words_per_minute=d.get("words_per_minute"),
+            transcribed_fraction=d.get("transcribed_fraction", d.get("speech_fraction")),  # the old name
             speech_timing=d.get("speech_timing"), embedding=decode_vector(d["embedding"]),
             keywords=[Term.from_dict(k) for k in d.get("keywords", [])],
             entities=[Term.from_dict(e) for e in d.get("entities", [])],
@@ -238,7 +245,7 @@ def extract_features(
         duration_s=round(duration, 3),
         word_count=n_words,
         words_per_minute=round(n_words / (duration / 60), 1) if duration > 0 and n_words else None,
-        speech_fraction=round(min(1.0, speech_s / duration), 4) if duration > 0 and timing else None,
+        transcribed_fraction=round(min(1.0, speech_s / duration), 4) if duration > 0 and timing else None,
         speech_timing=timing,
         embedding=doc.astype(np.float32),
         keywords=kws,

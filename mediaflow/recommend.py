@@ -15,6 +15,17 @@ two share and their best-matching chapter pair.
 An empty history (or one the catalogue does not know) falls back to the most popular episodes
 when popularity is known, else the newest; a short candidate list is topped up the same way.
 `mediaflow.explain` turns a `Reason` into a sentence.
+
+What is never suggested, by either, nor explained by `explain_pair`:
+
+- the source itself, or an episode heard or excluded;
+- an episode without speech (`has_speech`: fewer than `MIN_SPEECH_WORDS` transcribed words; its vector
+  is its title alone, so two silent files called "bad ..." look alike). Nor is one a history anchor;
+- a neighbour less than `MIN_SIMILARITY` alike (cosine of episode vectors): better a shorter list,
+  topped up by the labelled fallback, than "because you listened to" an unrelated episode;
+- a copy: two episodes whose content is near-identical (`near_duplicate`: a re-encode or re-upload of
+  the same audio) are one; the older copy (published or added first, then the smaller id) stays, and a
+  copy of something heard or excluded goes with it.
 """
 
 from __future__ import annotations
@@ -23,7 +34,7 @@ import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -31,6 +42,22 @@ from mediaflow.errors import InvalidInput, NotFound
 from mediaflow.features import EpisodeFeatures
 from mediaflow.terms import normalize
 from mediaflow.vector_index import BruteForceIndex, VectorIndex
+
+# Cosine of episode vectors below which two episodes are not suggested as neighbours. Chosen on the
+# similarity table of bench/features.py: of 750 pairs on unrelated topics (the tests' four topics
+# against each other and against the 58 real dev episodes on psychology and health) none reaches
+# 0.30 (95 % are under 0.17; the highest, 0.28 and 0.2996, share "Brazil ... more than any other
+# country" and caffeine-and-sleep), while the tests' same-topic pairs are all 0.38 or more and every
+# dev episode keeps at least 15 of its 57 others (median 43; nearest neighbours 0.57-0.89).
+MIN_SIMILARITY = 0.30
+# Fewer transcribed words than this and an episode has no speech to recommend it by: silence, music,
+# a tone, or Whisper's stray "you" in the noise.
+MIN_SPEECH_WORDS = 10
+# Near-identical content (a re-encode of the same audio): content vectors this alike and durations
+# within `DUPLICATE_SECONDS` or `DUPLICATE_SHARE` of the longer, whichever is more.
+DUPLICATE_COSINE = 0.98
+DUPLICATE_SECONDS = 1.0
+DUPLICATE_SHARE = 0.01
 
 
 @dataclass
@@ -44,12 +71,17 @@ class CatalogueItem:
 
 
 class Catalogue:
-    """The episodes that can be recommended, with a vector index over their embeddings."""
+    """The episodes that can be recommended, with a vector index over their embeddings.
+
+    Every episode is kept (so its page can ask for neighbours), but only those with speech are
+    indexed: an episode without speech is never found as anyone's neighbour.
+    """
 
     def __init__(self, items: Iterable[CatalogueItem] = (), index: VectorIndex | None = None):
         self._items: dict[str, CatalogueItem] = {}
         self._index = index
         self._df: Counter = Counter()  # how many episodes have each normalised term
+        self._content: dict[str, np.ndarray] = {}  # `content_vector`s, made on first use
         self.model_id: str | None = None
         self.dim: int | None = None
         for it in items:
@@ -89,13 +121,25 @@ class Catalogue:
             self._df.subtract(_term_keys(old))
         self._items[item.episode_id] = item
         self._df.update(_term_keys(item))
-        self.index.upsert([item.episode_id], f.embedding[None, :])
+        self._content.pop(item.episode_id, None)
+        if has_speech(f):
+            self.index.upsert([item.episode_id], f.embedding[None, :])
+        else:  # and out, if an earlier version of it was in
+            self.index.remove([item.episode_id])
 
     def remove(self, episode_id: str) -> None:
         old = self._items.pop(episode_id, None)
+        self._content.pop(episode_id, None)
         if old is not None:
             self._df.subtract(_term_keys(old))
             self.index.remove([episode_id])
+
+    def content(self, episode_id: str) -> np.ndarray:
+        """The episode's `content_vector`, kept until its features change."""
+        v = self._content.get(episode_id)
+        if v is None:
+            v = self._content[episode_id] = content_vector(self.get(episode_id).features)
+        return v
 
     def term_share(self, key: str) -> float:
         """Share of the catalogue's episodes whose terms include `key` (a `normalize`d phrase)."""
@@ -168,16 +212,129 @@ class RecommendOptions:
     freshness_half_life_days: float = 90.0
     diversity: float = 0.25  # MMR: share of the score given to being unlike what is already picked
     same_show_penalty: float = 0.03  # per episode of the same show already picked
+    min_similarity: float = MIN_SIMILARITY  # a candidate less alike than this to its history item is dropped
+
+
+# -- what may be suggested ------------------------------------------------------------------------
+def has_speech(f: EpisodeFeatures) -> bool:
+    """Whether the transcript has words enough (`MIN_SPEECH_WORDS`) to say what the episode is about."""
+    return f.word_count >= MIN_SPEECH_WORDS
+
+
+def content_vector(f: EpisodeFeatures) -> np.ndarray:
+    """What the episode says, without its title and description (which the episode vector blends in,
+    and a re-upload may change): its chapters' vectors weighted by their length, else the episode's."""
+    if not f.chapters:
+        return f.embedding
+    weights = np.array([max(c.end - c.start, 1e-3) for c in f.chapters])
+    v = weights @ np.stack([c.embedding for c in f.chapters])
+    n = float(np.linalg.norm(v))
+    return (v / n).astype(np.float32) if n > 0 and math.isfinite(n) else f.embedding
+
+
+def near_duplicate(a: EpisodeFeatures, b: EpisodeFeatures, a_content: np.ndarray | None = None,
+                   b_content: np.ndarray | None = None) -> bool:
+    """Whether two episodes are one content: the same audio re-encoded or re-uploaded.
+
+    Both must hold: durations within `DUPLICATE_SECONDS` (or `DUPLICATE_SHARE` of the longer), and
+    content vectors (`content_vector`) at least `DUPLICATE_COSINE` alike. Two different episodes of a
+    show, or a short cut of a long one, fail one or the other.
+    """
+    if not _same_length(a.duration_s, b.duration_s):
+        return False
+    ca = content_vector(a) if a_content is None else a_content
+    cb = content_vector(b) if b_content is None else b_content
+    return float(ca @ cb) >= DUPLICATE_COSINE
+
+
+def _same_length(da: float, db: float) -> bool:
+    return abs(da - db) <= max(DUPLICATE_SECONDS, DUPLICATE_SHARE * max(da, db))
+
+
+def check_pair(src: CatalogueItem, tgt: CatalogueItem) -> None:
+    """Refuse (`InvalidInput`) a pair that cannot be explained: an episode and itself (or its copy),
+    or one without speech."""
+    if src.episode_id == tgt.episode_id:
+        raise InvalidInput(f"{src.title!r} and {tgt.title!r} are the same episode ({src.episode_id}): "
+                           "a recommendation pairs two different episodes")
+    for it in (src, tgt):
+        if not has_speech(it.features):
+            raise InvalidInput(f"episode {it.episode_id} ({it.title!r}) has no speech "
+                               f"({it.features.word_count} words): nothing to recommend it by")
+    if near_duplicate(src.features, tgt.features):
+        raise InvalidInput(f"{tgt.title!r} is a copy of {src.title!r} (the same content): "
+                           "a recommendation pairs two different episodes")
+
+
+def _age(item: CatalogueItem) -> tuple[float, str]:
+    published = _aware(item.published_at) or datetime.min.replace(tzinfo=timezone.utc)
+    return published.timestamp(), item.episode_id
+
+
+def _distinct(ids: list[str], catalogue: Catalogue, anchors: Iterable[str] = ()) -> list[str]:
+    """`ids` in their order, less copies (`near_duplicate`): of an anchor (the source, what was heard
+    or excluded), or of an older id in the list: of several copies, the oldest (`_age`) stays."""
+    if not ids:
+        return []
+    anchors = [a for a in dict.fromkeys(anchors) if a in catalogue]
+    everyone = [*ids, *anchors]
+    durs = [catalogue.get(i).features.duration_s for i in everyone]
+    order = sorted(range(len(everyone)), key=durs.__getitem__)
+    copies: dict[int, set[int]] = {}
+    start = 0
+    for end in range(1, len(order) + 1):  # runs of durations each within reach of the last: copies share one
+        if end < len(order) and _same_length(durs[order[end - 1]], durs[order[end]]):
+            continue
+        run, start = order[start:end], end
+        if len(run) < 2:
+            continue
+        vecs = np.stack([catalogue.content(everyone[r]) for r in run])
+        for a, b in zip(*np.nonzero(np.triu(vecs @ vecs.T >= DUPLICATE_COSINE, 1))):
+            a, b = run[a], run[b]
+            if _same_length(durs[a], durs[b]):
+                copies.setdefault(a, set()).add(b)
+                copies.setdefault(b, set()).add(a)
+    n = len(ids)
+    kept = set(range(len(everyone))) - set(copies)  # episodes without a copy stay
+    kept |= set(range(n, len(everyone)))  # the anchors are taken already
+    for i in sorted((i for i in copies if i < n), key=lambda i: _age(catalogue.get(ids[i]))):
+        if not copies[i] & kept:
+            kept.add(i)
+    return [x for j, x in enumerate(ids) if j in kept]
+
+
+def _copies(item: CatalogueItem, catalogue: Catalogue, depth: int = 8) -> list[CatalogueItem]:
+    """The catalogue's other copies of `item`, found among its nearest episodes."""
+    out = []
+    for cid, _ in catalogue.index.search(item.features.embedding, depth, exclude={item.episode_id}):
+        other = catalogue.get(cid)
+        if near_duplicate(item.features, other.features, catalogue.content(item.episode_id), catalogue.content(cid)):
+            out.append(other)
+    return out
 
 
 # -- similar episodes -----------------------------------------------------------------------------
-def similar(episode_id: str, catalogue: Catalogue, k: int = 10,
-            exclude: Iterable[str] = ()) -> list[Recommendation]:
-    """The `k` episodes closest in content to `episode_id`, best first, each with its reason."""
+def similar(episode_id: str, catalogue: Catalogue, k: int = 10, exclude: Iterable[str] = (),
+            min_similarity: float = MIN_SIMILARITY) -> list[Recommendation]:
+    """The `k` episodes closest in content to `episode_id`, best first, each with its reason.
+
+    Only episodes with speech, at least `min_similarity` alike, and one of each set of copies, never
+    a copy of the source: the list may be shorter than `k`, and is empty for an episode without speech.
+    """
     src = catalogue.get(episode_id)
-    hits = catalogue.index.search(src.features.embedding, k, exclude={episode_id, *exclude})
+    if not has_speech(src.features):
+        return []
+    blocked = {episode_id, *exclude}
+    depth = 2 * k + 8  # room for the copies that go
+    while True:
+        hits = catalogue.index.search(src.features.embedding, depth, exclude=blocked)
+        close = [(t, sim) for t, sim in hits if sim >= min_similarity and has_speech(catalogue.get(t).features)]
+        keep = set(_distinct([t for t, _ in close], catalogue, anchors=blocked))
+        if len(keep) >= k or len(hits) < depth or hits[-1][1] < min_similarity:
+            break
+        depth *= 4
     out = []
-    for tid, sim in hits:
+    for tid, sim in [(t, sim) for t, sim in close if t in keep][:k]:
         tgt = catalogue.get(tid)
         reason = explain_pair(src, tgt, catalogue, kind="similar")
         reason.similarity = reason.score = round(sim, 4)
@@ -186,7 +343,11 @@ def similar(episode_id: str, catalogue: Catalogue, k: int = 10,
 
 
 def explain_pair(src: CatalogueItem, tgt: CatalogueItem, catalogue: Catalogue, kind: str) -> Reason:
-    """The structured reason `tgt` follows `src`: shared terms and the best chapter pair."""
+    """The structured reason `tgt` follows `src`: shared terms and the best chapter pair.
+
+    A pair `check_pair` refuses (the episode itself, a copy of it, one without speech) raises `InvalidInput`.
+    """
+    check_pair(src, tgt)
     r = Reason(kind, tgt.episode_id, tgt.title, tgt.show, src.episode_id, src.title, src.show)
     r.shared_terms = shared_terms(src, tgt, catalogue)
     sc, tc, score = best_chapter_pair(src.features, tgt.features)
@@ -264,7 +425,9 @@ def recommend(
     now = _aware(now) or datetime.now(timezone.utc)
     hist = _history(history)
     blocked = {h.episode_id for h in hist} | set(exclude)
-    known = [h for h in hist if h.episode_id in catalogue][-opts.max_history:]
+    # an episode without speech says nothing about the listener's taste: it brings no candidates
+    known = [h for h in hist if h.episode_id in catalogue and has_speech(catalogue.get(h.episode_id).features)]
+    known = known[-opts.max_history:]
 
     # 1. candidates: best weighted similarity to any history item, and which item that was
     best: dict[str, tuple[float, float, float, HistoryItem]] = {}  # id -> (weighted, sim, weight, src)
@@ -272,11 +435,13 @@ def recommend(
         item = catalogue.get(h.episode_id)
         w = _completion(h, item, opts.min_weight) * opts.history_decay**age
         for cid, sim in catalogue.index.search(item.features.embedding, opts.candidates_per_item, blocked):
+            if sim < opts.min_similarity:
+                break  # best first: the rest are less alike still
             if cid not in best or w * sim > best[cid][0]:
                 best[cid] = (w * sim, sim, w, h)
 
     # 2. ranking with freshness, then MMR with a same-show penalty; 3. caps
-    ids = list(best)
+    ids = _distinct(list(best), catalogue, anchors=blocked)  # one of each set of copies, none of a heard one
     fresh = {i: _freshness(catalogue.get(i).published_at, now, opts.freshness_half_life_days) for i in ids}
     base = {i: best[i][0] + opts.freshness_weight * fresh[i] for i in ids}
     chosen = _mmr_select(ids, base, catalogue, k, per_show_cap, opts)
@@ -291,7 +456,8 @@ def recommend(
 
     if len(out) < k:  # empty or unknown history, or a small catalogue: top up with the fallback
         taken = Counter(r.show for r in out)
-        for rec in fallback(catalogue, len(catalogue), None, blocked | {r.episode_id for r in out}, now):
+        picked = blocked | {r.episode_id for r in out}
+        for rec in _fallback_order(catalogue, picked, now):
             if len(out) >= k:
                 break
             if per_show_cap is None or taken[rec.show] < per_show_cap:
@@ -304,27 +470,44 @@ def fallback(catalogue: Catalogue, k: int = 10, per_show_cap: int | None = 3, ex
              now: datetime | None = None) -> list[Recommendation]:
     """Most popular first when any popularity is known, else newest first; capped per show."""
     now = _aware(now) or datetime.now(timezone.utc)
-    blocked = set(exclude)
-    pool = [it for it in catalogue.items() if it.episode_id not in blocked]
-    popular = any(it.popularity > 0 for it in pool)
-    oldest = datetime.min.replace(tzinfo=timezone.utc)
-
-    def key(it: CatalogueItem):
-        published = _aware(it.published_at) or oldest
-        return (-it.popularity if popular else 0.0, -published.timestamp(), it.episode_id)
-
     out, taken = [], Counter()
-    for it in sorted(pool, key=key):
+    for rec in _fallback_order(catalogue, set(exclude), now):
         if len(out) >= k:
             break
-        if per_show_cap is not None and taken[it.show] >= per_show_cap:
+        if per_show_cap is not None and taken[rec.show] >= per_show_cap:
             continue
-        taken[it.show] += 1
+        taken[rec.show] += 1
+        out.append(rec)
+    return out
+
+
+def _fallback_order(catalogue: Catalogue, blocked: set[str], now: datetime) -> Iterator[Recommendation]:
+    """The fallback's episodes in order, made as they are asked for: with speech, not blocked, and one
+    of each set of copies (the oldest; none when a copy is blocked). `blocked` grows as they are given."""
+    speaking = [it for it in catalogue.items() if has_speech(it.features)]
+    pool = [it for it in speaking if it.episode_id not in blocked]
+    popular = any(it.popularity > 0 for it in pool)
+    lengths = np.sort([it.features.duration_s for it in speaking])
+
+    def key(it: CatalogueItem):
+        return (-it.popularity if popular else 0.0, -_age(it)[0], it.episode_id)
+
+    def may_have_copies(it: CatalogueItem) -> bool:  # another episode about as long: worth a search
+        d = it.features.duration_s
+        reach = max(DUPLICATE_SECONDS, DUPLICATE_SHARE * d / (1 - DUPLICATE_SHARE))
+        return np.searchsorted(lengths, d + reach, "right") - np.searchsorted(lengths, d - reach, "left") > 1
+
+    for it in sorted(pool, key=key):
+        if it.episode_id in blocked:
+            continue
+        copies = _copies(it, catalogue) if may_have_copies(it) else []
+        if any(c.episode_id in blocked or _age(c) < _age(it) for c in copies):
+            continue  # a copy was heard or given, or an older copy stands for it
+        blocked.add(it.episode_id)
         fresh = _freshness(it.published_at, now, RecommendOptions.freshness_half_life_days)
         reason = Reason("popular" if popular else "newest", it.episode_id, it.title, it.show,
                         freshness=round(fresh, 4), score=round(it.popularity if popular else fresh, 4))
-        out.append(Recommendation(it.episode_id, it.title, it.show, reason.score, reason))
-    return out
+        yield Recommendation(it.episode_id, it.title, it.show, reason.score, reason)
 
 
 def _mmr_select(ids: list[str], base: dict[str, float], catalogue: Catalogue, k: int,

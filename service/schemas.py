@@ -83,3 +83,66 @@ class RecommendationRequest(BaseModel):
     k: int = Field(10, ge=1, le=100)
     per_show_cap: int | None = Field(3, ge=1, description="At most this many episodes of one show.")
     exclude: list[str] = Field(default_factory=list, max_length=1000)
+
+
+class TermOut(BaseModel):
+    text: str
+    score: float = Field(description="Relevance to the episode (or chapter), highest first.")
+    count: int = Field(description="How often it was said.")
+
+
+class ChapterFeaturesOut(BaseModel):
+    index: int
+    start: float
+    end: float
+    title: str
+    keywords: list[TermOut]
+    embedding: str | None = Field(None, description="With `vectors=true`: the chapter's vector, base64 float32.")
+
+
+class AudioFeaturesOut(BaseModel):
+    """What the audio says, independent of the words (absent when the features were made without audio)."""
+
+    duration_s: float = Field(description="Seconds of decoded audio.")
+    loudness_dbfs: float | None = None
+    peak_dbfs: float | None = None
+    sound_fraction: float = Field(description="Of the whole duration, the share above the silence gate (0–1).")
+    music_fraction: float = Field(description="Of the sounding audio (1 s windows), the share that sounds like music.")
+    speech_share_of_sound: float = Field(
+        description="Of the sounding audio (1 s windows), the share that sounds like speech, words or not: "
+                    "1 − `music_fraction`. Not the top-level `transcribed_fraction`. Stored features from "
+                    "before were read from `speech_fraction`.")
+    label: str = Field(description="`speech`, `music`, `mixed` or `silence`.")
+    low_energy_ratio: float = Field(description="Means over the sounding windows, for inspection and tuning.")
+    zcr_cv: float
+    mod4: float
+    method: str
+
+
+class FeaturesOut(BaseModel):
+    """An episode's content features (`GET /episodes/{id}/features`)."""
+
+    version: str = Field(description="The features method; features of another version are recomputed.")
+    model_id: str = Field(description="The embedding model.")
+    dim: int = Field(description="The embeddings' dimension.")
+    title: str
+    language: str
+    language_probability: float
+    duration_s: float
+    word_count: int = Field(description="Transcribed words. Under 10, the episode has no speech to recommend it by.")
+    words_per_minute: float | None = None
+    transcribed_fraction: float | None = Field(
+        None, description="Of the whole duration, the share covered by transcribed words (0–1; segment times "
+                          "when there are no word times, see `speech_timing`). Once named `speech_fraction`.")
+    speech_to_silence: float | None = Field(
+        None, description="Seconds inside transcribed words per second outside them (from `transcribed_fraction`).")
+    speech_timing: str | None = Field(None, description="`words`, `segments` or null: what `transcribed_fraction` "
+                                                        "was measured from.")
+    keywords: list[TermOut]
+    entities: list[TermOut]
+    chapters: list[ChapterFeaturesOut]
+    audio: AudioFeaturesOut | None = Field(None, description="Audio descriptors; null when made without the audio.")
+    vector_encoding: str | None = Field(None, description="With `vectors=true`: `base64-float32-le`.")
+    embedding: str | None = Field(None, description="With `vectors=true`: the episode's vector, base64 float32.")
+    semantic_id: str | None = Field(None, description="The episode's semantic ID, once the codebook is fitted.")
+    codebook_version: str | None = None

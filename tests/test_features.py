@@ -211,8 +211,8 @@ def test_rates_come_from_word_timestamps():
     assert f.word_count == 120 and f.words_per_minute == 120.0
     assert f.speech_timing == "words"
     spoken = t - 6 * 2.0 - 0.05
-    assert f.speech_fraction == pytest.approx(spoken / 60.0, abs=0.02)
-    assert f.speech_to_silence == pytest.approx(f.speech_fraction / (1 - f.speech_fraction), abs=1e-3)
+    assert f.transcribed_fraction == pytest.approx(spoken / 60.0, abs=0.02)
+    assert f.speech_to_silence == pytest.approx(f.transcribed_fraction / (1 - f.transcribed_fraction), abs=1e-3)
     assert f.to_dict(vectors=False)["speech_to_silence"] == f.speech_to_silence  # served with the features
     assert f.language == "en" and f.duration_s == 60.0
 
@@ -249,6 +249,24 @@ def test_audio_descriptors_join_the_episode_features(speech_wav):
     f = extract_features(transcript(EPISODES["volcanoes"][0]), [], "Volcanoes", audio_path=speech_wav)
     assert f.audio is not None and f.audio.label == "speech" and f.audio.duration_s > 5
     assert EpisodeFeatures.from_dict(json.loads(json.dumps(f.to_dict()))).audio == f.audio
+
+
+def test_the_two_speech_shares_have_a_name_each_and_old_features_still_read(speech_wav):
+    # 25 s of transcript segments over the 12 s of Piper speech: two different measures, two names
+    f = extract_features(transcript(EPISODES["volcanoes"][0]), [], "Volcanoes", audio_path=speech_wav)
+    d = json.loads(json.dumps(f.to_dict()))
+    assert d["transcribed_fraction"] == f.transcribed_fraction == pytest.approx(22.5 / 25)  # inside the segments
+    assert d["audio"]["speech_share_of_sound"] == f.audio.speech_share_of_sound
+    assert f.audio.speech_share_of_sound == pytest.approx(1 - f.audio.music_fraction)
+    assert "speech_fraction" not in json.dumps(d)  # no name is used for two things any more
+    # features stored before the rename read back as the same values under the new names
+    old = {**d, "speech_fraction": d["transcribed_fraction"],
+           "audio": {**d["audio"], "speech_fraction": d["audio"]["speech_share_of_sound"]}}
+    del old["transcribed_fraction"], old["audio"]["speech_share_of_sound"]
+    back = EpisodeFeatures.from_dict(old)
+    assert back.transcribed_fraction == f.transcribed_fraction and back.audio == f.audio
+    assert back.to_dict() == f.to_dict()
+    assert not is_stale(back.version, back.model_id)  # same values, same method: nothing to recompute
 
 
 # -- semantic IDs ---------------------------------------------------------------------------------

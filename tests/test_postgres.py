@@ -214,10 +214,12 @@ def test_similar_episodes_searched_in_pgvector_match_the_in_memory_index(pgvecto
 
     store = Store(pgvector_url)
     rng = np.random.default_rng(3)
+    common = rng.normal(size=384)  # one topic: cosines near 0.5, above the recommender's similarity floor
+    common *= 20 / np.linalg.norm(common)
     ids = []
     for i in range(12):
         ep = store.add_episode(**_fields(h=f"{i:02d}" * 32, title=f"Episode {i}", show=f"Show {i % 3}"))
-        v = rng.normal(size=384).astype(np.float32)
+        v = (common + rng.normal(size=384)).astype(np.float32)
         f = EpisodeFeatures("features-v2", "sentence-transformers/all-MiniLM-L6-v2", 384, ep.title, "en", 1.0,
                             600.0, 1500, 150.0, 0.9, "words", v / np.linalg.norm(v),
                             keywords=[Term(f"topic {i % 4}", 0.5)])

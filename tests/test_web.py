@@ -55,14 +55,21 @@ def page(browser, api):
 
 
 @pytest.fixture
-def catalogue(settings, speech_wav, long_speech_wav, tmp_path):
-    """Two processed episodes (one with a title full of markup) and one still waiting to be processed."""
+def catalogue(settings, long_speech_wav, tmp_path):
+    """Two processed episodes on one topic, coffee (one with a title full of markup: they are each other's
+    similar episode, as unrelated ones are not), and one still waiting to be processed."""
+    from mediaflow.tts.piper import PiperSpeaker
+    from test_catalogue import COFFEE
+
     mixed = process_episode(str(long_speech_wav), title=MIXED_TITLE, show="The Curious Hour")
-    volcano = process_episode(str(speech_wav), title="Volcano at dawn", show="Earth Weekly")
+    sp = PiperSpeaker()
+    coffee = tmp_path / "coffee.wav"
+    coffee.write_bytes(encode(sp.speak_paragraphs(COFFEE), sp.sample_rate, "wav"))
+    related = process_episode(str(coffee), title="Coffee at dawn", show="Earth Weekly")
     hum = tmp_path / "hum.wav"
     hum.write_bytes(encode(tone(3.0), 16000, "wav"))
     waiting = pipeline.ingest(hum, settings, title="Not transcribed yet", show="Earth Weekly").id
-    return {"mixed": mixed, "volcano": volcano, "waiting": waiting}
+    return {"mixed": mixed, "related": related, "waiting": waiting}
 
 
 def _current_time(page) -> float:
@@ -171,8 +178,8 @@ def test_listen_search_seek_follow_and_hear_why_in_a_real_browser(page, api, cat
     page.eval_on_selector("#player", "a => a.pause()")
 
     # "why this?": the explanation shown, then spoken by the chosen voice
-    suggestion = page.locator(f"#similar li.suggestion[data-id='{ids['volcano']}']")
-    assert suggestion.locator("h3 a").text_content() == "Volcano at dawn"
+    suggestion = page.locator(f"#similar li.suggestion[data-id='{ids['related']}']")
+    assert suggestion.locator("h3 a").text_content() == "Coffee at dawn"
     assert suggestion.locator(".explanation").text_content()
     from mediaflow.tts.voices import student_checkpoint
 
@@ -182,7 +189,7 @@ def test_listen_search_seek_follow_and_hear_why_in_a_real_browser(page, api, cat
         suggestion.locator("button.why").click()
     resp = said.value
     assert resp.status == 200 and resp.headers["content-type"] == "audio/mpeg", resp.text()
-    assert f"voice={chosen}" in resp.url and "Volcano at dawn" in unquote(resp.headers["x-explanation"])
+    assert f"voice={chosen}" in resp.url and "Coffee at dawn" in unquote(resp.headers["x-explanation"])
     page.wait_for_selector("#narration:not([hidden])")
     assert suggestion.locator("#narration").count() == 1  # the player beside its button, not at the page's foot
     assert page.eval_on_selector("#narration", "a => a.src").startswith("blob:")

@@ -18,7 +18,7 @@ from mediaflow.errors import Busy, InputTooLarge, InvalidInput, NotFound
 from mediaflow.store import Store
 from mediaflow.transcript import MEDIA_TYPES, export
 from service.deps import require_api_key, settings, store
-from service.schemas import EpisodeList, EpisodeOut, SuggestionList
+from service.schemas import EpisodeList, EpisodeOut, FeaturesOut, SuggestionList
 
 router = APIRouter(prefix="/episodes", tags=["episodes"])
 
@@ -187,10 +187,15 @@ def get_chapters_mp3(episode_id: str, s: Settings = Depends(settings)):
     return FileResponse(path, media_type="audio/mpeg", filename=f"{episode_id}-chapters.mp3")
 
 
-@router.get("/{episode_id}/features")
+@router.get("/{episode_id}/features", response_model=FeaturesOut, response_model_exclude_unset=True)
 def get_features(episode_id: str, vectors: bool = Query(False, description="Include the embeddings (base64 float32)."),
                  db: Store = Depends(store)):
-    """Content features: embeddings' model, keywords, entities, chapters, speech and audio descriptors, semantic ID."""
+    """Content features: embeddings' model, keywords, entities, chapters, speech and audio descriptors, semantic ID.
+
+    Two shares measure different things: `transcribed_fraction` is the share of the whole duration covered
+    by transcribed words; `audio.speech_share_of_sound` is, of the audio that is not silent, the share that
+    sounds like speech (the rest is `audio.music_fraction`). Both were once `speech_fraction`.
+    """
     from mediaflow.features import EpisodeFeatures
 
     row = db.get_features(episode_id)
@@ -201,7 +206,12 @@ def get_features(episode_id: str, vectors: bool = Query(False, description="Incl
 
 @router.get("/{episode_id}/similar", response_model=SuggestionList)
 def get_similar(episode_id: str, k: int = Query(10, ge=1, le=100), s: Settings = Depends(settings)):
-    """The episodes closest in content, each with the shared topics that make it so and a sentence saying why."""
+    """The episodes closest in content, each with the shared topics that make it so and a sentence saying why.
+
+    Only episodes with speech and at least 0.30 alike (cosine of episode vectors), never the episode itself,
+    and one of each set of copies (re-encodes of one audio: the oldest stays), so fewer than `k` may come;
+    an episode without speech (under 10 transcribed words) has none.
+    """
     from mediaflow.catalogue import similar_episodes
 
     return SuggestionList(items=[x.to_dict() for x in similar_episodes(episode_id, s, k)])
