@@ -43,6 +43,7 @@ class PrefectAPI:
         self.port, self.ui = port, ui
         self.process: subprocess.Popen | None = None
         self.url = os.environ.get("PREFECT_API_URL")
+        self._configured = self.url is not None
 
     def start(self) -> str | None:
         if self.url:
@@ -81,6 +82,8 @@ class PrefectAPI:
                 time.sleep(0.5)
 
     def stop(self) -> None:
+        if not self._configured:  # a caller in the same process (a test) must not be left pointing at it
+            os.environ.pop("PREFECT_API_URL", None)
         if self.process is None or self.process.poll() is not None:
             return
         self.process.terminate()

@@ -71,10 +71,16 @@ def step(run: pipeline.Run, name: str) -> pipeline.Run:
     settings = get_settings()
     kwargs = {}
     if name == "transcribe":
-        with _model_lock:  # two cold threads would each load Whisper; later tasks reuse the process's model
-            get_transcriber(settings)
+        _warm_model(settings)
         kwargs["progress"] = _progress_reporter(run.episode_id)
     return pipeline.run_step(name, run, settings, **kwargs)
+
+
+def _warm_model(settings) -> None:
+    # Two cold threads would each load Whisper; later tasks reuse the process's model. A plain function:
+    # Dask pickles the task's function by value, and this by name, so the lock itself is never pickled.
+    with _model_lock:
+        get_transcriber(settings)
 
 
 def _progress_reporter(episode_id: str) -> Callable[[float], None]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import struct
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -176,15 +175,18 @@ def test_bad_audio_through_the_flow(name, bad_media, settings, monkeypatch):
     expect = MATRIX[name]
     settings = _limits(monkeypatch, expect)
     source = bad_media[name]
-    t0 = time.monotonic()
+    from faster_whisper import BatchedInferencePipeline
+
+    forward, batches = BatchedInferencePipeline.forward, []
+    monkeypatch.setattr(BatchedInferencePipeline, "forward",
+                        lambda self, *a, **k: batches.append(1) or forward(self, *a, **k))
     state = process_episode(str(source), return_state=True)
-    took = time.monotonic() - t0
     store = get_store(settings.db_url)
     if expect.error is None:
         assert state.is_completed(), state.message
         check_processed(settings, state.result(), expect, source)
-        if name == "hour_of_silence":  # VAD skips the silence: an hour in well under real time
-            assert took < 240, f"an hour of silence took {took:.0f} s"
+        if name == "hour_of_silence":  # VAD skips the silence: Whisper's decoder never runs on it
+            assert batches == []
     else:
         assert state.is_failed()
         with pytest.raises(expect.error) as info:
