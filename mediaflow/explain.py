@@ -107,11 +107,19 @@ def explain(reason: Reason, seed: int | str = 0, max_words: int = 30) -> Explana
         if topics and n_topics == 0 and "{topics}" in template:
             break
         for limit in (48, 36, 26, 18):
-            parts = _render(template, reason, topics[:n_topics], chapter, limit)
+            parts = _with_people(_render(template, reason, topics[:n_topics], chapter, limit), reason)
             best = parts
             if len(parts.text.split()) <= max_words:
                 return parts
     return best
+
+
+def _with_people(parts: Explanation, reason: Reason) -> Explanation:
+    """A guest both episodes have is worth a sentence of its own: "It also features Sarah Mitchell." """
+    people = [clean_title(p) for p in getattr(reason, "shared_people", [])[:2] if clean_title(p)]
+    if people:
+        parts.text = f"{parts.text.rstrip()} It also features {_join(people)}."
+    return parts
 
 
 def _render(template: str, reason: Reason, topics: list[str], chapter: str | None, limit: int) -> Explanation:

@@ -43,7 +43,7 @@ from mediaflow.terms import Term, entities, keyphrases
 from mediaflow.transcript import Transcript
 
 # Bump the text part when chunking, keyphrases or entities change; the audio part follows its module.
-FEATURES_VERSION = f"text-1+{AUDIO_METHOD}"
+FEATURES_VERSION = f"text-2+{AUDIO_METHOD}"  # text-2: who speaks (SpeakerFacts)
 
 
 @dataclass
@@ -89,6 +89,34 @@ class ChapterFeatures:
 
 
 @dataclass
+class SpeakerFacts:
+    """Who speaks in an episode, for recommendation: how many voices, the host's share of the talk,
+    and the named guests. The host is the speaker who opens the episode, as podcast hosts do (the
+    most talkative is often the guest)."""
+
+    count: int
+    host: str | None  # the host's name, or None when unnamed
+    host_share: float | None  # host talk time / all talk time
+    guests: list[str] = field(default_factory=list)  # named speakers other than the host
+
+    @classmethod
+    def from_summary(cls, rows: list[dict]) -> SpeakerFacts:
+        """From `mediaflow.speakers.summary` rows (in order of first speech)."""
+        if not rows:
+            return cls(0, None, None, [])
+        total = sum(r["talk_time_s"] for r in rows)
+        return cls(len(rows), rows[0]["name"], round(rows[0]["talk_time_s"] / total, 3) if total else None,
+                   [r["name"] for r in rows[1:] if r["name"]])
+
+    def to_dict(self) -> dict:
+        return {"count": self.count, "host": self.host, "host_share": self.host_share, "guests": list(self.guests)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SpeakerFacts:
+        return cls(int(d["count"]), d.get("host"), d.get("host_share"), list(d.get("guests", [])))
+
+
+@dataclass
 class EpisodeFeatures:
     """Everything recommendation needs to know about one episode's content."""
 
@@ -108,6 +136,7 @@ class EpisodeFeatures:
     entities: list[Term] = field(default_factory=list)
     chapters: list[ChapterFeatures] = field(default_factory=list)
     audio: AudioDescriptors | None = None
+    speakers: SpeakerFacts | None = None  # None: not diarized
 
     @property
     def speech_to_silence(self) -> float | None:
@@ -139,6 +168,7 @@ class EpisodeFeatures:
             "entities": [e.to_dict() for e in self.entities],
             "chapters": [c.to_dict(vectors) for c in self.chapters],
             "audio": self.audio.to_dict() if self.audio else None,
+            "speakers": self.speakers.to_dict() if self.speakers else None,
         }
         if not vectors:
             del d["embedding"], d["vector_encoding"]
@@ -159,6 +189,7 @@ class EpisodeFeatures:
             entities=[Term.from_dict(e) for e in d.get("entities", [])],
             chapters=[ChapterFeatures.from_dict(c) for c in d.get("chapters", [])],
             audio=AudioDescriptors.from_dict(d["audio"]) if d.get("audio") else None,
+            speakers=SpeakerFacts.from_dict(d["speakers"]) if d.get("speakers") else None,
         )
 
 
@@ -178,8 +209,10 @@ def extract_features(
     audio_path: str | Path | None = None,
     embedder=None,
     options: FeatureOptions | None = None,
+    speakers: list[dict] | None = None,
 ) -> EpisodeFeatures:
-    """Features of one episode. `chapters` are `Chapter`s, or dicts with start, end and title."""
+    """Features of one episode. `chapters` are `Chapter`s, or dicts with start, end and title;
+    `speakers` the episode's `mediaflow.speakers.summary` rows, when it is diarized."""
     from mediaflow.chapters.sentences import from_transcript
 
     opts = options or FeatureOptions()
@@ -252,6 +285,7 @@ def extract_features(
         entities=ents,
         chapters=chapter_feats,
         audio=audio,
+        speakers=SpeakerFacts.from_summary(speakers) if speakers is not None else None,
     )
 
 

@@ -166,6 +166,7 @@ class Reason:
     source_chapter: str | None = None  # best-matching chapter pair, by embedding
     target_chapter: str | None = None
     chapter_similarity: float | None = None
+    shared_people: list[str] = field(default_factory=list)  # named speakers of the target the source also has
     similarity: float | None = None  # episode cosine
     weight: float | None = None  # the history item's weight (completion x recency)
     freshness: float | None = None
@@ -358,7 +359,19 @@ def explain_pair(src: CatalogueItem, tgt: CatalogueItem, catalogue: Catalogue, k
         r.chapter_similarity = round(score, 4)
     if sc is not None:
         r.source_chapter = src.features.chapters[sc].title
+    r.shared_people = shared_people(src, tgt)
     return r
+
+
+def shared_people(src: CatalogueItem, tgt: CatalogueItem) -> list[str]:
+    """The target's named guests who also speak in the source (its host or guests): "also features …"."""
+    def people(item: CatalogueItem) -> list[str]:
+        facts = item.features.speakers
+        return [p for p in ([facts.host] + facts.guests if facts else []) if p]
+
+    theirs = {p.lower() for p in people(src)}
+    tgt_facts = tgt.features.speakers
+    return [g for g in (tgt_facts.guests if tgt_facts else []) if g.lower() in theirs]
 
 
 def shared_terms(src: CatalogueItem, tgt: CatalogueItem, catalogue: Catalogue, limit: int = 4) -> list[str]:

@@ -119,6 +119,14 @@ class AudioFeaturesOut(BaseModel):
     method: str
 
 
+class SpeakerFactsOut(BaseModel):
+    count: int = Field(description="Distinct voices found.")
+    host: str | None = Field(description="The name of the speaker who opens the episode (taken to be the host), "
+                                         "when known.")
+    host_share: float | None = Field(description="That speaker's share of all talk time (0-1).")
+    guests: list[str] = Field(description="Named speakers other than the host.")
+
+
 class FeaturesOut(BaseModel):
     """An episode's content features (`GET /episodes/{id}/features`)."""
 
@@ -142,6 +150,7 @@ class FeaturesOut(BaseModel):
     entities: list[TermOut]
     chapters: list[ChapterFeaturesOut]
     audio: AudioFeaturesOut | None = Field(None, description="Audio descriptors; null when made without the audio.")
+    speakers: SpeakerFactsOut | None = Field(None, description="Who speaks; null when the episode is not diarized.")
     vector_encoding: str | None = Field(None, description="With `vectors=true`: `base64-float32-le`.")
     embedding: str | None = Field(None, description="With `vectors=true`: the episode's vector, base64 float32.")
     semantic_id: str | None = Field(None, description="The episode's semantic ID, once the codebook is fitted.")

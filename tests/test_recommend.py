@@ -346,3 +346,23 @@ def test_copies_of_one_episode_collapse_to_the_oldest():
     assert "tea-copy" not in [r.episode_id for r in recommend([], cat, k=20, per_show_cap=None, now=NOW)]
     with pytest.raises(InvalidInput, match="copy"):
         explain_pair(cat.get("tea"), cat.get("tea-copy"), cat, kind="because_you_listened")
+
+
+def test_a_guest_both_episodes_have_is_given_as_a_reason():
+    import copy
+
+    from mediaflow.features import SpeakerFacts
+
+    items = list(make_catalogue().items())
+    by_id = {i.episode_id: i for i in items}
+    src, tgt, other = (copy.deepcopy(by_id[e]) for e in ("coffee-0", "coffee-1", "coffee-2"))
+    src.features.speakers = SpeakerFacts(2, "Arthur Pendleton", 0.6, ["Sarah Mitchell"])
+    tgt.features.speakers = SpeakerFacts(3, "Jo Baines", 0.5, ["Sarah Mitchell", "Ravi Shah"])
+    other.features.speakers = SpeakerFacts(1, None, 1.0, [])
+    catalogue = Catalogue([src, tgt, other] + [i for i in items if not i.episode_id.startswith("coffee")])
+    reason = explain_pair(src, tgt, catalogue, kind="because_you_listened")
+    assert reason.shared_people == ["Sarah Mitchell"]  # Ravi Shah is not in the source; hosts are not "guests"
+    text = explain(reason).text
+    assert text.endswith("It also features Sarah Mitchell.") and "Ravi" not in text
+    assert explain_pair(src, other, catalogue, kind="similar").shared_people == []
+    assert "also features" not in explain(explain_pair(src, other, catalogue, kind="similar")).text
