@@ -14,8 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 
 PR_SET_PDEATHSIG = 1
 
@@ -66,20 +64,15 @@ class PrefectAPI:
 
     def wait_ready(self, timeout_s: float = 180.0) -> None:
         """Block until the API answers; a clear error if it exits or never does."""
+        from flows import wait_for_api
         from mediaflow.errors import MediaflowError
 
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                urllib.request.urlopen(f"{self.url}/health", timeout=2)
-                return
-            except OSError:
-                if self.process is not None and self.process.poll() is not None:
-                    raise MediaflowError(f"the Prefect API did not start (exit code {self.process.returncode}); "
-                                         f"is port {self.port} free?") from None
-                if time.monotonic() > deadline:
-                    raise MediaflowError(f"the Prefect API at {self.url} did not answer within {timeout_s:.0f} s") from None
-                time.sleep(0.5)
+        if wait_for_api(timeout_s, self.url, alive=lambda: self.process is None or self.process.poll() is None):
+            return
+        if self.process is not None and self.process.poll() is not None:
+            raise MediaflowError(f"the Prefect API did not start (exit code {self.process.returncode}); "
+                                 f"is port {self.port} free?")
+        raise MediaflowError(f"the Prefect API at {self.url} did not answer within {timeout_s:.0f} s")
 
     def stop(self) -> None:
         if not self._configured:  # a caller in the same process (a test) must not be left pointing at it

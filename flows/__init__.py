@@ -17,19 +17,21 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
-def wait_for_api(timeout_s: float = 180.0) -> None:
-    """Block until the Prefect API in PREFECT_API_URL answers, when one is set and still starting
-    (the `mediaflow` command starts it beside the service); Prefect's ephemeral API needs no wait."""
+def wait_for_api(timeout_s: float = 180.0, url: str | None = None, alive=lambda: True) -> bool:
+    """Block until the Prefect API at `url` (default PREFECT_API_URL) answers; True once it does,
+    False when `alive()` turns false or the time is up. With no URL (Prefect's ephemeral API, which
+    Prefect starts and waits for itself) there is nothing to wait for."""
     import time
     import urllib.request
 
-    url = os.environ.get("PREFECT_API_URL")
+    url = url or os.environ.get("PREFECT_API_URL")
     deadline = time.monotonic() + timeout_s
     while url:
         try:
             urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=2)
-            return
+            return True
         except OSError:
-            if time.monotonic() > deadline:
-                return  # let the flow run say what is wrong
+            if not alive() or time.monotonic() > deadline:
+                return False
             time.sleep(0.5)
+    return True
