@@ -17,7 +17,7 @@ from mediaflow.config import Settings
 from mediaflow.errors import InvalidInput
 from mediaflow.explain import explain
 from mediaflow.features import EpisodeFeatures
-from mediaflow.recommend import Catalogue, CatalogueItem, Recommendation, recommend, similar
+from mediaflow.recommend import Catalogue, CatalogueItem, Reason, Recommendation, explain_pair, recommend, similar
 from mediaflow.semantic_ids import format_id, semantic_ids
 
 _lock = threading.Lock()
@@ -71,13 +71,30 @@ class Suggestion:
         return {**self.recommendation.to_dict(), "explanation": self.explanation}
 
 
+def explanation(reason: Reason) -> str:
+    """The one sentence for a reason: what `/similar` and `/recommendations` show and a narration speaks."""
+    return explain(reason).text
+
+
 def _explained(recs: list[Recommendation]) -> list[Suggestion]:
-    return [Suggestion(r, explain(r.reason).text) for r in recs]
+    return [Suggestion(r, explanation(r.reason)) for r in recs]
 
 
 def similar_episodes(episode_id: str, settings: Settings, k: int = 10) -> list[Suggestion]:
     """Nearest episodes by content, each with its reason and explanation."""
     return _explained(similar(episode_id, load_catalogue(settings), k))
+
+
+def similar_pair(episode_id: str, other_id: str, settings: Settings) -> Suggestion:
+    """`other_id` as a similar episode of `episode_id`: the reason and sentence `similar_episodes` gives it,
+    for any pair `explain_pair` accepts (not the episode itself, a copy, or one without speech). This is
+    the text its narration speaks (`mediaflow.narration`)."""
+    catalogue = load_catalogue(settings)
+    src, tgt = catalogue.get(episode_id), catalogue.get(other_id)
+    reason = explain_pair(src, tgt, catalogue, kind="similar")
+    a, b = src.features.embedding, tgt.features.embedding
+    reason.similarity = reason.score = round(float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) or 1.0)), 4)
+    return _explained([Recommendation(other_id, tgt.title, tgt.show, reason.score, reason)])[0]
 
 
 def recommend_for(history: list, settings: Settings, k: int = 10, per_show_cap: int | None = 3,

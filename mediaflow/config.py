@@ -68,6 +68,16 @@ class Settings(BaseSettings):
     tts_concurrency: int = Field(
         1, ge=1, le=16, description="Synthesis calls (one sentence each) running at once across all requests."
     )
+    tts_queue: int = Field(
+        4, ge=0, le=64, description="Speech requests (and narrations being made) that may wait for a turn beyond "
+                                    "`tts_concurrency`; more at once are refused with 429 and `Retry-After`."
+    )
+    tts_queue_wait_s: float = Field(
+        10.0, gt=0, description="Longest a speech request waits for its first turn before it is refused (429)."
+    )
+    tts_max_audio_s: float = Field(
+        900.0, gt=0, le=3600, description="Most seconds of audio one speech request or narration may make (413)."
+    )
 
     allow_private_urls: bool = Field(
         False, description="Let feeds and downloads reach private, loopback and link-local addresses (SSRF guard off)."

@@ -72,3 +72,22 @@ class Busy(MediaflowError):
 
     code = "busy"
     transient = True
+
+
+class Overloaded(MediaflowError):
+    """Too much work in hand (synthesis queued past its bound): try again after `retry_after` seconds."""
+
+    code = "overloaded"
+    transient = True
+
+    def __init__(self, message: str, retry_after: int = 5):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def excerpt(value: object, limit: int = 40, quote: bool = True) -> str:
+    """`value` as an error message may echo it: quoted (repr), and cut to `limit` characters, its length
+    said, when longer (a 10,000-character voice name is not sent back whole)."""
+    text = str(value)
+    shown = repr(text[:limit]) if quote else text[:limit]
+    return shown if len(text) <= limit else f"{shown}… ({len(text):,} characters)"

@@ -54,6 +54,11 @@ def require_api_key(request: Request, _=Security(bearer), s: Settings = Depends(
     _check(request.headers.get("authorization"), s)
 
 
+def check_key(request: Request, s: Settings) -> None:
+    """The same check inside a route that needs the key only for some requests (a narration not yet made)."""
+    _check(request.headers.get("authorization"), s)
+
+
 def _check(authorization: str | None, s: Settings) -> None:
     if not key_matches(authorization, s):
         raise HTTPException(401, "missing or wrong API key", headers={"WWW-Authenticate": "Bearer"})

@@ -25,6 +25,7 @@ STATUS = {
     e.DependencyMissing: 503,
     e.StorageError: 503,
     e.Busy: 409,
+    e.Overloaded: 429,
 }
 
 
@@ -80,11 +81,15 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(e.MediaflowError)
     async def mediaflow_error(_: Request, exc: e.MediaflowError):
-        return JSONResponse(error_body(exc.code, str(exc)), status_code=status_for(exc))
+        retry = getattr(exc, "retry_after", None)
+        return JSONResponse(error_body(exc.code, str(exc)), status_code=status_for(exc),
+                            headers={"Retry-After": str(retry)} if retry is not None else None)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError):
-        msgs = [f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg')}" for err in exc.errors()]
+        # a field name is the client's text: cut, so a 10,000-character key is not echoed whole
+        msgs = [f"{'.'.join(e.excerpt(p, quote=False) for p in err.get('loc', ()))}: {err.get('msg')}"
+                for err in exc.errors()]
         return JSONResponse(error_body("invalid_input", "; ".join(msgs)), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)

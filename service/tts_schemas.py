@@ -7,10 +7,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mediaflow.tts.voices import MAX_SPEED, MIN_SPEED
+from service.schemas import Suggestion
 
-_TEXT = ("What to say, in English: up to `tts_max_chars` characters (5000 by default). Numbers, dates, money, "
-         "abbreviations and URLs are read out as words.")
-_SPEED = f"{MIN_SPEED} to {MAX_SPEED}; 1.0 is normal, 2.0 twice as fast. Checked here: outside the range is a 422."
+_TEXT = ("What to say, in English: up to `tts_max_chars` characters (5000 by default) and, once numbers, dates, "
+         "money, abbreviations and URLs are written out as words, up to 1,500 words and `tts_max_audio_s` seconds "
+         "of audio (900 by default) at the speed asked. Markup (SSML, HTML) and control characters are not read "
+         "out: tags are dropped, `<break>` and block tags end a sentence.")
+_SPEED = (f"{MIN_SPEED} to {MAX_SPEED} (OpenAI's range); 1.0 is normal, 2.0 twice as fast. Checked here: outside "
+          "the range is a 422.")
 _REFERENCE = ("A reference figure, measured once by bench/tts.py on the project's reference machine (see "
               "`speed_measured`), not on this server; null when none was measured for this voice.")
 
@@ -25,7 +29,8 @@ class SpeechIn(BaseModel):
     ]})
 
     text: str = Field(description=_TEXT)
-    voice: str | None = Field(None, description="A voice id from `GET /tts/voices`; default: the configured one.")
+    voice: str | None = Field(None, description="A voice id from `GET /tts/voices` or an OpenAI voice name, in any "
+                                                "case; default: the configured one.")
     speed: float = Field(1.0, ge=MIN_SPEED, le=MAX_SPEED, description=_SPEED)
     format: Literal["wav", "mp3", "ogg-opus", "flac", "aac", "pcm"] = Field(
         "wav", description="`pcm` is raw 16-bit signed little-endian mono at the voice's sample rate "
@@ -58,10 +63,28 @@ class OpenAISpeechIn(BaseModel):
     response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = Field(
         "mp3", description="`opus` is Opus in Ogg; `pcm` is raw 16-bit signed little-endian mono at 24 kHz "
                            "(the voice's rate: Piper's is 22.05 kHz).")
-    speed: float = Field(1.0, ge=MIN_SPEED, le=MAX_SPEED,
-                         description=f"{_SPEED} OpenAI allows 0.25 to 4.0.")
+    speed: float = Field(1.0, ge=MIN_SPEED, le=MAX_SPEED, description=_SPEED)
     instructions: str | None = Field(None, description="Accepted and ignored: our voices take no style prompt.")
     stream_format: Literal["audio", "sse"] = Field("audio", description="Only `audio` (chunked audio bytes).")
+
+
+class ModelOut(BaseModel):
+    """A model as OpenAI's `models.list()` gives it (`id`, `object`, `created`, `owned_by`), with what it is here."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int = Field(description="Unix seconds; here, when this server started.")
+    owned_by: str = "mediaflow"
+    kind: str = Field(description="What the model does: `speech` (`/v1/audio/speech`).")
+    voices: list[str] = Field(description="Our voice ids that speak with it (OpenAI's names: the default voice).")
+    description: str
+
+
+class ModelList(BaseModel):
+    """`GET /v1/models`, in OpenAI's list shape."""
+
+    object: Literal["list"] = "list"
+    data: list[ModelOut]
 
 
 class VoiceOut(BaseModel):
@@ -83,6 +106,12 @@ class VoiceOut(BaseModel):
     install: str = Field(description="What to do when it is not available.")
     default: bool = Field(description="Used when a request names no voice.")
     openai_names: list[str] = Field(description="OpenAI voice names that speak with this voice.")
+
+
+class SimilarPairOut(Suggestion):
+    """`GET /episodes/{id}/similar/{other}`: the pair as `/similar` lists it, and where its narration is."""
+
+    narration: str = Field(description="The URL of `explanation` spoken (MP3; `voice` and `speed` may be added).")
 
 
 class VoiceList(BaseModel):

@@ -55,6 +55,84 @@ def test_normalize_writes_out_what_a_narrator_says(text, spoken):
     assert normalize(text) == spoken
 
 
+@pytest.mark.parametrize(
+    "text, spoken",
+    [
+        ('<speak><break time="10s"/>Hello there. <prosody rate="slow">Welcome</prosody> back.</speak>',
+         "Hello there. Welcome back."),
+        ('<?xml version="1.0"?><speak version="1.1"><s>One</s><s>two</s></speak>', "One\n\ntwo"),
+        ("\x1b[31mRed\x1b[0m alert, \x1b[1;4mbold\x1b[m news", "Red alert, bold news"),
+        ("\x1b]0;window title\x07Hello\x00 wor\u200bld\x7f", "Hello world"),
+        ("<p>Coffee &amp; tea</p><!-- not this --><script>alert(1)</script><b>Done</b>", "Coffee and tea\nDone"),
+        ("If a < b and 3 > 2", "If a b and three two"),  # comparisons are no tags: only the symbols go
+    ],
+)
+def test_markup_and_control_characters_are_never_spoken(text, spoken):
+    assert normalize(text) == spoken
+
+
+def test_an_ssml_break_is_a_pause_between_sentences():
+    assert split_sentences(normalize('Hello<break time="10s"/>world<br>again')) == ["Hello", "world", "again"]
+    with pytest.raises(InvalidInput, match="nothing to say"):
+        prepare('<speak><break time="3s"/></speak>\x1b[0m')
+
+
+def test_numbers_written_out_are_bounded_before_anything_is_spoken():
+    with pytest.raises(InputTooLarge, match="4,000 words once numbers.*limit is 1,500 words"):
+        frontend.check_spoken("9" * 4000)
+    paragraph = "Listeners who enjoy long conversations about science return for more. " * 60  # ~4,300 characters
+    assert frontend.check_spoken(paragraph, speed=1.0)  # about five minutes: within the bound
+    with pytest.raises(InputTooLarge, match=r"about \d+ min of audio at speed 0.25; the limit is 15 min"):
+        frontend.check_spoken(paragraph, speed=0.25)
+
+
+@pytest.mark.parametrize("voice_id", ["teacher", "hibari", "piper-joe", "student"])
+def test_every_voice_refuses_output_over_the_bounds(voice_id, monkeypatch):
+    if not voices.voice_info(voice_id).available:
+        pytest.skip(f"{voice_id} is not installed")
+    v = voices.get_voice(voice_id, threads=2)
+    monkeypatch.setattr(v, "speak", lambda *a: pytest.fail("synthesis started"))  # refused before it
+    with pytest.raises(InputTooLarge, match="words"):
+        v.stream("9" * 4000)
+    with pytest.raises(InputTooLarge, match="of audio"):
+        v.synthesize("Try the next episode. It is about volcanoes.", max_seconds=1.0)
+
+
+def _tone_voice(seconds_per_sentence: float) -> Voice:
+    class Tone(Voice):
+        voice_id, sample_rate = "tone", 8000
+
+        def speak(self, text, speed):
+            todo = split_sentences(normalize(text))
+            return (np.full(int(8000 * seconds_per_sentence), 0.1, np.float32) for _ in todo)
+
+        def files(self):
+            return []
+
+        def count_parameters(self):
+            return 0
+
+    return Tone()
+
+
+def test_audio_that_passes_the_bound_anyway_is_stopped():
+    tone = _tone_voice(4.0)  # far longer than the estimate for "One." says
+    chunks = tone.stream("One. Two. Three.", max_seconds=6.0)
+    assert len(next(chunks)) == 4 * 8000
+    with pytest.raises(InputTooLarge, match="passed the limit of 6 s of audio"):
+        next(chunks)
+    with pytest.raises(InputTooLarge, match="passed the limit"):
+        tone.synthesize("One. Two.", max_seconds=6.0)
+
+
+def test_speed_takes_openais_range():
+    assert (voices.MIN_SPEED, voices.MAX_SPEED) == (0.25, 4.0)
+    assert voices.check_speed(0.25) == 0.25 and voices.check_speed(4.0) == 4.0
+    for bad in (0.24, 4.01):
+        with pytest.raises(InvalidInput, match="speed"):
+            voices.check_speed(bad)
+
+
 def test_sentences_split_at_end_punctuation_but_not_after_initials_or_abbreviations():
     text = normalize("J. K. Rowling met Dr. Smith at 9 a.m. Then they left! Was it fun? Yes.\nNew line")
     assert split_sentences(text) == [
@@ -224,6 +302,24 @@ def test_a_new_voice_is_one_voice_class_and_one_registry_entry(monkeypatch):
 def test_unknown_voice_lists_the_known_ones():
     with pytest.raises(InvalidInput, match="teacher.*hibari"):
         voices.get_voice("no-such-voice")
+
+
+def test_voice_names_are_read_one_way_whatever_the_caller():
+    assert voices.resolve_voice("  HIBARI ") == voices.resolve_voice("hibari") == "hibari"
+    assert voices.get_voice("Hibari", threads=2) is voices.get_voice("hibari", threads=2)
+    assert voices.voice_info("TEACHER").id == "teacher"
+    default = voices.default_voice_id()
+    assert voices.resolve_voice(None) == voices.resolve_voice("") == voices.resolve_voice("Alloy") == default
+    assert voices.resolve_voice("ECHO") == "kokoro-michael" and voices.resolve_voice("fable") == "kokoro-emma"
+    assert voices.openai_voices()["nova"] == default
+
+
+def test_an_unknown_voice_name_is_echoed_cut():
+    with pytest.raises(InvalidInput) as err:
+        voices.resolve_voice("x" * 10_000)
+    message = str(err.value)
+    assert "'" + "x" * 40 + "'… (10,000 characters)" in message and len(message) < 400
+    assert "alloy" in message  # OpenAI's names are listed as well as ours
 
 
 def test_student_appears_once_its_checkpoint_exists(tmp_path, monkeypatch):

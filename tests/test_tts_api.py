@@ -141,9 +141,109 @@ def test_openai_errors_reach_the_client_as_its_own_exceptions(oai):
         oai.audio.speech.create(model="tts-1", voice="nobody", input=SHORT)
     assert err.value.body["code"] == "invalid_input"  # the client unwraps our {"error": {...}} body
     with pytest.raises(openai.UnprocessableEntityError, match="speed"):
-        oai.audio.speech.create(model="tts-1", voice="hibari", input=SHORT, speed=4.0)
+        oai.audio.speech.create(model="tts-1", voice="hibari", input=SHORT, speed=4.01)
     with pytest.raises(openai.BadRequestError, match="sse"):
         oai.audio.speech.create(model="tts-1", voice="hibari", input=SHORT, stream_format="sse")
+
+
+def test_the_openai_client_gets_openais_speed_range(oai):
+    normal = oai.audio.speech.create(model="tts-1", voice="hibari", input=SHORT, response_format="pcm").content
+    slowest = oai.audio.speech.create(model="tts-1", voice="hibari", input=SHORT, response_format="pcm", speed=0.25)
+    fastest = oai.audio.speech.create(model="tts-1", voice="hibari", input=SHORT, response_format="pcm", speed=4.0)
+    assert len(fastest.content) < len(normal) < len(slowest.content)
+
+
+def test_models_are_listed_as_openai_lists_them(api, oai):
+    listing = api.get("/v1/models").json()
+    assert listing["object"] == "list"
+    for m in listing["data"]:
+        assert {"id", "object", "created", "owned_by"} <= set(m) and m["object"] == "model"
+        assert isinstance(m["created"], int)
+    assert [m.id for m in oai.models.list()] == [m["id"] for m in listing["data"]]
+    speech = [m for m in listing["data"] if m["kind"] == "speech"]
+    ids = [m["id"] for m in speech]
+    assert ids[:3] == ["tts-1", "tts-1-hd", "gpt-4o-mini-tts"]
+    engines = {m["id"]: m["voices"] for m in speech[3:]}
+    assert engines["hibari"] == ["hibari"] and "teacher" in engines["kokoro-82m-v1.0"]
+    assert oai.models.retrieve("tts-1-hd").id == "tts-1-hd"
+    with pytest.raises(openai.NotFoundError):
+        oai.models.retrieve("tts-9")
+    for model in ids:  # every listed speech model is one /v1/audio/speech takes
+        assert oai.audio.speech.create(model=model, voice="hibari", input="Hi.", response_format="pcm").content
+
+
+def test_voice_names_are_read_the_same_by_every_route(api, oai, env):
+    env("MEDIAFLOW_TTS_DEFAULT_VOICE", "hibari")
+    expected = encoding.pcm16(_hibari(SHORT))
+    for voice in ("HIBARI", " Hibari ", "alloy", "NOVA"):
+        r = api.post("/tts", json={"text": SHORT, "voice": voice, "format": "pcm"})
+        assert r.status_code == 200 and r.headers["x-voice"] == "hibari" and r.content == expected, voice
+        said = oai.audio.speech.create(model="tts-1", voice=voice, input=SHORT, response_format="pcm")
+        assert said.response.headers["x-voice"] == "hibari" and said.content == expected, voice
+
+
+def test_what_the_client_sent_is_echoed_cut(api, oai):
+    for path, body in (("/tts", {"text": SHORT, "voice": "x" * 10_000}),
+                       ("/v1/audio/speech", {"input": SHORT, "voice": "x" * 10_000}),
+                       ("/v1/audio/speech", {"input": SHORT, "voice": {"id": "x" * 10_000}})):
+        r = api.post(path, json=body)
+        message = r.json()["error"]["message"]
+        assert r.status_code == 400 and "(10,000 characters)" in message and len(message) < 500, path
+    r = api.post("/tts", json={"text": SHORT, "y" * 10_000: 1})  # an unknown field's name is the client's text
+    assert r.status_code == 422 and "(10,000 characters)" in r.json()["error"]["message"]
+    assert len(r.json()["error"]["message"]) < 500
+
+
+def test_markup_and_control_characters_are_not_read_aloud(api):
+    expected = encoding.pcm16(_hibari(SHORT))
+    for text in ('<speak>Try the next episode.<break time="10s"/>It is about <emphasis>volcanoes</emphasis>.</speak>',
+                 "\x1b[31mTry the next episode.\x1b[0m It is about volcanoes.\x07",
+                 "<p>Try the next episode.</p><p>It is about volcanoes.</p><!-- volcanoes -->"):
+        r = api.post("/tts", json={"text": text, "voice": "hibari", "format": "pcm"})
+        assert r.status_code == 200 and r.content == expected, text
+
+
+@pytest.mark.parametrize("voice", ["hibari", "teacher", "piper-joe"])
+def test_output_is_bounded_in_words_and_seconds_for_every_voice(api, env, voice):
+    if not voices.voice_info(voice).available:
+        pytest.skip(f"{voice} is not installed")
+    r = api.post("/tts", json={"text": "9" * 4000, "voice": voice})  # 4,000 characters, 4,000 words spoken
+    assert r.status_code == 413 and r.json()["error"]["code"] == "input_too_large"
+    assert "4,000 words" in r.json()["error"]["message"]
+    long = "Listeners who enjoy long conversations about science return for more. " * 60
+    r = api.post("/v1/audio/speech", json={"input": long, "voice": voice, "speed": 0.25})
+    assert r.status_code == 413 and "of audio at speed 0.25" in r.json()["error"]["message"]
+    env("MEDIAFLOW_TTS_MAX_AUDIO_S", "1")  # the bound on seconds is a setting
+    r = api.post("/tts", json={"text": SHORT, "voice": voice, "stream": False})
+    assert r.status_code == 413 and "the limit is 1 s of audio" in r.json()["error"]["message"]
+
+
+def test_synthesis_full_is_a_429_with_retry_after(base_url, api, env):
+    """One request speaking, its second sentence held: with no queue the next is refused at once; with a
+    queue of one, the next waits for a turn no longer than the bound, then is refused."""
+    env("MEDIAFLOW_TTS_QUEUE", "0")
+    env("MEDIAFLOW_TTS_QUEUE_WAIT_S", "0.2")
+    text = "The first point is short. The second point is held back."
+    with gate(_loaded("hibari").model, "from_ids", 2) as held, httpx.Client(base_url=base_url, timeout=120) as other, \
+            other.stream("POST", "/tts", json={"text": text, "voice": "hibari", "format": "pcm"}) as first:
+        assert first.status_code == 200 and held.holding.wait(120)
+        full = api.post("/tts", json={"text": SHORT, "voice": "hibari"}, timeout=30)  # refused, not kept waiting
+        assert full.status_code == 429 and full.json()["error"]["code"] == "overloaded"
+        assert full.headers["retry-after"] == "1" and "at most 1" in full.json()["error"]["message"]
+        oai = api.post("/v1/audio/speech", json={"input": SHORT, "voice": "hibari"}, timeout=30)
+        assert oai.status_code == 429 and oai.headers["retry-after"] == "1"
+        env("MEDIAFLOW_TTS_QUEUE", "1")  # slots are remade from the settings; the held request is in the old ones
+        with gate(_loaded("hibari").model, "from_ids", 2) as held_too, \
+                httpx.Client(base_url=base_url, timeout=120) as third, \
+                third.stream("POST", "/tts", json={"text": text, "voice": "hibari", "format": "pcm"}) as second:
+            assert second.status_code == 200 and held_too.holding.wait(120)
+            waited = api.post("/tts", json={"text": SHORT, "voice": "hibari"}, timeout=30)  # no turn in 0.2 s
+            assert waited.status_code == 429 and "no turn came within 0.2 s" in waited.json()["error"]["message"]
+            held_too.released.set()
+            second.read()
+        held.released.set()
+        first.read()
+    assert api.post("/tts", json={"text": SHORT, "voice": "hibari"}).status_code == 200  # slots given back
 
 
 # -- streaming -------------------------------------------------------------------------------------
@@ -256,7 +356,7 @@ def test_whisper_hears_what_the_teacher_said_through_the_api(teacher_run, tmp_pa
         ({"text": "!!! ??? ..."}, 400, "invalid_input", "speakable"),
         ({"text": "word " * 1001}, 413, "input_too_large", "5000"),
         ({"text": SHORT, "voice": "nobody"}, 400, "invalid_input", "hibari"),
-        ({"text": SHORT, "voice": "hibari", "speed": 2.5}, 422, "invalid_input", "speed"),
+        ({"text": SHORT, "voice": "hibari", "speed": 4.5}, 422, "invalid_input", "speed"),
         ({"text": SHORT, "voice": "hibari", "speed": 0}, 422, "invalid_input", "speed"),
         ({"text": SHORT, "voice": "hibari", "format": "ogg"}, 422, "invalid_input", "format"),
         ({"text": SHORT, "voice": "hibari", "pitch": 2}, 422, "invalid_input", "pitch"),

@@ -4,12 +4,20 @@
 
 `normalize` writes numbers, dates, times, money, abbreviations, URLs and symbols out as the words a
 narrator would say, so every voice (Kokoro, hibari, Piper) reads the same words and the benchmark
-compares models, not text handling. Phonemes come from hibari's G2P, a port of Kokoro's own misaki
+compares models, not text handling. What is not speech is never read out: markup (SSML, HTML, XML:
+tags dropped, their text kept; `<break>`, `<p>`, `<br>` and other block tags end a sentence, so a pause),
+comments, terminal escape sequences and control characters (`strip_markup`).
+
+Limits, so a short request cannot ask for hours of audio: `check_text` counts the characters sent
+(`MAX_CHARS`), `check_spoken` the words once written out (`MAX_WORDS`: "9" × 4000 is 4,000 words) and
+the seconds of audio they would make at the speed asked (`estimate_seconds`, against the caller's bound,
+`MAX_AUDIO_S` by default); `Voice` stops any synthesis whose audio passes that bound anyway. Phonemes come from hibari's G2P, a port of Kokoro's own misaki
 phonemiser, in Kokoro's alphabet; `ids` map them through the teacher's vocab.json.
 """
 
 from __future__ import annotations
 
+import html
 import importlib.util
 import json
 import re
@@ -23,6 +31,11 @@ from mediaflow.errors import DependencyMissing, InputTooLarge, InvalidInput
 from mediaflow.tts import numbers as N
 
 MAX_CHARS = 5000
+MAX_WORDS = 1500  # of normalised text: ordinary English of MAX_CHARS characters is ~900
+MAX_AUDIO_S = 900.0  # 15 minutes
+# Normalised characters (with spaces) spoken per second at speed 1.0: 15.6-17.8 across the voices, on
+# the tests' paragraphs and on "nine nine nine ..." (measured 2026-12-02), so estimates are within ~15 %.
+CHARS_PER_SECOND = 16.0
 KOKORO_MAX_TOKENS = 510  # phoneme ids per call, without the two 0 pads (BERT context 512)
 
 
@@ -43,6 +56,62 @@ def check_text(text: str, max_chars: int = MAX_CHARS) -> str:
     if len(text) > max_chars:
         raise InputTooLarge(f"the text is {len(text)} characters; the limit is {max_chars}: split it into parts")
     return text
+
+
+def estimate_seconds(spoken: str, speed: float = 1.0) -> float:
+    """About how long normalised text takes to say at `speed` (within ~15 % for every voice)."""
+    return len(spoken) / CHARS_PER_SECOND / speed
+
+
+def check_spoken(text: str, speed: float = 1.0, max_seconds: float = MAX_AUDIO_S) -> str:
+    """The normalised text, or InputTooLarge when, written out, it is over `MAX_WORDS` words or would
+    make more than `max_seconds` of audio at `speed`: the two bounds on output, checked before synthesis."""
+    spoken = normalize(text)
+    words = len(spoken.split())
+    if words > MAX_WORDS:
+        raise InputTooLarge(f"the text reads as {words:,} words once numbers, dates and symbols are written out; "
+                            f"the limit is {MAX_WORDS:,} words: split it into parts")
+    seconds = estimate_seconds(spoken, speed)
+    if seconds > max_seconds:
+        raise InputTooLarge(f"the text would make about {_minutes(seconds)} of audio at speed {speed:g}; the limit "
+                            f"is {_minutes(max_seconds)} of audio: split it into parts or speak faster")
+    return spoken
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
+# -- what is not speech --------------------------------------------------------------------------
+# Terminal escape sequences: CSI (colours, cursor), OSC (titles, links) to BEL or ST, and two-byte escapes.
+_ESCAPE_RE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]?|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])?|\x9b[0-?]*[ -/]*[@-~]?")
+_ENTITY_RE = re.compile(r"&(?:#\d{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
+_COMMENT_RE = re.compile(r"<!--.*?(?:-->|$)|<\?[^<>]*>|<!(?!\[CDATA\[)[^<>]*>", re.S)
+_CDATA_RE = re.compile(r"<!\[CDATA\[|\]\]>")
+_TAG_RE = re.compile(r"<(/?)([A-Za-z][\w:.-]*)(?:\s+[^<>]*)?/?\s*>")  # "a < b and c > d" is no tag
+# Tags that end a sentence (a pause); any other tag is dropped and its text read on.
+_BLOCK_TAGS = frozenset("break br p s speak div li ul ol h1 h2 h3 h4 h5 h6 tr table blockquote section article "
+                        "title hr".split())
+_CODE_RE = re.compile(r"<(script|style)\b[^<>]*(?<!/)>.*?(?:</\1\s*>|$)", re.S | re.I)  # not speech
+
+
+def strip_markup(text: str) -> str:
+    """`text` without what is not speech: escape sequences, control and format characters, entities
+    decoded, comments, scripts and styles dropped, tags dropped (block tags and SSML `<break>` become a
+    line break, so a pause between sentences)."""
+    t = _ESCAPE_RE.sub("", text)
+    t = t.replace("\r\n", "\n").translate(_CONTROL)
+    t = "".join(c for c in t if c in "\n\t" or unicodedata.category(c) not in ("Cc", "Cf"))
+    if "&" in t:
+        t = _ENTITY_RE.sub(lambda m: html.unescape(m[0]), t)
+    if "<" not in t:
+        return t
+    t = _CODE_RE.sub(" ", _CDATA_RE.sub("", _COMMENT_RE.sub(" ", t)))
+    return _TAG_RE.sub(lambda m: "\n" if m[2].lower() in _BLOCK_TAGS else " ", t)
+
+
+# vertical whitespace is a line break; other controls go (the loop above drops what is left)
+_CONTROL = str.maketrans({"\r": "\n", "\v": "\n", "\f": "\n", "\x85": "\n", "\u2028": "\n", "\u2029": "\n"})
 
 
 # -- normalisation -------------------------------------------------------------------------------
@@ -221,9 +290,11 @@ def _sub(pattern: str, repl, text: str) -> str:
     return re.sub(pattern, lambda m: repl(m, text), text)
 
 
+@lru_cache(maxsize=32)  # a request's text is normalised by its check, then by the voice
 def normalize(text: str) -> str:
-    """Write out everything a narrator would say in words; keeps sentence punctuation."""
-    t = unicodedata.normalize("NFKC", text)
+    """Write out everything a narrator would say in words; keeps sentence punctuation. Markup and
+    control characters are removed first (`strip_markup`)."""
+    t = unicodedata.normalize("NFKC", strip_markup(text))
     t = t.translate(_PLAIN)
     t = _EMAIL_RE.sub(lambda m: _speak_address(m.group(0)), t)
     t = _URL_RE.sub(_url, t)

@@ -17,8 +17,10 @@ from mediaflow.config import Settings
 from mediaflow.errors import Busy, InputTooLarge, InvalidInput, NotFound
 from mediaflow.store import Store
 from mediaflow.transcript import MEDIA_TYPES, export
+from mediaflow.tts.voices import MAX_SPEED, MIN_SPEED
 from service.deps import require_api_key, settings, store
 from service.schemas import EpisodeList, EpisodeOut, FeaturesOut, SuggestionList
+from service.tts_schemas import SimilarPairOut
 
 router = APIRouter(prefix="/episodes", tags=["episodes"])
 
@@ -261,18 +263,59 @@ def reprocess_episode(episode_id: str, request: Request, response: Response, db:
     return ep
 
 
-@router.get("/{episode_id}/similar/{other_id}/narration", response_class=FileResponse,
-            responses={200: {"content": {"audio/mpeg": {}}}})
-def get_narration(episode_id: str, other_id: str, voice: str | None = None,
-                  speed: float = Query(1.0, ge=0.5, le=2.0), s: Settings = Depends(settings)):
-    """The spoken "why this?": the explanation for recommending `other_id` after `episode_id`, as MP3.
+@router.get("/{episode_id}/similar/{other_id}", response_model=SimilarPairOut)
+def get_similar_pair(episode_id: str, other_id: str, s: Settings = Depends(settings)):
+    """Why `other_id` is similar to `episode_id`: its reason and sentence as `/similar` lists them (for any pair
+    but the episode itself, a copy or one without speech), and `narration`, the URL of that sentence spoken."""
+    from mediaflow.catalogue import similar_pair
 
-    The sentence itself is in the `X-Explanation` header (URL-encoded); the audio is cached.
+    pair = similar_pair(episode_id, other_id, s)
+    return SimilarPairOut(**pair.to_dict(), narration=f"/episodes/{episode_id}/similar/{other_id}/narration")
+
+
+_NARRATION_HEADERS = {
+    "X-Explanation": {"description": "The sentence spoken (the pair's `explanation`, as `/similar` and "
+                                     "`GET /episodes/{id}/similar/{other}` give it), percent-encoded UTF-8: "
+                                     "`decodeURIComponent` in JavaScript, `urllib.parse.unquote` in Python.",
+                      "schema": {"type": "string"}},
+    "X-Voice": {"description": "The voice id that spoke it.", "schema": {"type": "string"}},
+    "X-Speed": {"description": "The speed it was spoken at (the asked one rounded to 0.25).",
+                "schema": {"type": "number"}},
+}
+
+
+@router.get("/{episode_id}/similar/{other_id}/narration", response_class=FileResponse,
+            openapi_extra={"security": [{}, {"apiKey": []}]},  # the key only to make one not made yet
+            responses={200: {"content": {"audio/mpeg": {}}, "headers": _NARRATION_HEADERS,
+                             "description": "The sentence spoken, MP3."},
+                       401: {"description": "Not made yet, and making it needs the API key (when one is set)."},
+                       429: {"description": "Synthesis is full; try again after `Retry-After` seconds."}})
+async def get_narration(
+    episode_id: str, other_id: str, request: Request,
+    voice: str | None = Query(None, description="A voice id or OpenAI voice name, any case; default: the "
+                                                "configured voice."),
+    speed: float = Query(1.0, ge=MIN_SPEED, le=MAX_SPEED, description="Rounded to 0.25 (0.71 is 0.75)."),
+    s: Settings = Depends(settings),
+):
+    """The spoken "why this?": the sentence `/similar` shows for `other_id` under `episode_id`, as MP3.
+
+    Made once per (pair, voice, speed) and cached. With `MEDIAFLOW_API_KEY` set, a narration already
+    made is served to anyone, while making one (synthesis) needs the key; making one takes a synthesis
+    turn shared with `/tts` (429 and `Retry-After` when full). The sentence is in `X-Explanation`
+    (percent-encoded UTF-8), or as JSON from `GET /episodes/{id}/similar/{other}`.
     """
     from urllib.parse import quote
 
-    from mediaflow.narration import narrate
+    import anyio
 
-    n = narrate(episode_id, other_id, s, voice=voice, speed=speed)
+    from mediaflow import narration
+    from service.deps import check_key
+    from service.routes.tts import synthesis_slots
+
+    n = await anyio.to_thread.run_sync(narration.plan, episode_id, other_id, s, voice, speed)
+    if not n.cached:
+        check_key(request, s)
+        n = await (await synthesis_slots(request, s)).run(narration.speak, n, s)
     return FileResponse(n.path, media_type="audio/mpeg",
-                        headers={"X-Explanation": quote(n.text), "X-Voice": n.voice, "Cache-Control": "max-age=86400"})
+                        headers={"X-Explanation": quote(n.text), "X-Voice": n.voice, "X-Speed": f"{n.speed:g}",
+                                 "Cache-Control": "max-age=86400"})

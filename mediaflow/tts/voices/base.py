@@ -15,10 +15,10 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from mediaflow.errors import InvalidInput
-from mediaflow.tts.frontend import MAX_CHARS, check_text
+from mediaflow.errors import InputTooLarge, InvalidInput
+from mediaflow.tts.frontend import MAX_AUDIO_S, MAX_CHARS, check_spoken, check_text
 
-MIN_SPEED, MAX_SPEED = 0.5, 2.0
+MIN_SPEED, MAX_SPEED = 0.25, 4.0  # OpenAI's range; every engine here speaks across it
 
 # The machine the listed speeds were measured on (`bench/tts.py`); each voice's module gives the date and load.
 REFERENCE_MACHINE = "the project's reference machine (2 CPU cores, 24 GiB, no GPU; docs/benchmarks.md)"
@@ -35,20 +35,34 @@ class Voice(ABC):
     """A loaded voice: text → float32 mono audio at `sample_rate`.
 
     `stream` and `synthesize` check the text (`check_text`: empty, over `max_chars`) and the speed
-    (`check_speed`), once, then hand them to the engine's `speak`. A caller that has checked them
-    already (the API: its schema checks the speed, its route the text) calls `speak` directly.
+    (`check_speed`), once, then hand them to `say`. A caller that has checked them already (the API: its
+    schema checks the speed, its route the text) calls `say` directly. `say` bounds the output (the
+    written-out words and the seconds of audio, `check_spoken`) around the engine's `speak`.
     """
 
     voice_id: str
     sample_rate: int
 
-    def stream(self, text: str, speed: float = 1.0, max_chars: int = MAX_CHARS) -> Iterator[np.ndarray]:
+    def stream(self, text: str, speed: float = 1.0, max_chars: int = MAX_CHARS,
+               max_seconds: float = MAX_AUDIO_S) -> Iterator[np.ndarray]:
         """Audio sentence by sentence; the text is checked and phonemised before the first yield."""
-        return self.speak(check_text(text, max_chars), check_speed(speed))
+        return self.say(check_text(text, max_chars), check_speed(speed), max_seconds)
 
-    def synthesize(self, text: str, speed: float = 1.0, max_chars: int = MAX_CHARS) -> np.ndarray:
+    def synthesize(self, text: str, speed: float = 1.0, max_chars: int = MAX_CHARS,
+                   max_seconds: float = MAX_AUDIO_S) -> np.ndarray:
         """The whole text's audio in one array."""
-        return self.speak_whole(check_text(text, max_chars), check_speed(speed))
+        text, speed = check_text(text, max_chars), check_speed(speed)
+        check_spoken(text, speed, max_seconds)
+        audio = self.speak_whole(text, speed)
+        _check_seconds(len(audio), self.sample_rate, max_seconds)
+        return audio
+
+    def say(self, text: str, speed: float, max_seconds: float = MAX_AUDIO_S) -> Iterator[np.ndarray]:
+        """`speak`, bounded: InputTooLarge before anything is made when the text, written out, is over
+        `MAX_WORDS` words or would make more than `max_seconds` of audio; raised between sentences if
+        the audio passes `max_seconds` all the same (an estimate is an estimate)."""
+        check_spoken(text, speed, max_seconds)
+        return _bounded(self.speak(text, speed), self.sample_rate, max_seconds)
 
     @abstractmethod
     def speak(self, text: str, speed: float) -> Iterator[np.ndarray]:
@@ -66,6 +80,22 @@ class Voice(ABC):
     @abstractmethod
     def count_parameters(self) -> int:
         """Parameters, counted in the loaded weights (ONNX initializer elements, or tensor elements)."""
+
+
+def _bounded(chunks: Iterator[np.ndarray], sample_rate: int, max_seconds: float) -> Iterator[np.ndarray]:
+    made = 0
+    try:
+        for audio in chunks:
+            made += len(audio)
+            _check_seconds(made, sample_rate, max_seconds)
+            yield audio
+    finally:
+        getattr(chunks, "close", lambda: None)()  # a consumer that stops early stops the engine too
+
+
+def _check_seconds(samples: int, sample_rate: int, max_seconds: float) -> None:
+    if samples > max_seconds * sample_rate:
+        raise InputTooLarge(f"the speech passed the limit of {max_seconds:g} s of audio; split the text into parts")
 
 
 def onnx_parameters(model) -> int:

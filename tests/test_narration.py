@@ -1,0 +1,167 @@
+"""Narrated "why this?": one sentence for the page and the speech, the key for synthesis, a bounded cache.
+
+A real server with `MEDIAFLOW_API_KEY` set, over a catalogue of the twelve test episodes' features
+(tests/test_features.py) stored without audio, so no transcription is needed. Narrations are spoken by
+the fast voices (the shipped student by default, and hibari).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from urllib.parse import unquote
+
+import httpx
+import pytest
+
+from conftest import running_server
+from mediaflow import config, narration
+from mediaflow.errors import InputTooLarge
+from mediaflow.resources import get_store
+from mediaflow.tts import voices
+from test_features import corpus
+from test_tts_api import env  # noqa: F401 (a fixture: change a setting for one test)
+
+KEY = "narration-key"
+TITLES = {"volcanoes": "Hot Rocks", "coffee": "Cup by Cup", "football": "Match Day", "computers": "Silicon Stories"}
+
+
+@pytest.fixture(scope="module")
+def catalogue_ids(tmp_path_factory):
+    """The data dir's store holds twelve episodes with features; yields {corpus id: episode id}."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MEDIAFLOW_DATA_DIR", str(tmp_path_factory.mktemp("narration-data")))
+        mp.setenv("MEDIAFLOW_API_KEY", KEY)
+        mp.delenv("MEDIAFLOW_TTS_STUDENT", raising=False)  # the shipped student is the default voice
+        config.get_settings.cache_clear()
+        store = get_store(config.get_settings().db_url)
+        ids = {}
+        for name, features in sorted(corpus().items()):
+            topic, n = name.split("-")
+            ep = store.add_episode(
+                content_hash=hashlib.sha256(name.encode()).hexdigest(), title=f"{topic.title()} part {int(n) + 1}",
+                show=TITLES[topic], source_name=f"{name}.mp3", audio_path=f"audio/{name}.mp3", size_bytes=1,
+                duration_s=features.duration_s, sample_rate=16_000, channels=1, codec="mp3", container="mp3",
+                status="done")
+            store.save_features(ep.id, features.to_dict())
+            ids[name] = ep.id
+        yield ids
+    config.get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def base_url(catalogue_ids):
+    with running_server() as url:
+        yield url
+
+
+@pytest.fixture
+def api(base_url):
+    with httpx.Client(base_url=base_url, timeout=120) as client:
+        yield client
+
+
+def _files(pair: tuple[str, str]) -> list[str]:
+    folder = config.get_settings().data_path / "narration"
+    return sorted(p.name for p in folder.glob(f"{pair[0]}--{pair[1]}--*.mp3")) if folder.is_dir() else []
+
+
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+# -- one sentence -----------------------------------------------------------------------------------
+def test_the_narration_speaks_the_sentence_similar_shows(api, catalogue_ids):
+    src = catalogue_ids["coffee-0"]
+    listed = api.get(f"/episodes/{src}/similar", params={"k": 3}).json()["items"]
+    assert listed
+    for item in listed:
+        other = item["episode_id"]
+        pair = api.get(f"/episodes/{src}/similar/{other}").json()
+        assert pair["explanation"] == item["explanation"] and pair["reason"] == item["reason"]
+        assert pair["narration"] == f"/episodes/{src}/similar/{other}/narration"
+        said = api.get(pair["narration"], params={"voice": "hibari"}, headers=AUTH)
+        assert said.status_code == 200 and said.headers["content-type"] == "audio/mpeg", said.text
+        assert unquote(said.headers["x-explanation"]) == item["explanation"]
+        meta = config.get_settings().data_path / "narration" / _files((src, other))[0].replace(".mp3", ".json")
+        assert json.loads(meta.read_text())["text"] == item["explanation"]  # what the voice was given
+
+
+def test_the_explanation_header_and_the_pair_endpoint_are_documented(api):
+    spec = api.get("/openapi.json").json()
+    op = spec["paths"]["/episodes/{episode_id}/similar/{other_id}/narration"]["get"]
+    headers = op["responses"]["200"]["headers"]
+    assert "percent-encoded" in headers["X-Explanation"]["description"] and "X-Voice" in headers
+    assert "429" in op["responses"] and "401" in op["responses"]
+    pair = spec["paths"]["/episodes/{episode_id}/similar/{other_id}"]["get"]
+    assert pair["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/SimilarPairOut")
+
+
+# -- the key, a bounded cache -----------------------------------------------------------------------
+def test_making_a_narration_needs_the_key_but_a_made_one_is_open(api, catalogue_ids):
+    src, other = catalogue_ids["volcanoes-0"], catalogue_ids["volcanoes-1"]
+    url = f"/episodes/{src}/similar/{other}/narration"
+    refused = api.get(url, params={"speed": 0.71})
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "unauthorized"
+    assert _files((src, other)) == []  # nothing was synthesised for it
+    made = api.get(url, params={"speed": 0.71}, headers=AUTH)
+    assert made.status_code == 200 and made.headers["x-voice"] == voices.default_voice_id(config.get_settings())
+    open_ = api.get(url, params={"speed": 0.71})  # made now: served without the key
+    assert open_.status_code == 200 and open_.content == made.content
+    wrong = api.get(url, params={"speed": 1.5}, headers={"Authorization": "Bearer wrong"})
+    assert wrong.status_code == 401
+
+
+def test_speeds_and_voice_spellings_share_one_file(api, catalogue_ids):
+    src, other = catalogue_ids["computers-0"], catalogue_ids["computers-1"]
+    url = f"/episodes/{src}/similar/{other}/narration"
+    first = api.get(url, params={"speed": 0.71, "voice": "hibari"}, headers=AUTH)
+    assert first.status_code == 200 and first.headers["x-speed"] == "0.75"
+    for speed, voice in ((0.75, "HIBARI"), (0.8, " Hibari "), (0.74, "hibari")):
+        again = api.get(url, params={"speed": speed, "voice": voice})  # no key: each is the file made above
+        assert again.status_code == 200 and again.content == first.content, (speed, voice)
+    assert len(_files((src, other))) == 1
+    assert api.get(url, params={"speed": 5}).status_code == 422
+    long_name = api.get(url, params={"voice": "v" * 10_000}, headers=AUTH)
+    assert long_name.status_code == 400 and len(long_name.json()["error"]["message"]) < 500
+
+
+def test_a_narration_waits_its_turn_or_is_told_to_retry(api, catalogue_ids, env):
+    """With synthesis full (one request speaking, no queue), a narration to make is refused with 429."""
+    env("MEDIAFLOW_TTS_QUEUE", "0")
+    src, other = catalogue_ids["football-0"], catalogue_ids["football-1"]
+    hibari = voices.get_voice("hibari", threads=config.get_settings().tts_threads)
+    holding, release = threading.Event(), threading.Event()
+    real = hibari.model.from_ids
+
+    def held(*args, **kwargs):
+        holding.set()
+        release.wait(120)
+        return real(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(hibari.model, "from_ids", held)
+        def speak() -> None:
+            with httpx.Client(base_url=str(api.base_url), timeout=120) as other_client:
+                other_client.post("/tts", json={"text": "Held.", "voice": "hibari"}, headers=AUTH)
+
+        worker = threading.Thread(target=speak, daemon=True)
+        worker.start()
+        try:
+            assert holding.wait(120)
+            busy = api.get(f"/episodes/{src}/similar/{other}/narration", headers=AUTH, timeout=30)
+            assert busy.status_code == 429 and busy.json()["error"]["code"] == "overloaded"
+            assert int(busy.headers["retry-after"]) >= 1
+        finally:
+            release.set()
+            worker.join(120)
+    assert _files((src, other)) == []
+    assert api.get(f"/episodes/{src}/similar/{other}/narration", headers=AUTH).status_code == 200
+
+
+# -- the library ------------------------------------------------------------------------------------
+def test_narration_output_is_bounded_in_the_library_too(catalogue_ids, env):
+    env("MEDIAFLOW_TTS_MAX_AUDIO_S", "0.5")
+    with pytest.raises(InputTooLarge, match="of audio"):
+        narration.narrate(catalogue_ids["coffee-1"], catalogue_ids["coffee-2"], config.get_settings(), voice="hibari")
+    assert narration.narration_speed(0.71) == 0.75 and narration.narration_speed(4.0) == 4.0
