@@ -68,6 +68,7 @@ class Transcriber:
         beam_size: int = 5,
         window_s: float = 600.0,
         language: str | None = None,
+        prompt: str | None = None,
     ):
         self.path, self.model_id = resolve_model(model)
         self.compute_type = compute_type
@@ -76,6 +77,7 @@ class Transcriber:
         self.beam_size = beam_size
         self.window_s = window_s
         self.language = language
+        self.prompt = prompt  # Whisper's initial prompt: spellings and style to follow (None: none)
         self.model, self.pipeline = _load(str(self.path), compute_type, self.threads)
 
     @classmethod
@@ -118,6 +120,16 @@ class Transcriber:
             model=self.model_id,
             language_probability=round(state["probability"], 3),
         )
+
+    @property
+    def multilingual(self) -> bool:
+        return bool(self.model.model.is_multilingual)
+
+    def segments(self, source: str | Path, state: dict, max_duration_s: float | None = None) -> Iterator[Segment]:
+        """The segments of a file one at a time, each window's as soon as it is done (`transcribe`
+        collects them). `state` is filled in as they come: `language`, `probability`, `duration`."""
+        state.update(language=self.language, probability=1.0, duration=0.0)
+        yield from self._stream(stream_pcm(source, self.window_s, max_duration_s=max_duration_s), state, None, None)
 
     def _stream(self, windows, state, progress, meter) -> Iterator[Segment]:
         carry = np.zeros(0, dtype=np.float32)
@@ -166,6 +178,7 @@ class Transcriber:
             vad_filter=True,
             # tiny.en int8 once dropped a 19 s passage when conditioning on previous text
             condition_on_previous_text=False,
+            initial_prompt=self.prompt,
         )
         out = []
         for s in fw_segments:

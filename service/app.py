@@ -14,7 +14,7 @@ from service import errors, metrics
 from service.deps import key_matches, require_read_key
 from service.idle import IdleUnloader
 from service.jobs import Jobs
-from service.routes import docs, episodes, health, recommendations, speakers, tts, web
+from service.routes import docs, episodes, health, recommendations, speakers, transcriptions, tts, web
 
 
 def create_app() -> FastAPI:
@@ -46,6 +46,7 @@ def create_app() -> FastAPI:
     app.include_router(speakers.router)
     app.include_router(recommendations.router)
     app.include_router(tts.router)
+    app.include_router(transcriptions.router)
     app.include_router(web.router)
     app.include_router(docs.router)
     return app
@@ -73,6 +74,7 @@ class NoSniff:
 
 
 MAX_BODY = 1 << 20  # every body but an upload: speech text, recommendation history, form fields
+UPLOAD_PATHS = ("/episodes", "/v1/audio/transcriptions")
 
 
 class BodyLimit:
@@ -81,8 +83,8 @@ class BodyLimit:
 
     Starlette reads a whole multipart form into a temporary file before the endpoint (and its
     dependencies, the key check included) runs, so checks there come after the last byte: anyone
-    could fill the disk. Uploads (`POST /episodes`) may carry `max_upload_mb` plus 1 MiB of form;
-    other bodies 1 MiB.
+    could fill the disk. Uploads (`UPLOAD_PATHS`: `POST /episodes`, `/v1/audio/transcriptions`) may carry
+    `max_upload_mb` plus 1 MiB of form; other bodies 1 MiB.
     """
 
     def __init__(self, app):
@@ -93,7 +95,7 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         s = get_settings()
         headers = dict(scope["headers"])
-        upload = scope["path"].rstrip("/") == "/episodes"
+        upload = scope["path"].rstrip("/") in UPLOAD_PATHS
         if upload and not key_matches(headers.get(b"authorization", b"").decode("latin-1"), s):
             response = JSONResponse(errors.error_body("unauthorized", "missing or wrong API key"), status_code=401,
                                     headers={"WWW-Authenticate": "Bearer"})

@@ -111,6 +111,17 @@ def settings(tmp_path, monkeypatch):
     config.get_settings.cache_clear()
 
 
+@pytest.fixture
+def env(monkeypatch):
+    """Change a setting for one test: set the variable, and a running server reads it on the next request."""
+    def set_env(name: str, value: str) -> None:
+        monkeypatch.setenv(name, value)
+        config.get_settings.cache_clear()
+    yield set_env
+    monkeypatch.undo()
+    config.get_settings.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def media_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("media")
