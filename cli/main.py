@@ -240,6 +240,17 @@ def cmd_feeds(args, settings) -> int:
         row = feeds.add(args.url, settings)
         print(f"feed {row.id}: {row.title}  {row.url}")
         return 0
+    if args.action == "import":
+        from mediaflow import opml
+
+        if not args.url:
+            raise MediaflowError("feeds import needs an OPML file")
+        results = opml.import_file(args.url, settings)
+        for r in results:
+            print(f"feed {r.feed_id}: {r.title}  {r.url}" if r.error is None else f"refused: {r.url}: {r.error}")
+        failed = sum(r.error is not None for r in results)
+        print(f"{len(results) - failed} of {len(results)} feeds added")
+        return 2 if failed else 0
     if args.action == "poll":
         with prefect_api():
             from flows.feeds import poll_feeds
@@ -372,9 +383,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("files", nargs="+")
     b.set_defaults(func=cmd_batch)
 
-    fd = sub.add_parser("feeds", help="podcast feeds: add a URL or file, list them, or poll them now")
-    fd.add_argument("action", choices=("add", "list", "poll"))
-    fd.add_argument("url", nargs="?", help="with `add`: the feed's http(s) URL or a local feed file")
+    fd = sub.add_parser("feeds", help="podcast feeds: add a URL or file, import OPML, list, or poll now")
+    fd.add_argument("action", choices=("add", "import", "list", "poll"))
+    fd.add_argument("url", nargs="?", help="with `add`: the feed's http(s) URL or a local feed file; "
+                                           "with `import`: an OPML file")
     fd.set_defaults(func=cmd_feeds)
 
     sf = sub.add_parser("serve-flows", help="serve the scheduled deployments (feeds, folder, semantic IDs, narration)")

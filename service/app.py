@@ -14,7 +14,7 @@ from service import errors, metrics
 from service.deps import key_matches, require_read_key
 from service.idle import IdleUnloader
 from service.jobs import Jobs
-from service.routes import docs, episodes, health, recommendations, speakers, transcriptions, tts, web
+from service.routes import docs, episodes, feeds, health, recommendations, speakers, transcriptions, tts, web
 
 
 def create_app() -> FastAPI:
@@ -47,6 +47,7 @@ def create_app() -> FastAPI:
     app.include_router(recommendations.router)
     app.include_router(tts.router)
     app.include_router(transcriptions.router)
+    app.include_router(feeds.router)
     app.include_router(web.router)
     app.include_router(docs.router)
     return app
