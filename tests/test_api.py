@@ -95,9 +95,12 @@ def test_oversize_upload_is_413(api, settings, monkeypatch, speech_wav):
     assert api.get("/episodes").json()["total"] == 0
 
 
-def test_either_file_or_path(api):
-    r = api.post("/episodes", data={})
-    assert r.status_code == 400 and "either" in r.json()["error"]["message"]
+def test_either_file_or_path(api, speech_wav):
+    for form in ({}, {"path": ""}):  # nothing, or `-F path=` with no file: the message says what is missing
+        r = api.post("/episodes", data=form)
+        assert r.status_code == 400 and r.json()["error"]["message"].startswith("send an audio `file`"), form
+    r = api.post("/episodes", data={"path": "a.wav"}, files={"file": ("a.wav", speech_wav.read_bytes())})
+    assert r.status_code == 400 and "not both" in r.json()["error"]["message"]
 
 
 def test_unknown_episode_is_404_with_error_body(api):

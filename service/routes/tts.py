@@ -171,7 +171,9 @@ def get_model(model_id: str, s: Settings = Depends(settings)) -> ModelOut:
 
 def models(s: Settings) -> list[ModelOut]:
     """Every model this server lists, in OpenAI's shape. A new kind (transcription) is one more list here."""
-    return speech_models(s)
+    from mediaflow import stt
+
+    return speech_models(s) + [ModelOut(created=_STARTED, voices=[], **m) for m in stt.listed_models(s)]
 
 
 def speech_models(s: Settings) -> list[ModelOut]:
