@@ -1,0 +1,430 @@
+"""Speaker diarization benchmark: DER and speakers found, on real and built conversations.
+
+    .venv/bin/python bench/speakers.py [--sets sample,real,tts] [--no-speed] [--out bench/results/speakers.json]
+
+Sets (each conversation is `tune` or `held-out`; the settings in `mediaflow.diarize` were chosen on
+`tune` only):
+- `sample`: the two-speaker `sample.wav` + `sample.rttm` inside the `pyannote.audio==3.3.2` wheel (real
+  speech, with some overlap). The wheel is fetched once with `pip download --no-deps` into the cache
+  dir and the two files are read out of the zip there; nothing of it enters the repository. Held-out.
+- `real`: conversations built from real people's recordings: the LibriVox clips of Debian's
+  `pocketsphinx-testdata` (one reader, Sense and Sensibility ch. 1), its `cards` clips (one more
+  speaker), and the clips in ../shared/eval/speech (Kennedy; the MIT licence read in English and, by
+  a voice we count as another speaker, in German; the two channels of `stereo_diarization.wav`; the
+  hotword clip). Each speaker's clips are split between tune and held-out conversations.
+- `tts`: conversations of the TTS voices `teacher` (Kokoro af_heart), `kokoro-michael`, `kokoro-emma`,
+  `piper-joe` and `hibari`, speaking the sentences of bench/tts_sentences.txt (first half: tune,
+  second half: held-out). hibari is a student of af_heart and sounds like it (their voiceprints have
+  cosine 0.99), so the two never meet in one conversation.
+
+A built conversation places each clip once, in turn order, with 0.15-0.8 s pauses (some under the
+VAD's 0.3 s, so a change can fall inside one speech region), each speaker at its own level (±6 dB),
+over -60 dBFS white noise. Its reference turns run from each clip's first to its last sound (energy
+within 35 dB of the clip's peak), so pauses inside a clip count as that speaker's speech.
+
+DER: NIST-style, on a 10 ms grid, with a 0.25 s collar (no scoring within 0.25 s of a reference
+boundary), overlapping reference speech scored, and the best one-to-one mapping of labels
+(Hungarian). The one-speaker baseline gives every turn of our own output the same label, so it
+has the same speech detection and shows what the clustering adds.
+
+Speed and memory (`--no-speed` skips them): every conversation placed end to end and repeated to
+30 minutes, written as 16 kHz WAV, and diarized from the file in a fresh subprocess: CPU seconds of
+the process and its ffmpeg child per hour of audio, wall time, peak RSS; the same for 5 minutes, to
+show that memory does not grow with length. Results go to bench/results/speakers.json with the
+machine and load; built audio and the wheel are cached in ~/.cache/mediaflow/bench-speakers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mediaflow.audio import SAMPLE_RATE, decode, encode  # noqa: E402
+
+CACHE = Path(os.environ.get("MEDIAFLOW_BENCH_CACHE", Path.home() / ".cache" / "mediaflow" / "bench-speakers"))
+RESULTS = ROOT / "bench" / "results"
+SENTENCES = ROOT / "bench" / "tts_sentences.txt"
+POCKETSPHINX = Path("/usr/share/pocketsphinx/test/data")
+SHARED = ROOT.parent / "shared" / "eval" / "speech"
+PYANNOTE_WHEEL = "pyannote.audio==3.3.2"
+COLLAR = 0.25
+
+Turns = list[tuple[float, float, str]]
+
+
+# -- DER -------------------------------------------------------------------------------------------
+
+
+def der(reference: Turns, hypothesis: Turns, collar: float = COLLAR, step: float = 0.01) -> dict:
+    """Diarization error rate of `hypothesis` against `reference` (both (start, end, label) lists;
+    the reference may overlap). Frames of `step` s within `collar` s of a reference turn's start or
+    end are not scored. Labels are mapped one to one, maximising the time they agree. Returns
+    der, miss, false_alarm, confusion (each a share of the scored reference speech) and speech_s."""
+    from scipy.optimize import linear_sum_assignment
+
+    end = max([e for _, e, _ in reference + hypothesis], default=0.0)
+    n = int(np.ceil(end / step)) + 1
+    ref_labels = sorted({s for _, _, s in reference})
+    hyp_labels = sorted({s for _, _, s in hypothesis})
+    R = np.zeros((len(ref_labels), n), bool)
+    H = np.zeros((len(hyp_labels), n), bool)
+    for rows, labels, turns in ((R, ref_labels, reference), (H, hyp_labels, hypothesis)):
+        for s, e, lab in turns:
+            rows[labels.index(lab), int(round(s / step)):int(round(e / step))] = True
+    scored = np.ones(n, bool)
+    c = int(round(collar / step))
+    for s, e, _ in reference:
+        for t in (s, e):
+            i = int(round(t / step))
+            scored[max(0, i - c):i + c] = False
+    R, H = R[:, scored], H[:, scored]
+    agree = R.astype(np.int64) @ H.T.astype(np.int64)  # ref × hyp frames in common
+    mapped = np.zeros_like(agree, dtype=bool)
+    if agree.size:
+        ri, hi = linear_sum_assignment(-agree)
+        mapped[ri, hi] = True
+    n_ref, n_hyp = R.sum(0), H.sum(0)
+    correct = np.zeros(R.shape[1], np.int64)
+    for ri, hi in zip(*np.nonzero(mapped)):
+        correct += R[ri] & H[hi]
+    total = int(n_ref.sum())
+    miss = int(np.maximum(n_ref - n_hyp, 0).sum())
+    fa = int(np.maximum(n_hyp - n_ref, 0).sum())
+    conf = int((np.minimum(n_ref, n_hyp) - correct).sum())
+    share = (lambda v: v / total) if total else (lambda v: float(v > 0))
+    return {"der": share(miss + fa + conf), "miss": share(miss), "false_alarm": share(fa),
+            "confusion": share(conf), "speech_s": total * step}
+
+
+def read_rttm(text: str) -> Turns:
+    out = []
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) >= 8 and f[0] == "SPEAKER":
+            out.append((float(f[3]), float(f[3]) + float(f[4]), f[7]))
+    return out
+
+
+# -- the sets --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Conversation:
+    name: str
+    set: str  # sample | real | tts
+    split: str  # tune | held-out
+    audio: np.ndarray  # 16 kHz mono float32
+    reference: Turns
+    note: str = ""
+
+    @property
+    def speakers(self) -> int:
+        return len({s for _, _, s in self.reference})
+
+    @property
+    def seconds(self) -> float:
+        return len(self.audio) / SAMPLE_RATE
+
+
+def pyannote_sample() -> Conversation:
+    folder = CACHE / "pyannote-wheel"
+    wheels = sorted(folder.glob("pyannote_audio-3.3.2-*.whl"))
+    if not wheels:
+        folder.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", PYANNOTE_WHEEL,
+                        "-d", str(folder)], check=True)
+        wheels = sorted(folder.glob("pyannote_audio-3.3.2-*.whl"))
+    with zipfile.ZipFile(wheels[0]) as z:
+        wav = z.read("pyannote/audio/sample/sample.wav")
+        rttm = z.read("pyannote/audio/sample/sample.rttm").decode()
+    wav_path = CACHE / "pyannote-sample.wav"
+    wav_path.write_bytes(wav)
+    return Conversation("pyannote sample.wav", "sample", "held-out", decode(wav_path), read_rttm(rttm),
+                        "30 s, 2 speakers, overlap included")
+
+
+def _trim(x: np.ndarray, below_db: float = 35.0) -> tuple[int, int]:
+    """First and last sample of sound: 20 ms frames within `below_db` of the clip's loudest."""
+    hop = SAMPLE_RATE // 50
+    frames = x[: len(x) // hop * hop].reshape(-1, hop)
+    db = 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
+    loud = np.flatnonzero(db > db.max() - below_db)
+    if not len(loud):
+        return 0, len(x)
+    return int(loud[0] * hop), int(min(len(x), (loud[-1] + 1) * hop))
+
+
+def _chunks(x: np.ndarray, target_s: float) -> list[np.ndarray]:
+    """Cut a recording into pieces of about `target_s` at its quietest 100 ms near each cut."""
+    hop = SAMPLE_RATE // 100
+    e = np.convolve(np.square(x[: len(x) // hop * hop].reshape(-1, hop)).mean(1), np.ones(10) / 10, "same")
+    cuts, at = [0], 0
+    while (len(x) - at) / SAMPLE_RATE > 1.6 * target_s:
+        lo, hi = int((at / SAMPLE_RATE + 0.7 * target_s) * 100), int((at / SAMPLE_RATE + 1.3 * target_s) * 100)
+        at = (lo + int(np.argmin(e[lo:hi]))) * hop
+        cuts.append(at)
+    cuts.append(len(x))
+    return [x[a:b] for a, b in zip(cuts[:-1], cuts[1:])]
+
+
+def build(name: str, set_: str, split: str, turns: list[tuple[str, np.ndarray]], seed: int,
+          note: str = "") -> Conversation:
+    """Place (speaker, clip) turns one after another with short pauses; the reference from each
+    clip's trimmed span."""
+    rng = np.random.default_rng(seed)
+    gain = {s: 10 ** (rng.uniform(-6, 6) / 20) for s in dict.fromkeys(s for s, _ in turns)}
+    parts, ref, t = [], [], 0
+    for i, (spk, clip) in enumerate(turns):
+        a, b = _trim(clip)
+        clip = clip[a:b] * gain[spk] / max(1e-6, float(np.max(np.abs(clip[a:b])))) * 0.5
+        pause = int((0.5 if i == 0 else rng.uniform(0.15, 0.8)) * SAMPLE_RATE)
+        parts += [np.zeros(pause, np.float32), clip.astype(np.float32)]
+        t += pause
+        ref.append((t / SAMPLE_RATE, (t + len(clip)) / SAMPLE_RATE, spk))
+        t += len(clip)
+    parts.append(np.zeros(SAMPLE_RATE // 2, np.float32))
+    audio = np.concatenate(parts)
+    audio = (audio + rng.normal(0, 10 ** (-60 / 20), len(audio))).astype(np.float32)
+    return Conversation(name, set_, split, audio, ref, note)
+
+
+def _alternate(groups: dict[str, list[np.ndarray]]) -> list[tuple[str, np.ndarray]]:
+    """Turns taking speakers in rotation until every clip is used."""
+    queues = {s: list(c) for s, c in groups.items()}
+    out = []
+    while any(queues.values()):
+        for s, q in queues.items():
+            if q:
+                out.append((s, q.pop(0)))
+    return out
+
+
+def real_conversations() -> list[Conversation]:
+    if not POCKETSPHINX.is_dir():
+        print(f"real: {POCKETSPHINX} missing (apt-get install pocketsphinx-testdata); skipped", file=sys.stderr)
+        return []
+    if not SHARED.is_dir():
+        print(f"real: {SHARED} missing; skipped", file=sys.stderr)
+        return []
+    libri = {p.stem[-4:]: decode(p) for p in sorted((POCKETSPHINX / "librivox").glob("*.wav"))}
+    cards = {p.stem: decode(p) for p in sorted((POCKETSPHINX / "cards").glob("*.wav"))}
+    ml = decode(SHARED / "multilingual.mp3")
+    en, de = _chunks(ml[: int(29.3 * SAMPLE_RATE)], 5.0), _chunks(ml[int(29.3 * SAMPLE_RATE):], 5.0)
+    jfk = _chunks(decode(SHARED / "jfk.flac"), 5.0)
+    hot = decode(SHARED / "hotwords.mp3")
+    left, right = (decode_channel(SHARED / "stereo_diarization.wav", c) for c in (0, 1))
+    L, C = libri, cards
+    note = "real people"
+    return [
+        build("libri + licence-en", "real", "tune",
+              _alternate({"libri": [L["0870"], L["0890"], L["0930"]], "licence-en": en[:3]}), 1, note),
+        build("cards + kennedy", "real", "tune",
+              _alternate({"cards": [C["001"], C["003"], C["005"]], "kennedy": jfk}), 2, note),
+        build("libri + cards + kennedy", "real", "tune",
+              _alternate({"libri": [L["0870"], L["0930"]], "cards": [C["001"], C["005"]], "kennedy": jfk}), 3, note),
+        build("libri + licence-de", "real", "held-out",
+              _alternate({"libri": [L["0880"], L["0920"]], "licence-de": de[:3]}), 4, note),
+        build("cards + stereo-left + stereo-right", "real", "held-out",
+              _alternate({"cards": [C["002"], C["004"]], "stereo-left": [left], "stereo-right": [right]}), 5, note),
+        build("hotword + libri + licence-de", "real", "held-out",
+              _alternate({"hotword": [hot], "libri": [L["0880"], L["0920"]], "licence-de": de[3:]}), 6, note),
+    ]
+
+
+def decode_channel(path: Path, channel: int) -> np.ndarray:
+    out = subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(path), "-af",
+                          f"pan=mono|c0=c{channel}", "-ar", str(SAMPLE_RATE), "-f", "f32le", "-"],
+                         capture_output=True, check=True).stdout
+    return np.frombuffer(out, np.float32).copy()
+
+
+def _sentences() -> list[str]:
+    lines = [ln.strip() for ln in SENTENCES.read_text(encoding="utf-8").splitlines()]
+    return [ln for ln in lines if ln and not ln.startswith("#")]
+
+
+BACKCHANNELS = ["Right.", "Exactly, yes.", "Mm, interesting.", "Sure."]
+
+# (name, split, voices, sentences per turn pattern): turns rotate over the voices
+TTS_PLAN = [
+    ("michael + emma", "tune", ["kokoro-michael", "kokoro-emma"]),
+    ("joe + teacher", "tune", ["piper-joe", "teacher"]),
+    ("michael + emma + joe", "tune", ["kokoro-michael", "kokoro-emma", "piper-joe"]),
+    ("hibari + michael", "held-out", ["hibari", "kokoro-michael"]),
+    ("emma + joe", "held-out", ["kokoro-emma", "piper-joe"]),
+    ("hibari + emma + joe", "held-out", ["hibari", "kokoro-emma", "piper-joe"]),
+]
+
+
+def _speak(voice_id: str, text: str) -> np.ndarray:
+    """A voice's audio of `text` at 16 kHz, cached on disk."""
+    import hashlib
+
+    key = hashlib.sha256(f"{voice_id}\n{text}".encode()).hexdigest()[:20]
+    path = CACHE / "tts" / f"{voice_id}-{key}.npy"
+    if path.exists():
+        return np.load(path)
+    import soxr
+
+    from mediaflow.tts.voices import get_voice
+
+    v = get_voice(voice_id, threads=2)
+    audio = soxr.resample(v.synthesize(text), v.sample_rate, SAMPLE_RATE).astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, audio)
+    return audio
+
+
+def tts_conversations(turns_per_voice: int = 5) -> list[Conversation]:
+    sents = _sentences()
+    half = len(sents) // 2
+    pools = {"tune": iter(sents[:half]), "held-out": iter(sents[half:])}
+    out = []
+    for n, (name, split, voices) in enumerate(TTS_PLAN):
+        turns = []
+        for i in range(turns_per_voice * len(voices)):
+            voice = voices[i % len(voices)]
+            text = BACKCHANNELS[n % len(BACKCHANNELS)] if i == len(voices) + 1 else next(pools[split])
+            if i % 3 == 2:  # every third turn two sentences
+                text += " " + next(pools[split])
+            turns.append((voice, _speak(voice, text)))
+        out.append(build(name, "tts", split, turns, 100 + n, "TTS voices"))
+    return out
+
+
+# -- running ---------------------------------------------------------------------------------------
+
+
+def score(conv: Conversation) -> dict:
+    from mediaflow.diarize import diarize
+
+    t = time.process_time()
+    d = diarize(conv.audio)
+    cpu = time.process_time() - t
+    hyp = [(t.start, t.end, t.speaker) for t in d.turns]
+    one = [(s, e, "one") for s, e, _ in hyp]
+    m, base = der(conv.reference, hyp), der(conv.reference, one)
+    return {"name": conv.name, "set": conv.set, "split": conv.split, "seconds": round(conv.seconds, 1),
+            "speakers": conv.speakers, "found": len(d.speakers), "der": round(m["der"], 4),
+            "miss": round(m["miss"], 4), "false_alarm": round(m["false_alarm"], 4),
+            "confusion": round(m["confusion"], 4), "one_speaker_der": round(base["der"], 4),
+            "cpu_s": round(cpu, 2), "note": conv.note}
+
+
+def _speed_child(path: str) -> None:
+    """Run in a subprocess: diarize a file, print CPU (self + children), wall and peak RSS as JSON."""
+    from mediaflow.diarize import _encoder, diarize
+
+    _encoder()  # loading (ONNX export) is counted apart from the per-hour cost
+    r0, c0, w0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN), time.time()
+    d = diarize(path)
+    r1, c1 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = sum(b.ru_utime + b.ru_stime - a.ru_utime - a.ru_stime for a, b in ((r0, r1), (c0, c1)))
+    print(json.dumps({"cpu_s": cpu, "wall_s": time.time() - w0, "peak_rss_mb": r1.ru_maxrss / 1024,
+                      "speakers": len(d.speakers), "turns": len(d.turns), "seconds": d.duration_s}))
+
+
+def speed(convs: list[Conversation]) -> list[dict]:
+    joined = np.concatenate([c.audio for c in convs])
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for minutes in (5, 30):
+            n = int(minutes * 60 * SAMPLE_RATE)
+            audio = np.tile(joined, -(-n // len(joined)))[:n]
+            path = Path(tmp) / f"{minutes}min.wav"
+            path.write_bytes(encode(audio, SAMPLE_RATE, "wav"))
+            del audio
+            out = subprocess.run([sys.executable, __file__, "--speed-child", str(path)], capture_output=True,
+                                 text=True, check=True).stdout
+            r = json.loads(out.strip().splitlines()[-1])
+            rows.append({"minutes": minutes, "cpu_s_per_hour": round(r["cpu_s"] / r["seconds"] * 3600, 1),
+                         "wall_s_per_hour": round(r["wall_s"] / r["seconds"] * 3600, 1),
+                         "peak_rss_mb": round(r["peak_rss_mb"]), "speakers": r["speakers"]})
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    head = "| set | split | conversation | s | speakers | found | DER | miss | FA | conf. | one-speaker DER |"
+    lines = [head, "|" + "---|" * 11]
+    for r in rows:
+        lines.append(f"| {r['set']} | {r['split']} | {r['name']} | {r['seconds']:.0f} | {r['speakers']} | "
+                     f"{r['found']} | {r['der']:.1%} | {r['miss']:.1%} | {r['false_alarm']:.1%} | "
+                     f"{r['confusion']:.1%} | {r['one_speaker_der']:.1%} |")
+    return "\n".join(lines)
+
+
+def summary(rows: list[dict]) -> list[dict]:
+    out = []
+    for key in sorted({(r["set"], r["split"]) for r in rows}):
+        rs = [r for r in rows if (r["set"], r["split"]) == key]
+        w = np.array([r["seconds"] for r in rs])
+        out.append({"set": key[0], "split": key[1], "conversations": len(rs),
+                    "der_mean": round(float(np.mean([r["der"] for r in rs])), 4),
+                    "der_max": round(max(r["der"] for r in rs), 4),
+                    "count_right": f"{sum(r['found'] == r['speakers'] for r in rs)}/{len(rs)}",
+                    "one_speaker_der_mean": round(float(np.mean([r["one_speaker_der"] for r in rs])), 4),
+                    "seconds": round(float(w.sum()), 1)})
+    return out
+
+
+def conversations(sets: list[str]) -> list[Conversation]:
+    out = []
+    if "sample" in sets:
+        out.append(pyannote_sample())
+    if "real" in sets:
+        out += real_conversations()
+    if "tts" in sets:
+        out += tts_conversations()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sets", default="sample,real,tts")
+    ap.add_argument("--no-speed", action="store_true")
+    ap.add_argument("--out", default=str(RESULTS / "speakers.json"))
+    ap.add_argument("--speed-child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.speed_child:
+        return _speed_child(args.speed_child)
+    from mediaflow import diarize as D
+
+    load0 = os.getloadavg()[0]
+    convs = conversations(args.sets.split(","))
+    rows = [score(c) for c in convs]
+    print(f"method {D.METHOD}, SAME_SPEAKER {D.SAME_SPEAKER}, collar {COLLAR} s\n")
+    print(table(rows))
+    summ = summary(rows)
+    print()
+    for s in summ:
+        print(f"{s['set']:7s} {s['split']:9s} DER mean {s['der_mean']:.1%} max {s['der_max']:.1%}, "
+              f"count right {s['count_right']}, one-speaker DER {s['one_speaker_der_mean']:.1%}")
+    sp = [] if args.no_speed else speed([c for c in convs if c.set != "sample"] or convs)
+    for r in sp:
+        print(f"{r['minutes']} min from a file: {r['cpu_s_per_hour']} CPU s per hour of audio, "
+              f"{r['wall_s_per_hour']} s wall per hour, peak RSS {r['peak_rss_mb']} MB")
+    out = {"method": D.METHOD, "same_speaker": D.SAME_SPEAKER, "options": vars(D.DiarizeOptions()),
+           "collar_s": COLLAR, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+           "load_before": round(load0, 2), "load_after": round(os.getloadavg()[0], 2),
+           "date": time.strftime("%Y-%m-%d"), "rows": rows, "summary": summ, "speed": sp}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,545 @@
+"""Who speaks when: speech regions → voice embeddings → clusters → turns, offline and streamed.
+
+`diarize(source)` returns a `Diarization`: turns labelled `S1`, `S2`, … (numbered in order of first
+speech) and one voiceprint per speaker. The method, `METHOD`:
+
+1. **Speech regions.** Silero VAD (the ONNX model faster-whisper bundles) gives a speech probability
+   per 32 ms; a region opens above `vad_threshold`, closes after `min_silence_s` below
+   `vad_neg_threshold`, is padded by `speech_pad_s` and dropped under `min_speech_s`.
+2. **Pieces and embeddings.** A region is cut at its short pauses (`min_pause_s` and more: speakers
+   often change there), and each part into equal pieces of about `piece_s`. Every piece is embedded by
+   Resemblyzer's GE2E voice encoder (a 3-layer LSTM over 40 mel bands, 256-d; its weights ship inside
+   the `resemblyzer` wheel). Pieces do not overlap, so the encoder reads each second of speech once;
+   it runs through onnxruntime on one thread, a third of the CPU torch spends on two.
+3. **How many speakers.** Agglomerative clustering with centroid linkage: two clusters merge while
+   the cosine of their mean embeddings, corrected for their sizes (`_likeness`: a mean of few pieces
+   is noisier), is at least `SAME_SPEAKER`. Two stages keep memory bounded: within blocks of
+   `block_pieces` consecutive pieces, then over the blocks' clusters. A cluster with less than
+   `min_speaker_s` of speech and less than `min_speaker_share` of it is no speaker: its pieces join
+   the nearest one. `num_speakers`, when given, replaces this step.
+4. **Who speaks each piece.** Spherical k-means (`refine` rounds, started from those clusters; from
+   k-means++ when the count was given) on the embeddings centred on the recording's mean, which
+   removes what all its voices share (room, microphone) and splits similar voices along what differs.
+5. **Turns.** A piece whose label differs from both neighbours, which agree, and is barely closer to
+   its own speaker than to theirs (`flip_margin`) takes theirs. Consecutive pieces of one speaker
+   become one turn when the pause between them is at most `max_gap_s`.
+
+Limits: overlapping speech is ignored (each moment has at most one speaker: the one whose voice
+dominates the piece). A change of speaker with no pause at all is placed at a piece boundary (within
+about `piece_s`), and a turn shorter than a piece inside continuous speech is usually absorbed by its
+neighbours. Pieces under `min_piece_s` (a "yes" between pauses) are not clustered; they take the
+nearest speaker's label. Two voices that GE2E hears as very alike (two women in one room, say) can
+be counted as one; `num_speakers` then still separates them.
+
+Memory: the audio is decoded in windows of ~33 s (`mediaflow.audio.stream_pcm`) and only the open
+speech region is kept; what grows with length is one 256-float embedding per piece (~3.5 MB per
+hour of speech). No speech gives `turns == []`; one voice gives one speaker.
+
+`SAME_SPEAKER` is also the threshold of `match`, which finds an enrolled speaker's name from a
+voiceprint: a voiceprint is the mean raw embedding of a speaker's pieces, the vector step 3 compares
+(for means of many pieces `_likeness` is the plain cosine).
+"""
+
+from __future__ import annotations
+
+import bisect
+import io
+import threading
+import warnings
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from mediaflow.audio import SAMPLE_RATE, stream_pcm
+from mediaflow.errors import InputTooLarge, InvalidInput
+from mediaflow.features import decode_vector, encode_vector
+
+METHOD = "ge2e-ahc-v1"
+SAME_SPEAKER = 0.82
+
+_FRAME = 512  # Silero VAD reads 32 ms frames at 16 kHz
+_HOP = 160  # the encoder's mel frames: 10 ms
+_DECODE_WINDOW_S = 1024 * _FRAME / SAMPLE_RATE  # 32.768 s: a whole number of VAD frames
+
+
+@dataclass(frozen=True)
+class DiarizeOptions:
+    """Every setting of the method. Changing a default changes the results: bump `METHOD` with it."""
+
+    vad_threshold: float = 0.5  # speech probability that opens a region
+    vad_neg_threshold: float = 0.35  # ... under which it counts as silence
+    min_silence_s: float = 0.3  # this much silence closes a region
+    min_pause_s: float = 0.1  # a shorter pause inside a region still cuts its pieces
+    min_speech_s: float = 0.25  # shorter regions are dropped
+    speech_pad_s: float = 0.1  # regions widened by this much on each side
+    max_region_s: float = 30.0  # longer regions are cut here (keeps the buffer bounded)
+    piece_s: float = 1.0  # regions are cut into equal pieces of about this length for embedding
+    min_piece_s: float = 0.5  # shorter pieces are labelled by their nearest speaker, not clustered
+    same_speaker: float = SAME_SPEAKER  # centroid cosine above which two clusters merge
+    block_pieces: int = 400  # first-stage clustering block (memory bound: block² similarities)
+    min_speaker_s: float = 8.0  # a cluster with less speech than this ...
+    min_speaker_share: float = 0.05  # ... and than this share of all speech is not a speaker
+    rho: float = 0.75  # expected cosine of two pieces of one voice (see `_likeness`)
+    refine: int = 3  # k-means rounds after the count, on centred embeddings
+    flip_margin: float = 0.1  # an isolated piece this close to its neighbours' speaker joins them
+    max_gap_s: float = 1.0  # same-speaker pieces closer than this form one turn
+    batch_pieces: int = 256  # pieces embedded per encoder call
+
+
+@dataclass(frozen=True)
+class Turn:
+    start: float
+    end: float
+    speaker: str
+
+
+@dataclass
+class Diarization:
+    """Turns, sorted and non-overlapping, with the consecutive turns of one speaker merged when the
+    pause between them is at most `DiarizeOptions.max_gap_s`; a longer pause separates two turns
+    of the same speaker. `voiceprints`: label → unit-length mean embedding (float32, 256-d)."""
+
+    turns: list[Turn]
+    voiceprints: dict[str, np.ndarray]
+    method: str = METHOD
+    duration_s: float = 0.0
+    _ends: list[float] = field(default_factory=list, init=False, repr=False, compare=False)
+
+    @property
+    def speakers(self) -> list[str]:
+        """The labels in order of first speech."""
+        return list(dict.fromkeys(t.speaker for t in self.turns))
+
+    def talk_time(self) -> dict[str, float]:
+        """Seconds of turns per speaker."""
+        out: dict[str, float] = {}
+        for t in self.turns:
+            out[t.speaker] = out.get(t.speaker, 0.0) + t.end - t.start
+        return out
+
+    def speaker_at(self, start: float, end: float) -> str | None:
+        """The speaker whose turns overlap [start, end] most; None when no turn overlaps it. A
+        zero-length span counts the turn that contains its point."""
+        if len(self._ends) != len(self.turns):
+            self._ends = [t.end for t in self.turns]
+        overlap: dict[str, float] = {}
+        i = bisect.bisect_left(self._ends, start)
+        while i < len(self.turns) and self.turns[i].start <= end:
+            t = self.turns[i]
+            o = min(end, t.end) - max(start, t.start)
+            if o > 0 or (o == 0 and start == end):
+                overlap[t.speaker] = overlap.get(t.speaker, 0.0) + o
+            i += 1
+        return max(overlap, key=overlap.__getitem__) if overlap else None
+
+    def to_dict(self) -> dict:
+        return {
+            "method": self.method,
+            "duration_s": self.duration_s,
+            "turns": [{"start": t.start, "end": t.end, "speaker": t.speaker} for t in self.turns],
+            "voiceprints": {k: encode_vector(v) for k, v in self.voiceprints.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Diarization":
+        return cls(
+            turns=[Turn(float(t["start"]), float(t["end"]), str(t["speaker"])) for t in d.get("turns", [])],
+            voiceprints={str(k): decode_vector(v) for k, v in (d.get("voiceprints") or {}).items()},
+            method=str(d.get("method", "")),
+            duration_s=float(d.get("duration_s", 0.0)),
+        )
+
+
+def match(voiceprint: np.ndarray, library: dict[str, np.ndarray], threshold: float = SAME_SPEAKER) -> str | None:
+    """The enrolled name whose voiceprint is closest to `voiceprint` by cosine, if above `threshold`."""
+    if not library:
+        return None
+    names = list(library)
+    sims = _unit(np.stack([np.asarray(library[n], dtype=np.float32) for n in names])) @ _unit(
+        np.asarray(voiceprint, dtype=np.float32))
+    best = int(np.argmax(sims))
+    return names[best] if sims[best] > threshold else None
+
+
+def diarize(source: str | Path | np.ndarray, *, max_duration_s: float | None = None,
+            num_speakers: int | None = None, options: DiarizeOptions | None = None) -> Diarization:
+    """Who speaks when in `source`: a file (stream-decoded, memory stays flat) or 16 kHz mono float32.
+
+    `num_speakers`, when known, replaces the threshold: clusters merge until that many are left.
+    Raises `AudioDecodeError` for what ffmpeg cannot read, `InputTooLarge` past `max_duration_s`.
+    """
+    opts = options or DiarizeOptions()
+    if num_speakers is not None and num_speakers < 1:
+        raise InvalidInput(f"num_speakers must be at least 1, not {num_speakers}")
+    pieces, duration = _embed_speech(_windows(source, max_duration_s), opts)
+    labels, sims = _cluster(pieces, opts, num_speakers)
+    return _turns(pieces, labels, sims, duration, opts)
+
+
+# -- audio in ----------------------------------------------------------------------------------------
+
+
+def _windows(source: str | Path | np.ndarray, max_duration_s: float | None) -> Iterator[np.ndarray]:
+    if isinstance(source, np.ndarray):
+        x = np.asarray(source, dtype=np.float32)
+        if x.ndim != 1:
+            raise InvalidInput("diarize: an array must be mono (one dimension) at 16 kHz")
+        if max_duration_s is not None and len(x) > max_duration_s * SAMPLE_RATE:
+            raise InputTooLarge(f"{len(x) / SAMPLE_RATE / 3600:.1f} h of audio is over the "
+                                f"{max_duration_s / 3600:.1f} h limit")
+        step = int(_DECODE_WINDOW_S * SAMPLE_RATE)
+        return (x[i:i + step] for i in range(0, len(x), step))
+    return stream_pcm(source, window_s=_DECODE_WINDOW_S, max_duration_s=max_duration_s)
+
+
+@dataclass
+class _Pieces:
+    """What the clustering sees: per piece its span (seconds) and unit embedding."""
+
+    starts: list[float] = field(default_factory=list)
+    ends: list[float] = field(default_factory=list)
+    vectors: list[np.ndarray] = field(default_factory=list)  # one (n, 256) array per encoder batch
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def matrix(self) -> np.ndarray:
+        return np.concatenate(self.vectors) if self.vectors else np.zeros((0, 256), np.float32)
+
+
+class _Regions:
+    """Silero-style hysteresis over a stream of per-frame speech probabilities; yields closed regions
+    as (start_frame, end_frame) once the silence after them is long enough to be sure."""
+
+    def __init__(self, opts: DiarizeOptions):
+        fps = SAMPLE_RATE / _FRAME
+        self.opts = opts
+        self.min_silence = max(1, round(opts.min_silence_s * fps))
+        self.min_speech = round(opts.min_speech_s * fps)
+        self.max_region = round(opts.max_region_s * fps)
+        self.start: int | None = None
+        self.silence_from: int | None = None
+
+    def push(self, probs: np.ndarray, first: int) -> list[tuple[int, int]]:
+        out = []
+        o = self.opts
+        for k, p in enumerate(probs):
+            i = first + k
+            if self.start is None:
+                if p >= o.vad_threshold:
+                    self.start, self.silence_from = i, None
+                continue
+            if p >= o.vad_threshold:
+                self.silence_from = None
+            elif p < o.vad_neg_threshold and self.silence_from is None:
+                self.silence_from = i
+            if self.silence_from is not None and i - self.silence_from >= self.min_silence:
+                self._close(self.silence_from, out)
+                self.start = None
+            elif i - self.start >= self.max_region:  # a long stretch without a pause: cut it
+                self._close(i, out)
+                self.start = i
+        return out
+
+    def flush(self, end: int) -> list[tuple[int, int]]:
+        out: list[tuple[int, int]] = []
+        if self.start is not None:
+            self._close(self.silence_from if self.silence_from is not None else end, out)
+            self.start = None
+        return out
+
+    def _close(self, end: int, out: list) -> None:
+        if end - self.start >= self.min_speech:
+            out.append((self.start, end))
+
+    @property
+    def open_from(self) -> int | None:
+        return self.start
+
+
+def _embed_speech(windows: Iterable[np.ndarray], opts: DiarizeOptions) -> tuple[_Pieces, float]:
+    """Stream the audio once: VAD per window, closed regions cut into pieces and embedded.
+    Holds the undecided audio only (from the open region's start, or the padding before now)."""
+    from faster_whisper.vad import get_vad_model
+
+    vad = get_vad_model()
+    regions = _Regions(opts)
+    pieces = _Pieces()
+    queue: list[tuple[float, float, np.ndarray]] = []  # pieces waiting for the encoder: start, end, mel
+    pad = int(opts.speech_pad_s * SAMPLE_RATE)
+    buf = np.zeros(0, np.float32)
+    buf_at = 0  # sample index of buf[0]
+    probs = np.zeros(0, np.float32)  # speech probability per VAD frame, from frame probs_at on
+    probs_at = 0
+    total = 0  # samples read
+    done_vad = 0  # samples the VAD has read (whole frames)
+    last_end = 0  # end sample of the last region emitted (padding never reaches back past it)
+
+    def step(chunk: np.ndarray) -> None:
+        nonlocal probs, done_vad
+        p = np.asarray(vad(chunk), np.float32).reshape(-1)
+        probs = np.concatenate([probs, p])
+        found = regions.push(p, done_vad // _FRAME)
+        done_vad += len(p) * _FRAME
+        emit(found, total)
+
+    def emit(found: list[tuple[int, int]], limit: int) -> None:
+        nonlocal last_end
+        for a, b in found:
+            s = max(a * _FRAME - pad, last_end, 0)
+            e = min(b * _FRAME + pad, limit)
+            last_end = e
+            pauses = _pauses(probs[a - probs_at:b - probs_at], opts)
+            cuts = [(a + m) * _FRAME - s for m in pauses]
+            _queue_region(buf[s - buf_at:e - buf_at], s / SAMPLE_RATE, cuts, opts, queue)
+            if len(queue) >= opts.batch_pieces:
+                _flush(queue, pieces)
+
+    for w in windows:
+        buf = np.concatenate([buf, w]) if len(buf) else np.array(w, dtype=np.float32)
+        total += len(w)
+        n = (total - done_vad) // _FRAME * _FRAME
+        if n:
+            step(buf[done_vad - buf_at:done_vad - buf_at + n])
+        keep_from = done_vad - pad - _FRAME if regions.open_from is None else regions.open_from * _FRAME - pad
+        keep_from = max(buf_at, min(keep_from, total)) // _FRAME * _FRAME
+        buf, buf_at = buf[keep_from - buf_at:], keep_from
+        probs, probs_at = probs[keep_from // _FRAME - probs_at:], keep_from // _FRAME
+    tail = total - done_vad  # under one frame: the VAD pads it like faster-whisper does
+    if tail:
+        step(np.pad(buf[done_vad - buf_at:], (0, _FRAME - tail)))
+    emit(regions.flush(-(-total // _FRAME)), total)
+    _flush(queue, pieces)
+    return pieces, total / SAMPLE_RATE
+
+
+def _pauses(p: np.ndarray, opts: DiarizeOptions) -> list[int]:
+    """The middle frame of each short pause inside a region: `min_pause_s` or more under the
+    silence threshold (longer ones, over `min_silence_s`, already end regions). Speakers often
+    change at such a pause, so pieces are cut there first."""
+    quiet = np.concatenate([[False], p < opts.vad_neg_threshold, [False]])
+    edges = np.flatnonzero(np.diff(quiet.astype(np.int8)))
+    need = max(1, round(opts.min_pause_s * SAMPLE_RATE / _FRAME))
+    return [int((a + b) // 2) for a, b in zip(edges[::2], edges[1::2]) if b - a >= need and a > 0 and b < len(p)]
+
+
+def _queue_region(x: np.ndarray, at: float, cuts: list[int], opts: DiarizeOptions, queue: list) -> None:
+    """Cut one speech region (samples, starting at `at` s) at its pauses (`cuts`, in samples), each
+    part into equal pieces of about `piece_s`, and queue the pieces' mels for the encoder."""
+    if len(x) < _HOP * 10:
+        return
+    x = _normalize(x)
+    mel = _mel(x)
+    bounds = [0] + [c for c in cuts if 0 < c < len(x)] + [len(x)]
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        n = max(1, round((hi - lo) / SAMPLE_RATE / opts.piece_s))
+        edges = np.linspace(lo, hi, n + 1).astype(int)
+        for a, b in zip(edges[:-1], edges[1:]):
+            fa, fb = a // _HOP, b // _HOP
+            frames = (fb - fa) // 10 * 10  # lengths in steps of 100 ms so batches share a length
+            if frames >= 10:
+                queue.append((at + a / SAMPLE_RATE, at + b / SAMPLE_RATE, mel[fa:fa + frames]))
+
+
+def _normalize(x: np.ndarray, target_dbfs: float = -30.0) -> np.ndarray:
+    """The encoder reads linear mel power, trained on audio at -30 dBFS: bring each region there."""
+    rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+    if rms < 1e-6:
+        return x
+    return (x * (10 ** (target_dbfs / 20) / rms)).astype(np.float32)
+
+
+def _mel(x: np.ndarray) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # resemblyzer imports scipy.ndimage.morphology
+        from resemblyzer.audio import wav_to_mel_spectrogram
+    return wav_to_mel_spectrogram(x)
+
+
+def _flush(queue: list, pieces: _Pieces) -> None:
+    """Embed the queued pieces, batched by length, and append them in time order."""
+    if not queue:
+        return
+    session = _encoder()
+    out = np.zeros((len(queue), 256), np.float32)
+    by_len: dict[int, list[int]] = {}
+    for i, (_, _, mel) in enumerate(queue):
+        by_len.setdefault(len(mel), []).append(i)
+    for idx in by_len.values():
+        batch = np.stack([queue[i][2] for i in idx]).astype(np.float32)
+        out[idx] = session.run(None, {"mels": batch})[0]
+    pieces.starts.extend(q[0] for q in queue)
+    pieces.ends.extend(q[1] for q in queue)
+    pieces.vectors.append(_unit(out))
+    queue.clear()
+
+
+_encoder_lock = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def _encoder():
+    """Resemblyzer's GE2E encoder (weights from its wheel) as an onnxruntime session on one thread.
+    Exported in memory once per process; nothing is downloaded."""
+    import onnxruntime as ort
+    import torch
+
+    with _encoder_lock, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from resemblyzer import VoiceEncoder
+
+        model = VoiceEncoder("cpu", verbose=False).eval()
+        buf = io.BytesIO()
+        torch.onnx.export(model, (torch.zeros(2, 150, 40),), buf, input_names=["mels"], output_names=["emb"],
+                          dynamic_axes={"mels": {0: "batch", 1: "frames"}}, opset_version=17, dynamo=False)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    return ort.InferenceSession(buf.getvalue(), so, providers=["CPUExecutionProvider"])
+
+
+# -- clusters ----------------------------------------------------------------------------------------
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(x, axis=-1, keepdims=True)
+    return (x / np.maximum(n, 1e-12)).astype(np.float32)
+
+
+def _ahc(sums: np.ndarray, counts: np.ndarray, threshold: float, rho: float, k: int | None = None) -> np.ndarray:
+    """Centroid-linkage agglomerative clustering. Row i is the sum of `counts[i]` pieces' unit vectors
+    (weighted by length). The closest two clusters merge while their `_likeness` is at least
+    `threshold`, or, with `k`, until k are left. Returns each row's cluster (0.., in order of first row)."""
+    n = len(sums)
+    if n == 0:
+        return np.zeros(0, int)
+    cur = sums.astype(np.float64).copy()
+    cnt = counts.astype(np.float64).copy()
+    owner = np.arange(n)
+    alive = np.ones(n, bool)
+    sim = _likeness(cur, cnt, cur, cnt, rho)
+    np.fill_diagonal(sim, -np.inf)
+    left = n
+    while left > 1:
+        i, j = np.unravel_index(int(np.argmax(sim)), sim.shape)
+        if (k is None and sim[i, j] < threshold) or (k is not None and left <= k):
+            break
+        cur[i] += cur[j]
+        cnt[i] += cnt[j]
+        alive[j] = False
+        owner[owner == j] = i
+        sim[j, :] = sim[:, j] = -np.inf
+        row = _likeness(cur[i:i + 1], cnt[i:i + 1], cur[alive], cnt[alive], rho)[0]
+        sim[i, alive] = sim[alive, i] = row
+        sim[i, i] = -np.inf
+        left -= 1
+    _, first = np.unique(owner, return_index=True)
+    order = {o: r for r, o in enumerate(owner[np.sort(first)])}
+    return np.array([order[o] for o in owner])
+
+
+def _likeness(a: np.ndarray, na: np.ndarray, b: np.ndarray, nb: np.ndarray, rho: float) -> np.ndarray:
+    """Cosine of cluster means, divided by what it would be for one speaker: `rho` is the expected
+    cosine of two single pieces of one voice, and a mean of n pieces is closer to the voice's
+    centroid (squared norm rho + (1 - rho) / n). So the result estimates the cosine of the two
+    voices' true centroids, whatever the clusters' sizes, and one threshold serves all of them."""
+    cos = _unit(a) @ _unit(b).T
+    fa = rho + (1 - rho) / np.maximum(na, 1e-3)
+    fb = rho + (1 - rho) / np.maximum(nb, 1e-3)
+    return cos * np.sqrt(np.outer(fa, fb)) / rho
+
+
+def _cluster(pieces: _Pieces, opts: DiarizeOptions, k: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Each piece's speaker index, and each piece's similarity to each speaker (pieces × speakers).
+
+    The count comes from `_count` (raw embeddings, one threshold), or is `k`. The pieces are then
+    assigned by spherical k-means on embeddings centred on this recording's mean: what all its
+    voices share (the room, the microphone, what GE2E gives every voice) drops out, and two similar
+    voices that the count could only just tell apart are split along what differs between them.
+    """
+    x = pieces.matrix()
+    if not len(x):
+        return np.zeros(0, int), np.zeros((0, 0), np.float32)
+    dur = np.asarray(pieces.ends) - np.asarray(pieces.starts)
+    solid = dur >= opts.min_piece_s
+    if not solid.any():
+        solid = dur >= dur.max()
+    if k is None:
+        init = _count(x[solid], dur[solid], opts)
+        k = int(init.max()) + 1
+    else:
+        k, init = min(k, int(solid.sum())), None
+    if k == 1:
+        return np.zeros(len(x), int), (x @ _unit((x[solid] * dur[solid, None]).sum(0)))[:, None]
+    mean = (x[solid] * dur[solid, None]).sum(0) / dur[solid].sum()
+    y = _unit(x - mean)
+    if init is None:
+        from sklearn.cluster import KMeans
+
+        init = KMeans(k, n_init=10, random_state=0).fit(y[solid], sample_weight=dur[solid]).labels_
+    for _ in range(max(1, opts.refine)):  # k-means rounds from the clusters found
+        centroids = [(y[solid][init == c] * dur[solid][init == c, None]).sum(0) for c in range(k)]
+        centroids = _unit(np.stack([c for c in centroids if np.any(c)]))
+        init = np.argmax(y[solid] @ centroids.T, axis=1)
+    sims = y @ centroids.T
+    return np.argmax(sims, axis=1), sims
+
+
+def _count(x: np.ndarray, dur: np.ndarray, opts: DiarizeOptions) -> np.ndarray:
+    """Speakers by agglomerative clustering of the raw embeddings, in two stages so memory stays
+    bounded: within blocks of consecutive pieces, then over the blocks' clusters. Clusters with too
+    little speech are not speakers: their pieces join the nearest one that is. Returns each piece's
+    speaker index (0..)."""
+    w, cnt = x * dur[:, None], dur / opts.piece_s
+    sub_of = np.zeros(len(x), int)
+    sub_sums, sub_cnt = [], []
+    for b in range(0, len(x), opts.block_pieces):
+        wb, cb = w[b:b + opts.block_pieces], cnt[b:b + opts.block_pieces]
+        lab = _ahc(wb, cb, opts.same_speaker, opts.rho)
+        sub_of[b:b + opts.block_pieces] = lab + len(sub_sums)
+        for c in range(lab.max() + 1):
+            sub_sums.append(wb[lab == c].sum(0))
+            sub_cnt.append(cb[lab == c].sum())
+    lab = _ahc(np.stack(sub_sums), np.array(sub_cnt), opts.same_speaker, opts.rho)[sub_of]
+    talk = np.bincount(lab, weights=dur)
+    big = (talk >= opts.min_speaker_s) | (talk >= opts.min_speaker_share * talk.sum())
+    if not big.any():
+        big = talk >= talk.max()
+    centroids = _unit(np.stack([w[lab == c].sum(0) for c in np.flatnonzero(big)]))
+    return np.argmax(x @ centroids.T, axis=1)
+
+
+# -- turns -------------------------------------------------------------------------------------------
+
+
+def _turns(pieces: _Pieces, labels: np.ndarray, sims: np.ndarray, duration: float,
+           opts: DiarizeOptions) -> Diarization:
+    if not len(labels):
+        return Diarization([], {}, METHOD, round(duration, 3))
+    x = pieces.matrix()
+    starts, ends = np.asarray(pieces.starts), np.asarray(pieces.ends)
+    labels = labels.copy()
+    for i in range(1, len(labels) - 1):  # an isolated flip the evidence barely supports
+        a, b, c = labels[i - 1], labels[i], labels[i + 1]
+        if a == c != b and sims[i, b] - sims[i, a] < opts.flip_margin:
+            labels[i] = a
+    spans: list[list] = []
+    for s, e, lab in zip(starts, ends, labels):
+        if spans and spans[-1][2] == lab and s - spans[-1][1] <= opts.max_gap_s:
+            spans[-1][1] = float(e)
+        else:
+            spans.append([float(s), float(e), int(lab)])
+    names: dict[int, str] = {}
+    for _, _, lab in spans:
+        names.setdefault(lab, f"S{len(names) + 1}")
+    turns = [Turn(round(s, 3), round(e, 3), names[lab]) for s, e, lab in spans]
+    dur = ends - starts
+    prints = {}
+    for lab, name in names.items():  # voiceprints from the raw embeddings: comparable across recordings
+        m = labels == lab
+        prints[name] = _unit((x[m] * dur[m, None]).sum(0))
+    return Diarization(turns, prints, METHOD, round(duration, 3))

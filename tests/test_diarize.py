@@ -1,0 +1,267 @@
+"""Diarization with the real voice encoder and VAD, on conversations the test builds from TTS voices.
+
+The voices are distinct speakers to the encoder: Piper joe (US male), hibari (a student of Kokoro
+af_heart, US female) and Kokoro bf_emma (British female).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soxr
+
+from mediaflow.audio import SAMPLE_RATE, encode
+from mediaflow.diarize import METHOD, SAME_SPEAKER, Diarization, Turn, diarize, match
+from mediaflow.errors import InvalidInput
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from speakers import der  # noqa: E402
+
+LINES = {
+    "piper-joe": [
+        "Welcome back to the show. Today we talk about rivers and how they shape the land.",
+        "So what happens when people build a dam across a river like that?",
+        "I had no idea the sand travelled so far. Where does it end up in the end?",
+        "That is a good place to stop. Thank you for coming on the show today.",
+    ],
+    "hibari": [
+        "Thanks for having me. Rivers are never still: every flood moves the banks a little.",
+        "The river keeps changing, just more slowly. Sediment piles up behind the wall.",
+        "Most of it reaches the delta, where the water slows down and drops what it carries.",
+        "It was a pleasure. I could talk about mud and gravel for hours.",
+    ],
+    "kokoro-emma": [
+        "If I may add something from the coast: the sea takes that sand and moves it along the beach.",
+        "In my town the beach has moved fifty metres inland since my grandmother was a girl.",
+        "And the tides sort the grains by size, so the coarse gravel stays high on the shore.",
+        "Thank you both, this was fun.",
+    ],
+}
+
+
+def _voice(voice_id: str, text: str) -> np.ndarray:
+    from mediaflow.tts.voices import get_voice
+
+    v = get_voice(voice_id, threads=2)
+    return soxr.resample(v.synthesize(text), v.sample_rate, SAMPLE_RATE).astype(np.float32)
+
+
+def _conversation(voices: list[str], pauses=(0.6, 0.2, 0.9, 0.4)) -> tuple[np.ndarray, list[tuple[float, float, str]]]:
+    """Turns in rotation over `voices`, each line once, with pauses (some under the VAD's 0.3 s
+    minimum silence, so a change of speaker can fall inside one speech region)."""
+    parts, ref, t = [np.zeros(SAMPLE_RATE // 2, np.float32)], [], 0.5
+    for i in range(len(LINES["piper-joe"])):
+        for j, v in enumerate(voices):
+            clip = _voice(v, LINES[v][i])
+            loud = np.flatnonzero(np.abs(clip) > 0.01)
+            clip = clip[loud[0]:loud[-1] + 1]
+            ref.append((t, t + len(clip) / SAMPLE_RATE, v))
+            pause = pauses[(i + j) % len(pauses)]
+            parts += [clip, np.zeros(int(pause * SAMPLE_RATE), np.float32)]
+            t += len(clip) / SAMPLE_RATE + pause
+    return np.concatenate(parts), ref
+
+
+@pytest.fixture(scope="module")
+def two_voices():
+    return _conversation(["piper-joe", "hibari"])
+
+
+@pytest.fixture(scope="module")
+def three_voices():
+    return _conversation(["piper-joe", "hibari", "kokoro-emma"])
+
+
+def _share_right(d: Diarization, ref) -> list[float]:
+    """Per reference turn, the share of its duration given to the label that voice gets most overall."""
+    label_of = {}
+    for voice in {v for _, _, v in ref}:
+        time_by_label: dict[str, float] = {}
+        for s, e, v in ref:
+            if v == voice:
+                for t in d.turns:
+                    o = min(e, t.end) - max(s, t.start)
+                    if o > 0:
+                        time_by_label[t.speaker] = time_by_label.get(t.speaker, 0) + o
+        label_of[voice] = max(time_by_label, key=time_by_label.get)
+    shares = []
+    for s, e, v in ref:
+        right = sum(max(0.0, min(e, t.end) - max(s, t.start)) for t in d.turns if t.speaker == label_of[v])
+        shares.append(right / (e - s))
+    return shares, label_of
+
+
+def test_two_voices_give_two_speakers_and_their_turns(two_voices):
+    audio, ref = two_voices
+    d = diarize(audio)
+    assert d.speakers == ["S1", "S2"]
+    shares, label_of = _share_right(d, ref)
+    assert len(set(label_of.values())) == 2  # each voice its own label
+    assert min(shares) >= 0.9, shares
+    assert label_of["piper-joe"] == "S1"  # numbered in order of first speech
+    assert der(ref, [(t.start, t.end, t.speaker) for t in d.turns])["der"] < 0.1
+
+
+def test_three_voices_give_three_speakers_and_their_turns(three_voices):
+    audio, ref = three_voices
+    d = diarize(audio)
+    assert len(d.speakers) == 3
+    shares, label_of = _share_right(d, ref)
+    assert len(set(label_of.values())) == 3
+    assert min(shares) >= 0.9, shares
+
+
+def test_turns_are_sorted_disjoint_and_merged(three_voices):
+    d = diarize(three_voices[0])
+    for a, b in zip(d.turns, d.turns[1:]):
+        assert a.end <= b.start
+        assert a.speaker != b.speaker or b.start - a.end > 1.0  # same speaker only across a long pause
+    assert all(t.end > t.start for t in d.turns)
+
+
+def test_voiceprints_are_unit_vectors_that_tell_the_voices_apart(three_voices):
+    d = diarize(three_voices[0])
+    assert set(d.voiceprints) == set(d.speakers)
+    prints = np.stack(list(d.voiceprints.values()))
+    assert prints.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(prints, axis=1), 1.0, atol=1e-5)
+    sims = prints @ prints.T
+    assert sims[~np.eye(len(prints), dtype=bool)].max() < SAME_SPEAKER
+
+
+def test_known_number_of_speakers_is_respected(three_voices):
+    assert len(diarize(three_voices[0], num_speakers=2).speakers) == 2
+    assert len(diarize(three_voices[0], num_speakers=1).speakers) == 1
+
+
+def test_a_file_is_streamed_to_the_same_result(tmp_path, two_voices):
+    audio, _ = two_voices
+    path = tmp_path / "talk.mp3"
+    path.write_bytes(encode(audio, SAMPLE_RATE, "mp3"))
+    from_file, from_array = diarize(path), diarize(audio)
+    assert from_file.speakers == from_array.speakers
+    assert abs(from_file.duration_s - from_array.duration_s) < 0.2
+    assert from_file.method == METHOD
+
+
+def test_one_voice_is_one_speaker():
+    audio = np.concatenate([_voice("hibari", line) for line in LINES["hibari"] + LINES["piper-joe"]])
+    d = diarize(audio)
+    assert d.speakers == ["S1"]
+    assert sum(t.end - t.start for t in d.turns) > 0.8 * len(audio) / SAMPLE_RATE
+
+
+def test_silence_has_no_turns():
+    d = diarize(np.zeros(30 * SAMPLE_RATE, np.float32))
+    assert d.turns == [] and d.voiceprints == {}
+    assert d.duration_s == 30.0
+    assert d.speaker_at(0, 30) is None
+
+
+def test_quiet_noise_has_no_turns():
+    rng = np.random.default_rng(0)
+    assert diarize((rng.normal(0, 0.003, 20 * SAMPLE_RATE)).astype(np.float32)).turns == []
+
+
+def test_music_like_tones_give_at_most_one_speaker():
+    t = np.arange(40 * SAMPLE_RATE) / SAMPLE_RATE
+    notes = [220, 277, 330, 440, 392, 349]
+    f = np.array(notes)[(t * 2).astype(int) % len(notes)]
+    music = sum(a * np.sin(2 * np.pi * m * f * t) for a, m in ((0.2, 1), (0.1, 1.5), (0.05, 2)))
+    beat = (np.sin(2 * np.pi * 2 * t) > 0.95) * np.random.default_rng(1).normal(0, 0.1, len(t))
+    d = diarize((music + beat).astype(np.float32))
+    assert len(d.speakers) <= 1
+
+
+def test_telephone_band_audio_still_finds_the_voices(two_voices):
+    audio, ref = two_voices
+    phone = soxr.resample(audio, SAMPLE_RATE, 8000)
+    spectrum = np.fft.rfft(phone)
+    freqs = np.fft.rfftfreq(len(phone), 1 / 8000)
+    spectrum[(freqs < 300) | (freqs > 3400)] = 0
+    phone = soxr.resample(np.fft.irfft(spectrum, len(phone)).astype(np.float32), 8000, SAMPLE_RATE)
+    d = diarize(phone.astype(np.float32))
+    assert 1 <= len(d.speakers) <= 2
+    if len(d.speakers) == 2:
+        assert min(_share_right(d, ref)[0]) >= 0.5
+
+
+@pytest.mark.slow
+def test_memory_stays_flat_for_long_input(tmp_path, two_voices):
+    """25 minutes from a file hold no more than 5 minutes do: the audio is streamed in windows.
+    Counted by tracemalloc (numpy's arrays and Python's objects), so other tests do not blur it."""
+    audio, _ = two_voices
+    peaks = {}
+    for minutes in (5, 25):
+        n = minutes * 60 * SAMPLE_RATE
+        path = tmp_path / f"{minutes}.wav"
+        path.write_bytes(encode(np.tile(audio, -(-n // len(audio)))[:n], SAMPLE_RATE, "wav"))
+        tracemalloc.start()
+        try:
+            d = diarize(path)
+            _, peaks[minutes] = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert d.duration_s == pytest.approx(minutes * 60, abs=1)
+        assert len(d.speakers) == 2
+    audio_mb = 25 * 60 * SAMPLE_RATE * 4 / 2**20  # 92 MB of float32 if it were held
+    assert peaks[25] / 2**20 < audio_mb / 3
+    assert peaks[25] < peaks[5] + 10 * 2**20, peaks
+
+
+def test_round_trip_through_json(two_voices):
+    d = diarize(two_voices[0])
+    back = Diarization.from_dict(json.loads(json.dumps(d.to_dict())))
+    assert back.turns == d.turns
+    assert back.method == d.method and back.duration_s == d.duration_s
+    for k, v in d.voiceprints.items():
+        np.testing.assert_array_equal(back.voiceprints[k], v)
+
+
+def test_match_finds_an_enrolled_voice_and_no_stranger(two_voices, three_voices):
+    enrolled = diarize(two_voices[0])
+    _, label_of = _share_right(enrolled, two_voices[1])
+    library = {"Joe": enrolled.voiceprints[label_of["piper-joe"]], "Hana": enrolled.voiceprints[label_of["hibari"]]}
+    later = diarize(three_voices[0])
+    _, later_labels = _share_right(later, three_voices[1])
+    assert match(later.voiceprints[later_labels["piper-joe"]], library) == "Joe"
+    assert match(later.voiceprints[later_labels["hibari"]], library) == "Hana"
+    assert match(later.voiceprints[later_labels["kokoro-emma"]], library) is None
+    assert match(later.voiceprints[later_labels["hibari"]], {}) is None
+
+
+def test_speaker_at_picks_the_most_overlapping_turn():
+    d = Diarization([Turn(0.0, 2.0, "S1"), Turn(2.0, 5.0, "S2"), Turn(8.0, 9.0, "S1")], {}, METHOD, 10.0)
+    assert d.speaker_at(0.5, 1.0) == "S1"
+    assert d.speaker_at(1.5, 3.0) == "S2"  # 0.5 s of S1, 1 s of S2
+    assert d.speaker_at(5.5, 7.5) is None  # in a pause
+    assert d.speaker_at(4.0, 8.5) == "S2"
+    assert d.speaker_at(8.5, 8.5) == "S1"  # a point inside a turn
+    assert d.talk_time() == {"S1": 3.0, "S2": 3.0}
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(InvalidInput):
+        diarize(np.zeros((2, 16000), np.float32))
+    with pytest.raises(InvalidInput):
+        diarize(np.zeros(16000, np.float32), num_speakers=0)
+
+
+def test_der_scores_labels_by_their_best_mapping():
+    ref = [(0.0, 10.0, "a"), (10.0, 20.0, "b")]
+    assert der(ref, [(0.0, 10.0, "x"), (10.0, 20.0, "y")])["der"] == 0
+    assert der(ref, [(0.0, 10.0, "y"), (10.0, 20.0, "x")])["der"] == 0  # names do not matter
+    one = der(ref, [(0.0, 20.0, "x")])
+    assert one["confusion"] == pytest.approx(0.5, abs=0.01) and one["miss"] == 0
+    assert der(ref, [(0.0, 10.2, "x"), (10.2, 20.0, "y")])["der"] == 0  # inside the 0.25 s collar
+    half = der(ref, [(0.0, 10.0, "x")])
+    assert half["miss"] == pytest.approx(0.5, abs=0.02)
+    fa = der(ref, [(0.0, 10.0, "x"), (10.0, 25.0, "y")])
+    assert fa["false_alarm"] == pytest.approx(4.75 / 19.0, abs=0.01) and fa["miss"] == 0
+    overlap = der(ref + [(5.0, 7.0, "c")], [(0.0, 10.0, "x"), (10.0, 20.0, "y")])
+    assert overlap["miss"] == pytest.approx(1.5 / 19.5, abs=0.01)  # the overlapped speaker counts as missed
