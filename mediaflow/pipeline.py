@@ -151,8 +151,13 @@ def featurize_episode(episode_id: str, settings: Settings):
         chapters, _ = store.get_chapters(episode_id)
     except NotFound:
         chapters = []
-    features = extract_features(store.get_transcript(episode_id), chapters, ep.title, ep.description,
-                                audio_path=settings.data_path / ep.audio_path)
+    from mediaflow import speakers
+
+    transcript = store.get_transcript(episode_id)
+    found = speakers.load(episode_id, settings)
+    features = extract_features(transcript, chapters, ep.title, ep.description,
+                                audio_path=settings.data_path / ep.audio_path,
+                                speakers=speakers.summary(transcript, found) if found else None)
     store.save_features(episode_id, features.to_dict())
     return features
 
@@ -164,10 +169,8 @@ def needs_transcript(episode_id: str, settings: Settings) -> bool:
 
 def needs_speakers(episode_id: str, settings: Settings) -> bool:
     """True when the episode has not been diarized with the current method."""
-    try:
-        from mediaflow.diarize import METHOD
-    except ImportError:  # TEMPORARY while the diarizer lands
-        return False
+    from mediaflow.diarize import METHOD
+
     return get_store(settings.db_url).speakers_method(episode_id) != METHOD
 
 
@@ -237,16 +240,10 @@ def speakers_step(run: Run, settings: Settings) -> Run:
     """Who speaks when, and their names (after the transcript: introductions name them)."""
     from mediaflow.speakers import identify
 
-    if needs_speakers(run.episode_id, settings) or (run.redone and _can_diarize()):
+    if run.redone or needs_speakers(run.episode_id, settings):
         identify(run.episode_id, settings)
         run.speakers_redone = True  # features count speakers; chapters do not depend on them
     return run
-
-
-def _can_diarize() -> bool:  # TEMPORARY while the diarizer lands
-    import importlib.util
-
-    return importlib.util.find_spec("mediaflow.diarize") is not None
 
 
 def chapterize_step(run: Run, settings: Settings) -> Run:

@@ -1,0 +1,191 @@
+"""Who is speaking, through the whole product: a conversation of real TTS voices processed by the
+flow gets its speakers, their names from the introductions, names given by hand, a host recognised
+by voice in a later episode of the show, and every transcript format marked with them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.signal import resample_poly
+
+from conftest import running_server
+from mediaflow import speakers
+from mediaflow.audio import encode
+from mediaflow.resources import get_store
+
+pytestmark = pytest.mark.slow
+SR = 24_000
+HOST, GUEST = "piper-joe", "hibari"  # a man and a woman: two clearly different voices
+
+EPISODE_1 = [
+    (HOST, "Welcome to Earth Weekly. I'm Arthur Pendleton, and my guest today is Sarah Mitchell."),
+    (GUEST, "Thanks, Arthur. It is a real pleasure to be here and to talk about volcanoes."),
+    (HOST, "Sarah, you spent three years on the slopes of Etna. What surprised you the most?"),
+    (GUEST, "Mostly how quiet it is before an eruption. The ground swells a little, the gas changes, "
+            "and then the mountain wakes up in a single night."),
+    (HOST, "And how do you measure that swelling from so far away?"),
+    (GUEST, "With satellites and with small instruments that we bury in the rock. They report every minute."),
+    (HOST, "Thank you, Sarah Mitchell. That is all for this week on Earth Weekly."),
+]
+EPISODE_2 = [  # no introductions: the host must be known by voice
+    (HOST, "This week we follow the coffee harvest in the highlands of Colombia, from flower to cup."),
+    (GUEST, "The cherries ripen unevenly, so pickers walk the same rows again and again for weeks."),
+    (HOST, "Every bean is picked by hand, which is why good coffee costs what it does."),
+    (GUEST, "And after picking comes washing, drying on raised beds, and months of resting in sacks."),
+]
+
+
+def _say(voice_id: str, text: str) -> np.ndarray:
+    from mediaflow.tts.voices import get_voice
+
+    v = get_voice(voice_id)
+    audio = v.synthesize(text)
+    return audio if v.sample_rate == SR else resample_poly(audio, SR, v.sample_rate).astype(np.float32)
+
+
+def conversation(lines, path: Path) -> tuple[Path, list[tuple[float, float, str]]]:
+    """The lines spoken in turn with short pauses; returns the file and its true (start, end, voice) turns."""
+    parts, turns, t = [], [], 0.0
+    pause = np.zeros(int(0.6 * SR), np.float32)
+    for voice, text in lines:
+        audio = _say(voice, text)
+        turns.append((t, t + len(audio) / SR, voice))
+        parts += [audio, pause]
+        t += (len(audio) + len(pause)) / SR
+    path.write_bytes(encode(np.concatenate(parts), SR, "wav"))
+    return path, turns
+
+
+@pytest.fixture(scope="module")
+def episodes(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("speakers")
+    return conversation(EPISODE_1, folder / "earth-weekly-1.wav"), conversation(EPISODE_2, folder / "earth-weekly-2.wav")
+
+
+def _share_right(found: speakers.Speakers, truth) -> float:
+    """The share of the true speech time whose found speaker is the one mapped to its true voice."""
+    mapping: dict[str, str] = {}
+    for start, end, voice in truth:
+        mapping.setdefault(voice, found.diarization.speaker_at(start, end))
+    right = total = 0.0
+    for start, end, voice in truth:
+        for t in found.diarization.turns:
+            overlap = max(0.0, min(end, t.end) - max(start, t.start))
+            total += overlap
+            right += overlap if t.speaker == mapping[voice] else 0.0
+    return right / total
+
+
+def test_speakers_are_found_named_and_recognised_across_episodes(settings, episodes):
+    from flows.episodes import process_episode
+
+    (first, truth1), (second, truth2) = episodes
+    eid = process_episode(str(first), title="Volcanoes with Sarah Mitchell", show="Earth Weekly")
+    found = speakers.load(eid, settings)
+    assert len(found.labels) == 2 and _share_right(found, truth1) >= 0.9
+    host = found.diarization.speaker_at(*truth1[0][:2])
+    guest = found.diarization.speaker_at(*truth1[1][:2])
+    assert found.names[host].name == "Arthur Pendleton" and found.names[host].source == "introduction"
+    assert found.names[guest].name == "Sarah Mitchell"
+
+    # features count the voices and name the host and the guest
+    facts = get_store(settings.db_url).get_features(eid).data["speakers"]
+    assert facts["count"] == 2 and facts["host"] == "Arthur Pendleton" and facts["guests"] == ["Sarah Mitchell"]
+    assert 0.3 < facts["host_share"] < 0.7
+
+    # every transcript format says who speaks
+    t = speakers.transcript_with_speakers(eid, settings)
+    assert t.segments[0].speaker == "Arthur Pendleton" and all(w.speaker for w in t.words)
+    assert {s.speaker for s in t.segments} == {"Arthur Pendleton", "Sarah Mitchell"}
+
+    # a later episode of the show: nobody is introduced, the host is known by his voice
+    eid2 = process_episode(str(second), title="The coffee harvest", show="Earth Weekly")
+    found2 = speakers.load(eid2, settings)
+    assert len(found2.labels) == 2 and _share_right(found2, truth2) >= 0.9
+    host2 = found2.diarization.speaker_at(*truth2[0][:2])
+    assert (found2.names[host2].name, found2.names[host2].source) == ("Arthur Pendleton", "voiceprint")
+    assert found2.names.get(found2.diarization.speaker_at(*truth2[1][:2])).name == "Sarah Mitchell"
+
+    # the same voices in another show are strangers there: names never invented
+    eid3 = process_episode(str(_reencoded(second)), title="Coffee", show="Another Show")
+    assert speakers.load(eid3, settings).names == {}
+    assert [r["display_name"] for r in speakers.summary(get_store(settings.db_url).get_transcript(eid3),
+                                                        speakers.load(eid3, settings))] == ["Speaker 1", "Speaker 2"]
+
+
+def _reencoded(path: Path) -> Path:
+    out = path.with_name(path.stem + "-other.mp3")
+    subprocess.run(["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-i", str(path), "-b:a", "96k", str(out)],
+                   check=True)
+    return out
+
+
+def test_the_api_lists_names_and_serves_every_format_with_speakers(settings, episodes, tmp_path):
+    import httpx
+
+    from flows.episodes import process_episode
+
+    (first, truth), _ = episodes
+    eid = process_episode(str(first), show="Volcano Talk")
+    with running_server() as url, httpx.Client(base_url=url, timeout=60) as api:
+        listing = api.get(f"/episodes/{eid}/speakers").json()
+        assert [i["label"] for i in listing["items"]] == ["S1", "S2"]
+        first_row = listing["items"][0]
+        assert first_row["name"] == "Arthur Pendleton" and first_row["first_words"].startswith("Welcome to Earth")
+        assert sum(i["talk_time_s"] for i in listing["items"]) == pytest.approx(
+            sum(e - s for s, e, _ in truth), rel=0.2)
+
+        # a person renames the guest: every format follows
+        r = api.put(f"/episodes/{eid}/speakers/S2", json={"name": "Dr. Sarah Mitchell"})
+        assert r.status_code == 200 and r.json()["items"][1]["name_source"] == "person"
+        assert api.put(f"/episodes/{eid}/speakers/S9", json={"name": "Nobody"}).status_code == 404
+        assert api.put(f"/episodes/{eid}/speakers/S2", json={"name": ""}).status_code == 422
+
+        vtt = api.get(f"/episodes/{eid}/transcript?format=vtt").text
+        assert "<v Arthur Pendleton>" in vtt and "<v Dr. Sarah Mitchell>" in vtt
+        path = tmp_path / "t.vtt"
+        path.write_text(vtt)
+        back = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "webvtt", "-"], capture_output=True,
+                              text=True, check=True).stdout
+        # ffmpeg's WebVTT demuxer reads every cue with its time and text (it drops the voice tag when it
+        # writes the cue back out), so the tags leave the file valid WebVTT
+        import re
+
+        cue = re.compile(r"^(\S+) --> \S+\n(?:<v ([^>]+)>)?(.*)$", re.M)
+        ours, theirs = cue.findall(vtt), cue.findall(back)
+        assert len(ours) == len(theirs) > 2
+        assert [t for _, _, t in ours] == [t for _, _, t in theirs]
+        assert {v for _, v, _ in ours} == {"Arthur Pendleton", "Dr. Sarah Mitchell"}
+        srt = api.get(f"/episodes/{eid}/transcript?format=srt").text
+        assert "\nArthur Pendleton: Welcome to Earth Weekly." in srt
+        podcast = api.get(f"/episodes/{eid}/transcript?format=podcast").json()
+        assert podcast["segments"][0]["speaker"] == "Arthur Pendleton"
+        words = api.get(f"/episodes/{eid}/transcript").json()["segments"][1]["words"]
+        assert {w["speaker"] for w in words} <= {"Arthur Pendleton", "Dr. Sarah Mitchell"}
+
+        rttm = api.get(f"/episodes/{eid}/transcript?format=rttm").text
+        turns = [line.split() for line in rttm.splitlines()]
+        assert all(f[0] == "SPEAKER" and f[1] == eid and f[2] == "1" and f[5] == "<NA>" for f in turns)
+        assert {f[7] for f in turns} == {"Arthur_Pendleton", "Dr._Sarah_Mitchell"}
+        starts = [float(f[3]) for f in turns]
+        assert starts == sorted(starts) and all(float(f[4]) > 0 for f in turns)
+        assert abs(starts[0] - truth[0][0]) < 0.5
+
+
+def test_the_command_line_prints_rttm_and_speaker_tagged_vtt(episodes):
+    (first, truth), _ = episodes
+    binary = str(Path(sys.executable).with_name("mediaflow"))
+    r = subprocess.run([binary, "transcribe", str(first), "--format", "rttm"], capture_output=True, text=True,
+                       timeout=300, env=os.environ)
+    assert r.returncode == 0, r.stderr[-2000:]
+    names = {line.split()[7] for line in r.stdout.splitlines()}
+    assert names == {"Arthur_Pendleton", "Sarah_Mitchell"}
+    r = subprocess.run([binary, "transcribe", str(first), "--format", "json", "--no-speakers"], capture_output=True,
+                       text=True, timeout=300, env=os.environ)
+    assert r.returncode == 0 and all(s["speaker"] is None for s in json.loads(r.stdout)["segments"])
