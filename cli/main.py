@@ -109,7 +109,7 @@ def _summary(settings, episode_id: str) -> dict:
 
     store = get_store(settings.db_url)
     ep = store.get_episode(episode_id)
-    out = {k: v for k, v in ep.to_dict().items() if k not in ("created_at", "updated_at")}
+    out = {k: v for k, v in ep.to_dict().items() if k not in ("created_at", "updated_at", "lease_owner", "lease_until")}
     if ep.status == "done":
         t = store.get_transcript(episode_id)
         out["transcript"] = {"segments": len(t.segments), "words": len(t.words), "language": t.language,
