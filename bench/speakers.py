@@ -15,7 +15,8 @@ Sets (each conversation is `tune` or `held-out`; the settings in `mediaflow.diar
 - `tts`: conversations of the TTS voices `teacher` (Kokoro af_heart), `kokoro-michael`, `kokoro-emma`,
   `piper-joe` and `hibari`, speaking the sentences of bench/tts_sentences.txt (first half: tune,
   second half: held-out). hibari is a student of af_heart and sounds like it (their voiceprints have
-  cosine 0.99), so the two never meet in one conversation.
+  cosine 0.99), so the two never meet in one conversation. One conversation per split is "latched":
+  the next voice starts within 0.1 s, so no pause marks the change.
 
 A built conversation places each clip once, in turn order, with 0.15-0.8 s pauses (some under the
 VAD's 0.3 s, so a change can fall inside one speech region), each speaker at its own level (±6 dB),
@@ -27,10 +28,11 @@ boundary), overlapping reference speech scored, and the best one-to-one mapping 
 (Hungarian). The one-speaker baseline gives every turn of our own output the same label, so it
 has the same speech detection and shows what the clustering adds.
 
-Speed and memory (`--no-speed` skips them): every conversation placed end to end and repeated to
-30 minutes, written as 16 kHz WAV, and diarized from the file in a fresh subprocess: CPU seconds of
-the process and its ffmpeg child per hour of audio, wall time, peak RSS; the same for 5 minutes, to
-show that memory does not grow with length. Results go to bench/results/speakers.json with the
+Speed and memory (`--no-speed` skips them): every built conversation placed end to end and repeated
+to 60 minutes, written as 16 kHz WAV, and diarized from the file in a fresh subprocess with the
+models loaded first: CPU seconds of the process and its ffmpeg child per hour of audio, wall time,
+RSS once loaded and its peak while diarizing (sampled every 20 ms); the same for 5 minutes, to show
+that memory does not grow with length. Results go to bench/results/speakers.json with the
 machine and load; built audio and the wheel are cached in ~/.cache/mediaflow/bench-speakers.
 """
 
@@ -183,16 +185,16 @@ def _chunks(x: np.ndarray, target_s: float) -> list[np.ndarray]:
 
 
 def build(name: str, set_: str, split: str, turns: list[tuple[str, np.ndarray]], seed: int,
-          note: str = "") -> Conversation:
-    """Place (speaker, clip) turns one after another with short pauses; the reference from each
-    clip's trimmed span."""
+          note: str = "", pauses: tuple[float, float] = (0.15, 0.8)) -> Conversation:
+    """Place (speaker, clip) turns one after another with pauses drawn from `pauses` (seconds); the
+    reference from each clip's trimmed span."""
     rng = np.random.default_rng(seed)
     gain = {s: 10 ** (rng.uniform(-6, 6) / 20) for s in dict.fromkeys(s for s, _ in turns)}
     parts, ref, t = [], [], 0
     for i, (spk, clip) in enumerate(turns):
         a, b = _trim(clip)
         clip = clip[a:b] * gain[spk] / max(1e-6, float(np.max(np.abs(clip[a:b])))) * 0.5
-        pause = int((0.5 if i == 0 else rng.uniform(0.15, 0.8)) * SAMPLE_RATE)
+        pause = int((0.5 if i == 0 else rng.uniform(*pauses)) * SAMPLE_RATE)
         parts += [np.zeros(pause, np.float32), clip.astype(np.float32)]
         t += pause
         ref.append((t / SAMPLE_RATE, (t + len(clip)) / SAMPLE_RATE, spk))
@@ -260,14 +262,18 @@ def _sentences() -> list[str]:
 
 BACKCHANNELS = ["Right.", "Exactly, yes.", "Mm, interesting.", "Sure."]
 
-# (name, split, voices, sentences per turn pattern): turns rotate over the voices
+LATCHED = (0.0, 0.1)  # the next voice starts within 0.1 s: no pause the VAD could cut at
+
+# (name, split, voices, pauses): turns rotate over the voices
 TTS_PLAN = [
-    ("michael + emma", "tune", ["kokoro-michael", "kokoro-emma"]),
-    ("joe + teacher", "tune", ["piper-joe", "teacher"]),
-    ("michael + emma + joe", "tune", ["kokoro-michael", "kokoro-emma", "piper-joe"]),
-    ("hibari + michael", "held-out", ["hibari", "kokoro-michael"]),
-    ("emma + joe", "held-out", ["kokoro-emma", "piper-joe"]),
-    ("hibari + emma + joe", "held-out", ["hibari", "kokoro-emma", "piper-joe"]),
+    ("michael + emma", "tune", ["kokoro-michael", "kokoro-emma"], (0.15, 0.8)),
+    ("joe + teacher", "tune", ["piper-joe", "teacher"], (0.15, 0.8)),
+    ("michael + emma + joe", "tune", ["kokoro-michael", "kokoro-emma", "piper-joe"], (0.15, 0.8)),
+    ("joe + hibari, latched", "tune", ["piper-joe", "hibari"], LATCHED),
+    ("hibari + michael", "held-out", ["hibari", "kokoro-michael"], (0.15, 0.8)),
+    ("emma + joe", "held-out", ["kokoro-emma", "piper-joe"], (0.15, 0.8)),
+    ("hibari + emma + joe", "held-out", ["hibari", "kokoro-emma", "piper-joe"], (0.15, 0.8)),
+    ("joe + emma, latched", "held-out", ["piper-joe", "kokoro-emma"], LATCHED),
 ]
 
 
@@ -293,9 +299,10 @@ def _speak(voice_id: str, text: str) -> np.ndarray:
 def tts_conversations(turns_per_voice: int = 5) -> list[Conversation]:
     sents = _sentences()
     half = len(sents) // 2
-    pools = {"tune": iter(sents[:half]), "held-out": iter(sents[half:])}
     out = []
-    for n, (name, split, voices) in enumerate(TTS_PLAN):
+    for n, (name, split, voices, pauses) in enumerate(TTS_PLAN):
+        if n == 0 or split != TTS_PLAN[n - 1][1] or pauses == LATCHED:  # a latched one starts its half again
+            pools = {"tune": iter(sents[:half]), "held-out": iter(sents[half:])}
         turns = []
         for i in range(turns_per_voice * len(voices)):
             voice = voices[i % len(voices)]
@@ -303,39 +310,60 @@ def tts_conversations(turns_per_voice: int = 5) -> list[Conversation]:
             if i % 3 == 2:  # every third turn two sentences
                 text += " " + next(pools[split])
             turns.append((voice, _speak(voice, text)))
-        out.append(build(name, "tts", split, turns, 100 + n, "TTS voices"))
+        out.append(build(name, "tts", split, turns, 100 + n, "TTS voices", pauses))
     return out
 
 
 # -- running ---------------------------------------------------------------------------------------
 
 
-def score(conv: Conversation) -> dict:
+def score(conv: Conversation, num_speakers: int | None = None) -> dict:
     from mediaflow.diarize import diarize
 
     t = time.process_time()
-    d = diarize(conv.audio)
+    d = diarize(conv.audio, num_speakers=num_speakers)
     cpu = time.process_time() - t
     hyp = [(t.start, t.end, t.speaker) for t in d.turns]
     one = [(s, e, "one") for s, e, _ in hyp]
     m, base = der(conv.reference, hyp), der(conv.reference, one)
-    return {"name": conv.name, "set": conv.set, "split": conv.split, "seconds": round(conv.seconds, 1),
+    name = conv.name + (f" ({num_speakers} speakers given)" if num_speakers else "")
+    return {"name": name, "set": conv.set, "split": conv.split, "seconds": round(conv.seconds, 1),
             "speakers": conv.speakers, "found": len(d.speakers), "der": round(m["der"], 4),
             "miss": round(m["miss"], 4), "false_alarm": round(m["false_alarm"], 4),
             "confusion": round(m["confusion"], 4), "one_speaker_der": round(base["der"], 4),
-            "cpu_s": round(cpu, 2), "note": conv.note}
+            "cpu_s": round(cpu, 2), "note": conv.note, "count_given": num_speakers is not None}
 
 
 def _speed_child(path: str) -> None:
-    """Run in a subprocess: diarize a file, print CPU (self + children), wall and peak RSS as JSON."""
-    from mediaflow.diarize import _encoder, diarize
+    """Run in a subprocess: load the models, diarize a file; print CPU (self + children), wall time
+    and RSS (sampled every 20 ms: ru_maxrss would keep the parent's size from before the exec) as JSON."""
+    import threading
 
-    _encoder()  # loading (ONNX export) is counted apart from the per-hour cost
+    import psutil
+
+    me, peak, done = psutil.Process(), [0], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], me.memory_info().rss)
+            done.wait(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    from faster_whisper.vad import get_vad_model
+
+    from mediaflow.diarize import _encoder, _mel_basis, diarize
+
+    _encoder(), _mel_basis(), get_vad_model()  # loading (the encoder's ONNX export: ~5 s) is not per hour
+    load_peak, loaded, peak[0] = peak[0], me.memory_info().rss, 0
     r0, c0, w0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN), time.time()
     d = diarize(path)
     r1, c1 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    done.set()
+    sampler.join()
     cpu = sum(b.ru_utime + b.ru_stime - a.ru_utime - a.ru_stime for a, b in ((r0, r1), (c0, c1)))
-    print(json.dumps({"cpu_s": cpu, "wall_s": time.time() - w0, "peak_rss_mb": r1.ru_maxrss / 1024,
+    print(json.dumps({"cpu_s": cpu, "wall_s": time.time() - w0, "peak_rss_mb": peak[0] / 2**20,
+                      "loaded_rss_mb": loaded / 2**20, "load_peak_rss_mb": load_peak / 2**20,
                       "speakers": len(d.speakers), "turns": len(d.turns), "seconds": d.duration_s}))
 
 
@@ -343,7 +371,7 @@ def speed(convs: list[Conversation]) -> list[dict]:
     joined = np.concatenate([c.audio for c in convs])
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for minutes in (5, 30):
+        for minutes in (5, 60):
             n = int(minutes * 60 * SAMPLE_RATE)
             audio = np.tile(joined, -(-n // len(joined)))[:n]
             path = Path(tmp) / f"{minutes}min.wav"
@@ -354,7 +382,9 @@ def speed(convs: list[Conversation]) -> list[dict]:
             r = json.loads(out.strip().splitlines()[-1])
             rows.append({"minutes": minutes, "cpu_s_per_hour": round(r["cpu_s"] / r["seconds"] * 3600, 1),
                          "wall_s_per_hour": round(r["wall_s"] / r["seconds"] * 3600, 1),
-                         "peak_rss_mb": round(r["peak_rss_mb"]), "speakers": r["speakers"]})
+                         "peak_rss_mb": round(r["peak_rss_mb"]), "loaded_rss_mb": round(r["loaded_rss_mb"]),
+                         "load_peak_rss_mb": round(r["load_peak_rss_mb"]),
+                         "speakers": r["speakers"]})
     return rows
 
 
@@ -369,7 +399,9 @@ def table(rows: list[dict]) -> str:
 
 
 def summary(rows: list[dict]) -> list[dict]:
+    """Per set and split, the conversations with the count found (the rows with it given are apart)."""
     out = []
+    rows = [r for r in rows if not r["count_given"]]
     for key in sorted({(r["set"], r["split"]) for r in rows}):
         rs = [r for r in rows if (r["set"], r["split"]) == key]
         w = np.array([r["seconds"] for r in rs])
@@ -407,6 +439,8 @@ def main() -> None:
     load0 = os.getloadavg()[0]
     convs = conversations(args.sets.split(","))
     rows = [score(c) for c in convs]
+    # the count given (as from a feed's podcast:person tags): how well the pieces are assigned alone
+    rows += [score(c, c.speakers) for c in convs if c.set == "sample"]
     print(f"method {D.METHOD}, SAME_SPEAKER {D.SAME_SPEAKER}, collar {COLLAR} s\n")
     print(table(rows))
     summ = summary(rows)
@@ -417,7 +451,8 @@ def main() -> None:
     sp = [] if args.no_speed else speed([c for c in convs if c.set != "sample"] or convs)
     for r in sp:
         print(f"{r['minutes']} min from a file: {r['cpu_s_per_hour']} CPU s per hour of audio, "
-              f"{r['wall_s_per_hour']} s wall per hour, peak RSS {r['peak_rss_mb']} MB")
+              f"{r['wall_s_per_hour']} s wall per hour; RSS {r['loaded_rss_mb']} MB loaded, peak "
+              f"{r['peak_rss_mb']} MB while diarizing ({r['load_peak_rss_mb']} MB while loading)")
     out = {"method": D.METHOD, "same_speaker": D.SAME_SPEAKER, "options": vars(D.DiarizeOptions()),
            "collar_s": COLLAR, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
            "load_before": round(load0, 2), "load_after": round(os.getloadavg()[0], 2),
