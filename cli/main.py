@@ -419,27 +419,44 @@ def _exit_on_sigterm(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command in this thread; returns its exit code (2: bad input, 130: interrupted)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = build_parser().parse_args(argv)
     from mediaflow.config import Settings
 
-    if args.func is not cmd_serve:  # uvicorn handles its own signals
-        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        code = args.func(args, Settings())
+        return args.func(args, Settings())
     except MediaflowError as exc:
         print(f"mediaflow: error: {exc}", file=sys.stderr)
-        code = 2
+        return 2
     except KeyboardInterrupt:
-        code = 130
-    return code
+        return 130
 
 
 def entry() -> None:
-    """The console script: `main`, then out at once. A flow may still be running on a daemon thread and
-    Prefect's exit hooks would wait on an API that has just stopped; whatever was interrupted keeps its
-    state (and its lease runs out), so it is resumed later."""
-    code = main()
+    """The console script. `serve` runs in the main thread (uvicorn handles its signals there); every
+    other command runs on a worker thread while the main thread only waits, so Ctrl-C or SIGTERM is
+    acted on at once even while Whisper holds the worker in native code. Either way the process then
+    leaves at once: a flow may still be running, and Prefect's exit hooks would wait on an API that has
+    just stopped. Whatever was interrupted keeps its state (its lease lapses), so it is resumed later."""
+    import threading
+
+    argv = sys.argv[1:]
+    args = build_parser().parse_args(argv)  # --help and usage errors exit here, as usual
+    if args.func is cmd_serve:
+        code = main(argv)
+    else:
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        done: dict[str, int] = {}
+        worker = threading.Thread(target=lambda: done.update(code=main(argv)), name="mediaflow-command", daemon=True)
+        worker.start()
+        try:
+            while worker.is_alive():
+                worker.join(0.2)
+            code = done.get("code", 1)  # no code: it died of an unexpected error, printed above
+        except KeyboardInterrupt:
+            print("mediaflow: interrupted", file=sys.stderr)
+            code = 130
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

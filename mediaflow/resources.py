@@ -33,6 +33,7 @@ def get_transcriber(settings: Settings) -> Transcriber:
 _MODEL_CACHES = (
     ("mediaflow.asr", "_load", "whisper"),
     ("mediaflow.embed", "get_embedder", "embedder"),
+    ("mediaflow.diarize", "_encoder", "speaker-encoder"),
     ("mediaflow.tts.voices", "_load", "voices"),
     ("mediaflow.tts.kokoro", "_session", "kokoro"),
     ("mediaflow.tts.frontend", "_g2p", "g2p"),
