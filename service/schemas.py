@@ -48,8 +48,9 @@ class Health(BaseModel):
     version: str
     database: str
     episodes: int
-    models_loaded: list[str] = Field(description="Models this server holds in memory now (whisper, embedder, voices, "
-                                                 "kokoro, g2p, piper); empty after an idle unload.")
+    models_loaded: list[str] = Field(description="Models this server holds in memory now (whisper, embedder, "
+                                                 "speaker-encoder, voices, kokoro, g2p, piper); empty after an "
+                                                 "idle unload.")
     models_idle_s: float = Field(description="Seconds without use after which the models are unloaded; 0 = never.")
     models_unloaded_at: datetime | None = Field(None, description="When the models were last unloaded for idleness.")
 
