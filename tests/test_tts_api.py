@@ -55,17 +55,6 @@ def oai(base_url):
         yield client
 
 
-@pytest.fixture
-def env(monkeypatch):
-    """Change a setting for one test: set the variable, and the server reads it on the next request."""
-    def set_env(name: str, value: str) -> None:
-        monkeypatch.setenv(name, value)
-        config.get_settings.cache_clear()
-    yield set_env
-    monkeypatch.undo()
-    config.get_settings.cache_clear()
-
-
 def _hibari(text: str, speed: float = 1.0) -> np.ndarray:
     return voices.get_voice("hibari", threads=0).synthesize(text, speed)  # threads=0: what the server loads
 
