@@ -18,6 +18,12 @@ import pytest
 from conftest import ffmpeg, free_port
 
 BIN = Path(sys.executable).with_name("mediaflow")
+
+
+def _as_from_a_terminal() -> None:
+    # A shell starts background jobs with SIGINT ignored, and a test run may be one: the command under
+    # test gets Ctrl-C as a terminal would deliver it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 pytestmark = pytest.mark.slow
 
 
@@ -38,6 +44,7 @@ class Serve:
                "MEDIAFLOW_LEASE_S": "4", **{f"MEDIAFLOW_{k.upper()}": v for k, v in settings.items()}}
         env.pop("PREFECT_API_URL", None)
         self.proc = psutil.Popen([str(BIN), "serve", "--port", str(self.port)], env=env,
+                                 preexec_fn=_as_from_a_terminal,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.url = f"http://127.0.0.1:{self.port}"
         self.client = httpx.Client(base_url=self.url, timeout=60)
@@ -163,8 +170,8 @@ def test_ten_concurrent_uploads_of_the_same_bytes_start_one_flow_run(tmp_path, s
 def test_batch_leaves_no_process_behind(tmp_path, long_episode, sig):
     env = {**os.environ, "MEDIAFLOW_DATA_DIR": str(tmp_path / "data"), "PREFECT_HOME": str(tmp_path / "prefect")}
     env.pop("PREFECT_API_URL", None)
-    proc = psutil.Popen([str(BIN), "batch", str(long_episode)], env=env, stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL)
+    proc = psutil.Popen([str(BIN), "batch", str(long_episode)], env=env, preexec_fn=_as_from_a_terminal,
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not any("prefect" in " ".join(c.cmdline()) for c in proc.children(recursive=True)):
         assert time.monotonic() < deadline and proc.poll() is None, "no Prefect API child appeared"
