@@ -25,14 +25,19 @@ DEV = ROOT.parent / "shared" / "eval" / "chapters" / "dev"  # what the cue table
 WPM = 160.0  # Huberman text has no times inside chapters: pace it evenly at the episode's own rate
 
 
-def load_crash_course(path: Path) -> dict:
-    d = json.loads(path.read_text())
+def caption_transcript(d: dict) -> Transcript:
+    """A Crash Course episode's caption lines as a transcript: each line lasts until the next starts."""
     lines = d["caption_lines"]
     segs = []
     for i, ln in enumerate(lines):
         end = lines[i + 1]["start"] if i + 1 < len(lines) else d["duration_seconds"]
         segs.append(Segment(i, float(ln["start"]), float(max(end, ln["start"] + 0.5)), ln["text"]))
-    sents = from_transcript(Transcript(segs, "en", float(d["duration_seconds"]), "captions"))
+    return Transcript(segs, "en", float(d["duration_seconds"]), "captions")
+
+
+def load_crash_course(path: Path) -> dict:
+    d = json.loads(path.read_text())
+    sents = from_transcript(caption_transcript(d))
     starts = np.array([s.start for s in sents])
     ref = sorted({int(np.argmin(np.abs(starts - c["start"]))) for c in d["chapters"]} | {0})
     return {"source": "crash_course_psych", "id": d["video_id"], "title": d["title"], "sentences": sents,

@@ -36,7 +36,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from chapter_data import caption_transcript  # noqa: E402
 from mediaflow.chapters import Chapter  # noqa: E402
 from mediaflow.features import FEATURES_VERSION, ChapterFeatures, EpisodeFeatures, extract_features  # noqa: E402
 from mediaflow.semantic_ids import semantic_ids  # noqa: E402
@@ -49,14 +51,9 @@ EVAL = ROOT.parent / "shared" / "eval" / "chapters" / "dev"
 # -- loading the dev episodes ---------------------------------------------------------------------
 def load_crash_course(path: Path) -> dict:
     d = json.loads(path.read_text())
-    lines = d["caption_lines"]
-    segs = []
-    for i, ln in enumerate(lines):
-        end = lines[i + 1]["start"] if i + 1 < len(lines) else d["duration_seconds"]
-        segs.append(Segment(i, float(ln["start"]), float(max(end, ln["start"] + 0.5)), ln["text"]))
     chapters = [Chapter(float(c["start"]), float(c["end"]), c["title"]) for c in d["chapters"]]
     return {"source": "crash_course_psych", "id": d["video_id"], "title": d["title"],
-            "transcript": Transcript(segs, "en", float(d["duration_seconds"]), "captions"), "chapters": chapters}
+            "transcript": caption_transcript(d), "chapters": chapters}
 
 
 def load_huberman(path: Path) -> dict:
