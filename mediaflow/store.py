@@ -384,19 +384,17 @@ class Store:
 
     def voiceprints(self, show: str) -> dict:
         """The show's enrolled voices: name → unit float32 vector."""
-        import base64
-
-        import numpy as np
+        from mediaflow.features import decode_vector
 
         with self.session() as s:
             rows = s.scalars(select(VoiceprintRow).where(VoiceprintRow.show == show))
-            return {r.name: np.frombuffer(base64.b64decode(r.vector), dtype="<f4").astype(np.float32) for r in rows}
+            return {r.name: decode_vector(r.vector) for r in rows}
 
     def enroll_voiceprint(self, show: str, name: str, vector) -> None:
         """Fold one episode's voiceprint of a named speaker into the show's library."""
-        import base64
-
         import numpy as np
+
+        from mediaflow.features import decode_vector, encode_vector
 
         with self.session() as s:
             row = s.scalar(select(VoiceprintRow).where(VoiceprintRow.show == show, VoiceprintRow.name == name))
@@ -405,11 +403,11 @@ class Store:
                 s.add(row)
                 old = None
             else:
-                old = np.frombuffer(base64.b64decode(row.vector), dtype="<f4")
+                old = decode_vector(row.vector)
             v = np.asarray(vector, dtype=np.float32)
             v = v if old is None else old * (row.episodes or 0) + v  # the running mean, kept unit-length
             v = v / (np.linalg.norm(v) or 1.0)
-            row.vector, row.episodes = base64.b64encode(v.astype("<f4").tobytes()).decode("ascii"), (row.episodes or 0) + 1
+            row.vector, row.episodes = encode_vector(v), (row.episodes or 0) + 1
 
     # -- features -----------------------------------------------------------------------------
     def save_features(self, episode_id: str, data: dict) -> None:
