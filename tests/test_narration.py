@@ -21,7 +21,6 @@ from mediaflow.errors import InputTooLarge
 from mediaflow.resources import get_store
 from mediaflow.tts import voices
 from test_features import corpus
-from test_tts_api import env  # noqa: F401 (a fixture: change a setting for one test)
 
 KEY = "narration-key"
 TITLES = {"volcanoes": "Hot Rocks", "coffee": "Cup by Cup", "football": "Match Day", "computers": "Silicon Stories"}
