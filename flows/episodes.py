@@ -53,14 +53,15 @@ _model_lock = threading.Lock()
 
 @task(retries=2, retry_delay_seconds=[1, 5], **_TASK)
 def ingest(source: str, owner: str, force: bool = False, title: str | None = None, description: str | None = None,
-           show: str | None = None, published_at: datetime | None = None) -> pipeline.Run:
+           show: str | None = None, published_at: datetime | None = None,
+           persons: list[dict] | None = None) -> pipeline.Run:
     """Probe, hash and copy into the data dir, and take the episode's lease for the flow's process."""
     import time
 
     settings = get_settings()
     t0 = time.perf_counter()
     episode = pipeline.ingest(source, settings, title=title, description=description, show=show,
-                              published_at=published_at)
+                              published_at=published_at, persons=persons)
     lease.hold(episode.id, settings, owner)
     return pipeline.Run(episode.id, force=force).timed("ingest", t0)
 
@@ -168,13 +169,14 @@ def _single(out: dict) -> str:
 @flow(name="process-episode")
 def process_episode(source: str, title: str | None = None, force: bool = False,
                     description: str | None = None, show: str | None = None,
-                    published_at: datetime | None = None) -> str:
+                    published_at: datetime | None = None, persons: list[dict] | None = None) -> str:
     """One file end to end: ingest → transcribe → store → chapterize → featurize; returns the episode id.
 
     Re-runs skip finished work; a newer chapter or feature method redoes exactly that step.
+    `persons`: a feed item's `podcast:person` tags, candidate speaker names.
     """
     return _single(_process([source], force, title=title, description=description, show=show,
-                            published_at=published_at))
+                            published_at=published_at, persons=persons))
 
 
 @flow(name="process-stored-episode")

@@ -46,7 +46,8 @@ def poll_feeds(feed_ids: list[int] | None = None) -> dict:
             store.update_item(item_id, attempts=(item.attempts or 0) + 1)
             try:
                 path = download_item(item_id)
-                eid = process_episode(path, title=item.title, show=show, published_at=item.published_at)
+                eid = process_episode(path, title=item.title, show=show, published_at=item.published_at,
+                                      description=item.description, persons=item.persons)
             except MediaflowError as exc:
                 logger.warning("%s: %s", item.title, exc)
                 store.update_item(item_id, status="failed", error=str(exc)[:2000])

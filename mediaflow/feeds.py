@@ -1,7 +1,8 @@
 """Podcast feeds in: RSS/Atom parsed with feedparser, enclosures downloaded safely and resumably.
 
 A feed is a URL or a local file. Items are keyed by their guid, so each is processed once.
-Podcasting 2.0 `podcast:chapters` and `podcast:transcript` links are recorded when present.
+Podcasting 2.0 `podcast:chapters` and `podcast:transcript` links are recorded when present, and
+`podcast:person` tags (who hosts, who is the guest) are kept with each item.
 
 Downloads are the part of mediaflow that reaches the network on a user's say-so, so they are
 fenced: only http(s); hosts that resolve to private, loopback, link-local or reserved addresses
@@ -47,6 +48,22 @@ class FeedItem:
     enclosure_length: int | None = None
     chapters_url: str | None = None
     transcript_url: str | None = None
+    persons: list[Person] = field(default_factory=list)  # podcast:person, the item's or else the channel's
+
+
+@dataclass
+class Person:
+    """A `podcast:person` tag: a name with its role (lower-cased; "host" when absent) and group
+    ("cast" when absent), and optional image and link."""
+
+    name: str
+    role: str = "host"
+    group: str = "cast"
+    img: str | None = None
+    href: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "role": self.role, "group": self.group, "img": self.img, "href": self.href}
 
 
 @dataclass
@@ -99,6 +116,7 @@ def parse_feed(source: str | Path, allow_private: bool = False, timeout: float =
     if not parsed.version and not parsed.entries:  # well-formed, but HTML or some other XML
         raise UnsupportedFormat("not an RSS or Atom feed (no channel, no items)")
     extra = _podcast_links(text)
+    channel_people, item_people = podcast_persons(text)
     base = str(source)
     items = []
     for e in parsed.entries:
@@ -117,6 +135,7 @@ def parse_feed(source: str | Path, allow_private: bool = False, timeout: float =
             enclosure_length=int(enc["length"]) if str(enc.get("length", "")).isdigit() else None,
             chapters_url=links.get("chapters"),
             transcript_url=links.get("transcript"),
+            persons=item_people.get(guid, channel_people),
         ))
     items.sort(key=lambda i: i.published_at or datetime.min.replace(tzinfo=timezone.utc), reverse=True)
     return Feed(str(source), str(parsed.feed.get("title") or "Untitled feed")[:500], parsed.feed.get("subtitle"), items)
@@ -147,6 +166,39 @@ def _podcast_links(xml: bytes) -> dict[str, dict[str, str]]:
                 links["transcript"] = tr.get("url")
         if guid and links:
             out[guid] = links
+    return out
+
+
+def podcast_persons(xml: bytes) -> tuple[list[Person], dict[str, list[Person]]]:
+    """The channel's `podcast:person` tags, and each item's (by guid). Item tags replace the
+    channel's for that item, as the namespace specifies. Names are trimmed to 200 characters;
+    a tag without a name is skipped, as is a repeated name."""
+    try:
+        root = ET.fromstring(xml)  # noqa: S314 - stdlib expat does not fetch external entities
+    except ET.ParseError:
+        return [], {}
+    channel = root.find("channel")
+    if channel is None:
+        return [], {}
+    items = {}
+    for item in channel.iter("item"):
+        guid_el, enc = item.find("guid"), item.find("enclosure")
+        guid = (guid_el.text or "").strip() if guid_el is not None else (enc.get("url") if enc is not None else "")
+        people = _persons(item)
+        if guid and people:
+            items[guid] = people
+    return _persons(channel), items
+
+
+def _persons(parent) -> list[Person]:
+    out: list[Person] = []
+    for el in parent.findall(f"{{{PODCAST_NS}}}person"):
+        name = " ".join((el.text or "").split())[:200]
+        if not name or any(p.name.lower() == name.lower() for p in out):
+            continue
+        role = " ".join((el.get("role") or "").split()).lower()[:50] or "host"
+        group = " ".join((el.get("group") or "").split()).lower()[:50] or "cast"
+        out.append(Person(name, role, group, (el.get("img") or "")[:2000] or None, (el.get("href") or "")[:2000] or None))
     return out
 
 
@@ -292,7 +344,8 @@ def poll(feed_id: int, settings) -> list:
     items = feed.items[: settings.feed_backfill] if first else feed.items
     todo = store.record_items(feed_id, [
         {"guid": i.guid, "title": i.title, "enclosure_url": i.enclosure_url, "published_at": _naive(i.published_at),
-         "chapters_url": i.chapters_url, "transcript_url": i.transcript_url} for i in items
+         "chapters_url": i.chapters_url, "transcript_url": i.transcript_url, "description": i.description,
+         "persons": [p.to_dict() for p in i.persons] or None} for i in items
     ])
     store.update_feed(feed_id, title=feed.title, error=None, last_polled_at=_now())
     return todo

@@ -42,10 +42,12 @@ def ingest(
     description: str | None = None,
     show: str | None = None,
     published_at=None,
+    persons: list[dict] | None = None,
 ) -> Episode:
     """Validate the audio, copy it into the data dir under its content hash, and record the episode.
 
     Raises a `MediaflowError` before anything is written if the input is not usable audio.
+    `persons`: the feed's `podcast:person` tags (`feeds.Person.to_dict()`), candidate speaker names.
     Idempotent: the same bytes give back the same episode. The only step that reads the source;
     everything after it starts from the episode id.
     """
@@ -72,6 +74,7 @@ def ingest(
             title=(title or title_from(info, source))[:500],
             description=(description or info.description or None),
             show=(show or info.album or None),
+            persons=persons or None,
             published_at=published_at,
             source_name=source.name[:500],
             audio_path=rel.as_posix(),

@@ -56,6 +56,7 @@ class Episode(Base):
     title: Mapped[str] = mapped_column(String(500))
     description: Mapped[str | None] = mapped_column(Text, nullable=True)
     show: Mapped[str | None] = mapped_column(String(500), nullable=True)  # the show or feed it belongs to
+    persons: Mapped[list | None] = mapped_column(JSON, nullable=True)  # the feed's podcast:person tags
     published_at: Mapped[datetime | None] = mapped_column(nullable=True)
     source_name: Mapped[str] = mapped_column(String(500))
     audio_path: Mapped[str] = mapped_column(String(1000))  # relative to the data dir
@@ -159,6 +160,8 @@ class FeedItemRow(Base):
     published_at: Mapped[datetime | None] = mapped_column(nullable=True)
     chapters_url: Mapped[str | None] = mapped_column(String(2000), nullable=True)  # podcast:chapters
     transcript_url: Mapped[str | None] = mapped_column(String(2000), nullable=True)  # podcast:transcript
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    persons: Mapped[list | None] = mapped_column(JSON, nullable=True)  # podcast:person, as feeds.Person.to_dict()
     status: Mapped[str] = mapped_column(String(20), default="new")  # new|done|failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     episode_id: Mapped[str | None] = mapped_column(String(EPISODE_ID_LEN), nullable=True)
