@@ -72,6 +72,7 @@ class Feed:
     title: str
     description: str | None = None
     items: list[FeedItem] = field(default_factory=list)
+    raw: bytes = field(default=b"", repr=False)  # the document as fetched, kept for re-publishing (rss.py)
 
 
 def check_url(url: str, allow_private: bool = False) -> None:
@@ -138,7 +139,8 @@ def parse_feed(source: str | Path, allow_private: bool = False, timeout: float =
             persons=item_people.get(guid, channel_people),
         ))
     items.sort(key=lambda i: i.published_at or datetime.min.replace(tzinfo=timezone.utc), reverse=True)
-    return Feed(str(source), str(parsed.feed.get("title") or "Untitled feed")[:500], parsed.feed.get("subtitle"), items)
+    return Feed(str(source), str(parsed.feed.get("title") or "Untitled feed")[:500], parsed.feed.get("subtitle"), items,
+                raw=text)
 
 
 def _when(entry) -> datetime | None:
@@ -321,6 +323,7 @@ def add(source: str, settings):
     except UnsupportedFormat as exc:
         raise UnsupportedFormat(f"{source}: {exc}") from None
     row = get_store(settings.db_url).add_feed(where)
+    save_source(row.id, feed.raw, settings)
     get_store(settings.db_url).update_feed(row.id, title=feed.title)
     return get_store(settings.db_url).get_feed(row.id)
 
@@ -341,6 +344,7 @@ def poll(feed_id: int, settings) -> list:
     except MediaflowError as exc:
         store.update_feed(feed_id, error=str(exc)[:2000], last_polled_at=_now())
         raise
+    save_source(feed_id, feed.raw, settings)
     items = feed.items[: settings.feed_backfill] if first else feed.items
     todo = store.record_items(feed_id, [
         {"guid": i.guid, "title": i.title, "enclosure_url": i.enclosure_url, "published_at": _naive(i.published_at),
@@ -380,3 +384,34 @@ def _now() -> datetime:
 
 def _naive(t: datetime | None) -> datetime | None:
     return t.astimezone(timezone.utc).replace(tzinfo=None) if t else None
+
+
+# -- the source document, kept for re-publishing (GET /feeds/{id}/rss) ---------------------------
+def source_path(feed_id: int, settings) -> Path:
+    return settings.data_path / "feeds" / f"{int(feed_id)}.xml"
+
+
+def save_source(feed_id: int, raw: bytes, settings) -> None:
+    """Keep the feed's document as last fetched, atomically (a reader sees the old file or the new one);
+    unchanged bytes leave the file, and so its modification time, alone."""
+    import tempfile
+
+    path = source_path(feed_id, settings)
+    if not raw or (path.exists() and path.read_bytes() == raw):
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def fetch_small(url: str, allow_private: bool, limit: int, timeout: float = 30.0) -> bytes:
+    """A small document (JSON chapters, say) under the same SSRF rules and redirect checks as feeds."""
+    return _get_small(url, allow_private, timeout, limit)

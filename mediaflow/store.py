@@ -98,6 +98,8 @@ class ChaptersRow(Base):
     episode_id: Mapped[str] = mapped_column(ForeignKey("episodes.id", ondelete="CASCADE"), primary_key=True)
     method: Mapped[str] = mapped_column(String(100))
     data: Mapped[list] = mapped_column(JSON)  # [{start, end, title}]
+    # When `data` are the creator's chapters, ours are kept here (chapters/creator.py).
+    generated: Mapped[list | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=_now)
 
 
@@ -346,13 +348,19 @@ class Store:
             row = _get(s, TranscriptRow, episode_id, "transcript")
         return Transcript.from_dict(row.data)
 
-    def save_chapters(self, episode_id: str, chapters: list[dict], method: str) -> None:
-        """Replace the episode's chapters in one transaction."""
+    def save_chapters(self, episode_id: str, chapters: list[dict], method: str,
+                      generated: list[dict] | None = None) -> None:
+        """Replace the episode's chapters in one transaction (`generated`: ours, when `chapters` are the creator's)."""
         with self.session() as s:
             _get(s, Episode, episode_id)
             row = s.get(ChaptersRow, episode_id) or ChaptersRow(episode_id=episode_id)
-            row.method, row.data, row.created_at = method, chapters, _now()
+            row.method, row.data, row.generated, row.created_at = method, chapters, generated, _now()
             s.add(row)
+
+    def chapters_row(self, episode_id: str) -> ChaptersRow | None:
+        """The chapters with their method, ours beside the creator's, and when they were made; None if none yet."""
+        with self.session() as s:
+            return s.get(ChaptersRow, episode_id)
 
     def get_chapters(self, episode_id: str) -> tuple[list[dict], str]:
         """(chapters, method) of an episode; NotFound if there are none yet."""
@@ -503,6 +511,18 @@ class Store:
     def feed_items(self, feed_id: int) -> list[FeedItemRow]:
         with self.session() as s:
             return list(s.scalars(select(FeedItemRow).where(FeedItemRow.feed_id == feed_id).order_by(FeedItemRow.id)))
+
+    def item_of_episode(self, episode_id: str) -> FeedItemRow | None:
+        """The feed item an episode came from, if any (the first, when two feeds carry the same audio)."""
+        with self.session() as s:
+            return s.scalar(select(FeedItemRow).where(FeedItemRow.episode_id == episode_id).order_by(FeedItemRow.id))
+
+    def show_episodes(self, show: str, limit: int = 500) -> list[Episode]:
+        """A show's episodes, newest first (by publication, else by arrival)."""
+        with self.session() as s:
+            q = select(Episode).where(Episode.show == show)
+            return list(s.scalars(q.order_by(func.coalesce(Episode.published_at, Episode.created_at).desc(), Episode.id)
+                                  .limit(limit)))
 
     def transcript_model(self, episode_id: str) -> str | None:
         with self.session() as s:
