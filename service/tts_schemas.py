@@ -40,6 +40,28 @@ class SpeechIn(BaseModel):
                           "with exact lengths in its headers (a seekable WAV/MP3/FLAC), after the whole text is made.")
 
 
+class WordOut(BaseModel):
+    """A word as the voice said it: the normalised text's word ("twenty twenty-four" for "2024"), punctuation
+    kept, and when it is said, in seconds from the start of the audio."""
+
+    word: str
+    start: float
+    end: float
+
+
+class CaptionedSpeechOut(BaseModel):
+    """`POST /tts/captioned`: the audio and when each word is said in it."""
+
+    audio: str = Field(description="The audio file in `format`, base64 (standard alphabet, padded).")
+    format: str = Field(description="The format asked for (`wav`, `mp3`, ...): a finished file with exact lengths.")
+    media_type: str = Field(description="Its Content-Type, as `/tts` would send it.")
+    sample_rate: int
+    voice: str = Field(description="The voice id that spoke.")
+    duration: float = Field(description="Seconds of audio.")
+    words: list[WordOut] = Field(description="Every spoken word in order, with its start and end (seconds), from "
+                                             "the durations the voice predicted for its phonemes.")
+
+
 class VoiceRef(BaseModel):
     """OpenAI's custom-voice form, `{"id": "..."}`; here the id is one of our voice ids or OpenAI names."""
 

@@ -41,11 +41,16 @@ KOKORO_MAX_TOKENS = 510  # phoneme ids per call, without the two 0 pads (BERT co
 
 @dataclass
 class Chunk:
-    """One model call's worth of text: normalised words, their phonemes and the ids (without pads)."""
+    """One model call's worth of text: normalised words, their phonemes and the ids (without pads).
+
+    `words` are the written words with the span of `phonemes` (so of `ids`, one id per character) each
+    is said in, `(word, start, end)`: what a voice's durations turn into caption times.
+    """
 
     text: str
     phonemes: str
     ids: list[int] = field(repr=False)
+    words: list[tuple[str, int, int]] = field(default_factory=list, repr=False)
 
 
 # -- input checks --------------------------------------------------------------------------------
@@ -405,11 +410,52 @@ def _g2p(british: bool):
 
 def phonemize(sentence: str, british: bool = False) -> str:
     """One sentence of normalised text → phonemes in Kokoro's alphabet (characters outside it dropped)."""
+    return phonemize_words(sentence, british)[0]
+
+
+def phonemize_words(sentence: str, british: bool = False) -> tuple[str, list[tuple[str, int, int]]]:
+    """`phonemize`, and each written word (text between spaces) with the span of the phonemes it is said
+    in: `(word, start, end)`, its punctuation left out of the span. Words with no letter or digit (a
+    lone dash) are left out.
+
+    Built from the phonemiser's tokens the way its own `__call__` joins them (a space where the text had
+    one), then filtered to the vocab and collapsed exactly as before, so the phonemes are unchanged.
+    """
     g2p = _g2p(british)
     with _G2P_LOCK:
-        ps = g2p(sentence)
+        tokens = g2p.phonemize_tokens(g2p.tokenize(_hibari_normalize(sentence)))
     v = vocab()
-    return re.sub(r"\s+", " ", "".join(c for c in ps if c in v)).strip()
+    # (phoneme, index of the word it belongs to; -1 for a separator or punctuation, whose pause is no word's)
+    chars: list[tuple[str, int]] = []
+    texts, word = [""], 0
+    for tk in tokens:
+        texts[word] += tk.text
+        owner = word if any(c.isalnum() for c in tk.text) else -1
+        chars += [(c, owner) for c in (g2p.unk if tk.phonemes is None else tk.phonemes) if c in v]
+        if tk.whitespace:
+            chars.append((" ", -1))
+            word += 1
+            texts.append("")
+    out: list[tuple[str, int]] = []
+    for c, w in chars:
+        if c == " " and (not out or out[-1][0] == " "):
+            continue
+        out.append((c, w))
+    while out and out[-1][0] == " ":
+        out.pop()
+    phonemes = "".join(c for c, _ in out)
+    spans: dict[int, list[int]] = {}
+    for i, (c, w) in enumerate(out):
+        if c != " " and w >= 0:
+            spans.setdefault(w, [i, i])[1] = i
+    words = [(texts[w].strip(), a, b + 1) for w, (a, b) in sorted(spans.items()) if texts[w].strip()]
+    return phonemes, words
+
+
+def _hibari_normalize(text: str) -> str:
+    from hibari.g2p.normalize import normalize as hibari_normalize  # what G2P.__call__ applies first
+
+    return hibari_normalize(text)
 
 
 _PUNCT_IDS: frozenset[int] | None = None
@@ -458,10 +504,15 @@ def prepare(text: str, max_tokens: int = KOKORO_MAX_TOKENS, group: bool = True, 
     v = vocab()
     sentences: list[Chunk] = []
     for sentence in split_sentences(normalize(text)):
-        for ps in _split_long(phonemize(sentence, british), max_tokens):
+        phonemes, words = phonemize_words(sentence, british)
+        at = 0
+        for ps in _split_long(phonemes, max_tokens):
+            start = phonemes.find(ps, at)  # pieces are in order; they rejoin with a space, or none when cut
+            at = start + len(ps)
             ids = [v[c] for c in ps]
             if ids and _speakable(ids):
-                sentences.append(Chunk(sentence, ps, ids))
+                inside = [(w, a - start, b - start) for w, a, b in words if start <= a and b <= at]
+                sentences.append(Chunk(sentence, ps, ids, inside))
     if not sentences:
         raise InvalidInput("nothing to say: the text has no speakable English words")
     if not group:
@@ -470,7 +521,9 @@ def prepare(text: str, max_tokens: int = KOKORO_MAX_TOKENS, group: bool = True, 
     for c in sentences[1:]:
         last = grouped[-1]
         if len(last.ids) + 1 + len(c.ids) <= max_tokens:
-            grouped[-1] = Chunk(f"{last.text} {c.text}", f"{last.phonemes} {c.phonemes}", [*last.ids, v[" "], *c.ids])
+            shift = len(last.phonemes) + 1
+            grouped[-1] = Chunk(f"{last.text} {c.text}", f"{last.phonemes} {c.phonemes}", [*last.ids, v[" "], *c.ids],
+                                [*last.words, *((w, a + shift, b + shift) for w, a, b in c.words)])
         else:
             grouped.append(c)
     return grouped

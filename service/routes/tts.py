@@ -23,6 +23,7 @@ and `Retry-After`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import math
 import threading
@@ -39,7 +40,9 @@ from mediaflow.errors import InvalidInput, NotFound, Overloaded, excerpt
 from mediaflow.tts import encoding, voices
 from mediaflow.tts.frontend import check_text
 from service.deps import require_api_key, settings
-from service.tts_schemas import ModelList, ModelOut, OpenAISpeechIn, SpeechIn, VoiceList, VoiceOut, VoiceRef
+from service.tts_schemas import (
+    CaptionedSpeechOut, ModelList, ModelOut, OpenAISpeechIn, SpeechIn, VoiceList, VoiceOut, VoiceRef, WordOut,
+)
 
 log = logging.getLogger("mediaflow.service.tts")
 router = APIRouter(tags=["speech"])
@@ -142,6 +145,24 @@ async def tts(body: SpeechIn, s: Settings = Depends(settings), slots: SynthesisS
                         s, slots)
 
 
+@router.post("/tts/captioned", response_model=CaptionedSpeechOut, dependencies=[Depends(require_api_key)],
+             responses={k: v for k, v in _AUDIO_RESPONSES.items() if k != 200})
+async def tts_captioned(body: SpeechIn, s: Settings = Depends(settings),
+                        slots: SynthesisSlots = Depends(synthesis_slots)) -> CaptionedSpeechOut:
+    """The `/tts` body's speech as one finished file (base64) with each word's start and end in seconds, from
+    the durations the voice itself chose (the student and the Kokoro voices; another voice is a 400).
+    `stream` is ignored: the answer is one JSON document. The same key, limits and 413/429 as `/tts`."""
+    voice_id = voices.resolve_voice(body.voice, s)
+    _check(body.text, body.format, s)
+    captioned = await slots.run(_captioned, voice_id, body.text, body.speed, s)
+    data = await anyio.to_thread.run_sync(encoding.encode_whole, captioned.audio, captioned.sample_rate, body.format)
+    return CaptionedSpeechOut(
+        audio=base64.b64encode(data).decode("ascii"), format=body.format,
+        media_type=encoding.media_type(body.format, captioned.sample_rate), sample_rate=captioned.sample_rate,
+        voice=voice_id, duration=round(captioned.seconds, 3), words=[WordOut(**w.to_dict()) for w in captioned.words],
+    )
+
+
 @router.post("/v1/audio/speech", response_class=Response, responses=_AUDIO_RESPONSES,
              dependencies=[Depends(require_api_key)])
 async def openai_speech(body: OpenAISpeechIn, s: Settings = Depends(settings),
@@ -213,10 +234,7 @@ def list_voices(
 # -- synthesis -----------------------------------------------------------------------------------
 async def _speak(text: str, voice_id: str, speed: float, fmt: str, stream: bool, s: Settings,
                  slots: SynthesisSlots) -> Response:
-    # cheap checks on the event loop first, so a bad request never waits behind a long synthesis; the
-    # speed was checked by the request schema, the voice's name by `resolve_voice`
-    check_text(text, s.tts_max_chars)
-    encoding.check_format(fmt)
+    _check(text, fmt, s)
     release = slots.admit()
     try:
         # loading the voice (once), phonemising every sentence (where "nothing speakable" and the bounds on
@@ -240,6 +258,25 @@ async def _speak(text: str, voice_id: str, speed: float, fmt: str, stream: bool,
     body = _raw_stream(first, chunks, sr, fmt, slots) if fmt in ("pcm", "wav") else \
         _ffmpeg_stream(first, chunks, sr, fmt, slots)
     return StreamingResponse(body, media_type=media_type, headers=headers)
+
+
+def _check(text: str, fmt: str, s: Settings) -> None:
+    # cheap checks on the event loop first, so a bad request never waits behind a long synthesis; the
+    # speed was checked by the request schema, the voice's name by `resolve_voice`
+    check_text(text, s.tts_max_chars)
+    encoding.check_format(fmt)
+
+
+def _captioned(voice_id: str, text: str, speed: float, s: Settings):
+    """The voice (loaded once) speaks the checked text whole, with word times, counted for /metrics."""
+    from service.metrics import AUDIO_OUT, SYNTHESIS
+
+    voice = voices.get_voice(voice_id, threads=s.tts_threads)
+    t0 = time.perf_counter()
+    captioned = voice.say_captioned(text, speed, s.tts_max_audio_s)
+    SYNTHESIS.labels(voice_id).inc(time.perf_counter() - t0)
+    AUDIO_OUT.labels(voice_id).inc(captioned.seconds)
+    return captioned
 
 
 def _open(voice_id: str, text: str, speed: float, s: Settings,

@@ -16,7 +16,8 @@ from typing import Callable, Iterator
 import numpy as np
 
 from mediaflow.errors import InputTooLarge, InvalidInput
-from mediaflow.tts.frontend import MAX_AUDIO_S, MAX_CHARS, check_spoken, check_text
+from mediaflow.tts.captions import Captioned, word_times
+from mediaflow.tts.frontend import MAX_AUDIO_S, MAX_CHARS, Chunk, check_spoken, check_text
 
 MIN_SPEED, MAX_SPEED = 0.25, 4.0  # OpenAI's range; every engine here speaks across it
 
@@ -63,6 +64,32 @@ class Voice(ABC):
         the audio passes `max_seconds` all the same (an estimate is an estimate)."""
         check_spoken(text, speed, max_seconds)
         return _bounded(self.speak(text, speed), self.sample_rate, max_seconds)
+
+    def captioned(self, text: str, speed: float = 1.0, max_chars: int = MAX_CHARS,
+                  max_seconds: float = MAX_AUDIO_S) -> Captioned:
+        """The whole text's audio with each word's start and end (`mediaflow.tts.captions`)."""
+        return self.say_captioned(check_text(text, max_chars), check_speed(speed), max_seconds)
+
+    def say_captioned(self, text: str, speed: float, max_seconds: float = MAX_AUDIO_S) -> Captioned:
+        """`captioned` for text and speed already checked (the API's route), bounded as `say` is.
+        InvalidInput for a voice whose engine gives no durations (`timed` is False)."""
+        if not self.timed:
+            raise InvalidInput(f"voice {self.voice_id!r} gives no word timings; captions come from the student "
+                               f"and the Kokoro voices")
+        check_spoken(text, speed, max_seconds)
+        parts, words, made = [], [], 0
+        for audio, chunk, samples in self.speak_timed(text, speed):
+            words += word_times(chunk, samples, self.sample_rate, made / self.sample_rate)
+            made += len(audio)
+            _check_seconds(made, self.sample_rate, max_seconds)
+            parts.append(audio)
+        return Captioned(np.concatenate(parts), self.sample_rate, words)
+
+    timed = False  # whether `speak_timed` is implemented: the engine says how long each phoneme lasts
+
+    def speak_timed(self, text: str, speed: float) -> Iterator[tuple[np.ndarray, Chunk, np.ndarray]]:
+        """Per model call: its audio, its `Chunk`, and the samples each id of `[0, *chunk.ids, 0]` lasts."""
+        raise NotImplementedError
 
     @abstractmethod
     def speak(self, text: str, speed: float) -> Iterator[np.ndarray]:

@@ -67,6 +67,15 @@ class StudentVoice(Voice):
         """One model call per sentence, no streaming pieces."""
         return np.concatenate([self.model.from_ids([0, *ids, 0], speed)[0] for ids in self._ids(text)])
 
+    timed = True
+
+    def speak_timed(self, text: str, speed: float):
+        """One model call per sentence, with the durations its duration predictor chose."""
+        frame = self.model.sample_rate * 600 // 24_000  # durations are in the teacher's 600-sample frames
+        for c in prepare(text, self.model.max_tokens, group=False):
+            audio, durations = self.model.from_ids([0, *c.ids, 0], speed)
+            yield audio, c, np.asarray(durations, dtype=np.int64) * frame
+
     def files(self) -> list[Path]:
         return [self.path]
 
