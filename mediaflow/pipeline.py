@@ -140,6 +140,13 @@ def chapterize_episode(episode_id: str, settings: Settings) -> list:
     store = get_store(settings.db_url)
     ep = store.get_episode(episode_id)
     chapters = chapterize(store.get_transcript(episode_id), title=ep.title, description=ep.description)
+    from mediaflow.chapters.creator import for_episode
+
+    theirs = for_episode(episode_id, settings)  # chapters the creator wrote win; ours are kept beside them
+    if theirs is not None:
+        store.save_chapters(episode_id, [c.to_dict() for c in theirs.chapters], METHOD,
+                            generated=[c.to_dict() for c in chapters])
+        return theirs.chapters
     store.save_chapters(episode_id, [c.to_dict() for c in chapters], METHOD)
     return chapters
 
@@ -162,6 +169,9 @@ def featurize_episode(episode_id: str, settings: Settings):
                                 audio_path=settings.data_path / ep.audio_path,
                                 speakers=speakers.summary(transcript, found) if found else None)
     store.save_features(episode_id, features.to_dict())
+    from mediaflow.rss import soundbites
+
+    soundbites(episode_id, settings)  # chosen now, with the embedder loaded, not when a feed is read
     return features
 
 
