@@ -169,7 +169,13 @@ def get_chapters(
     format: Literal["json", "podcast", "vtt", "youtube"] = "json",
     db: Store = Depends(store),
 ):
-    """Chapters as JSON (ours), Podcasting 2.0 JSON chapters, WebVTT chapters or a YouTube description."""
+    """Chapters as JSON (ours), Podcasting 2.0 JSON chapters, WebVTT chapters or a YouTube description.
+
+    When the creator wrote chapters (in the description, or the feed's `podcast:chapters`) they are the
+    episode's chapters in every format; the JSON says `"source": "creator"` and gives ours as `generated`
+    (else `"source": "generated"`)."""
+    import json
+
     from mediaflow.chapters import Chapter
     from mediaflow.chapters.formats import MEDIA_TYPES as CH_TYPES
     from mediaflow.chapters.formats import export as export_chapters
@@ -177,6 +183,11 @@ def get_chapters(
     data, _ = db.get_chapters(episode_id)
     title = db.get_episode(episode_id).title if format == "podcast" else None  # only that format names it
     body = export_chapters([Chapter(**c) for c in data], format, title=title)
+    if format == "json":
+        row = db.chapters_row(episode_id)
+        ours = row.generated if row is not None else None
+        body = json.dumps({**json.loads(body), "source": "generated" if ours is None else "creator",
+                           **({"generated": ours} if ours is not None else {})}, ensure_ascii=False)
     media = CH_TYPES[format]
     return cached(request, body, media if "json" in media else f"{media}; charset=utf-8")
 
