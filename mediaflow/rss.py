@@ -26,7 +26,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
-from mediaflow.errors import InvalidInput, NotFound, UnsupportedFormat
+from mediaflow.errors import NotFound, UnsupportedFormat
 from mediaflow.feeds import PODCAST_NS
 
 SOUNDBITE_METHOD = "centrality-v1"
@@ -129,8 +129,8 @@ class _Item:
 def republish(raw: bytes, lookup, source_url: str = "") -> bytes:
     """The source document with each item that `lookup(guid, enclosure_url)` enriches given its tags.
 
-    Raises `UnsupportedFormat` for a document that is not well-formed XML or not RSS 2.0, and
-    `InvalidInput` for one that declares entities (refused, never expanded)."""
+    Raises `UnsupportedFormat` for a document that is not well-formed XML, not RSS 2.0, or declares
+    entities (refused, never expanded)."""
     raw = _as_ascii_compatible(raw)
     _check_safe(raw)
     items, root_start, root_qname, ns = _scan(raw)
@@ -192,7 +192,7 @@ def _check_safe(raw: bytes) -> None:
     try:
         root = fromstring(raw, forbid_dtd=False, forbid_entities=True, forbid_external=True)
     except DefusedXmlException as exc:
-        raise InvalidInput(f"refused: the source feed declares entities or external references "
+        raise UnsupportedFormat(f"refused: the source feed declares entities or external references "
                            f"({type(exc).__name__}); it is not re-published") from None
     except ET.ParseError as exc:
         raise UnsupportedFormat(f"the source feed is not well-formed XML ({exc}); it cannot be re-published") \

@@ -22,7 +22,7 @@ from defusedxml.ElementTree import fromstring
 
 from conftest import LONG_PARAGRAPHS
 from mediaflow import feeds, pipeline, rss
-from mediaflow.errors import InvalidInput, UnsupportedFormat
+from mediaflow.errors import UnsupportedFormat
 from mediaflow.resources import get_store
 
 NS = "https://podcastindex.org/namespace/1.0"
@@ -226,7 +226,7 @@ def test_a_source_that_turns_bad_leaves_the_last_good_document_served(tmp_path, 
 def test_entity_declarations_are_refused_not_expanded():
     bomb = ('<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;">]>'
             '<rss version="2.0"><channel><title>&b;</title></channel></rss>')
-    with pytest.raises(InvalidInput, match="entities"):
+    with pytest.raises(UnsupportedFormat, match="entities"):
         rss.republish(bomb.encode(), lambda g, e: None)
     with pytest.raises(UnsupportedFormat, match="not well-formed"):
         rss.republish(b"<html><body>nope", lambda g, e: None)
