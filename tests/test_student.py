@@ -14,7 +14,10 @@ from flows import distill_steps as steps
 from mediaflow.errors import InvalidInput, ModelUnavailable
 from mediaflow.tts import voices
 from mediaflow.tts.frontend import prepare
+from mediaflow.tts.student_onnx import OnnxStudent, count_parameters
+from mediaflow.tts.voices.student import RUNTIME_ENV, onnx_graphs
 from models.tts_student import CheckpointError, corpus, load_voice
+from models.tts_student.export import export_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,6 +63,11 @@ def test_a_tiny_student_trained_on_teacher_speech_lowers_its_loss_and_loads(tmp_
     voice = load_voice(checkpoint)
     audio, durations = voice.from_ids([0, 50, 83, 156, 16, 0])
     assert audio.dtype == np.float32 and len(audio) == durations.sum() * 600
+    # exported to ONNX, it speaks the same without PyTorch
+    graphs = export_onnx(checkpoint)
+    assert graphs == onnx_graphs(checkpoint) and all(p.is_file() for p in graphs.values())
+    onnx_audio, onnx_durations = OnnxStudent(graphs).from_ids([0, 50, 83, 156, 16, 0])
+    assert (onnx_durations == durations).all() and np.abs(onnx_audio - audio).max() < 1e-3
     scores = {"student": {"parameters": voice.parameters, "rtf_median": 0.01, "first_audio_s": 0.05,
                           "wer": 0.04, "mcd_db": 2.5}}
     card = tmp_path / "student.md"
@@ -121,6 +129,65 @@ def test_long_text_is_chunked_by_the_frontend_and_streams_in_pieces_that_join_in
     assert 0.25 < seconds_per_word < 0.6  # speaking rate: nothing dropped, nothing stuck
     with pytest.raises(InvalidInput):
         student.stream("   ")
+
+
+# -- the serving runtime ----------------------------------------------------------------------------
+def test_the_shipped_student_is_served_on_onnx_runtime_without_importing_pytorch(tmp_path):
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from mediaflow.tts.voices import get_voice\n"
+        "voice = get_voice('student', threads=1)\n"
+        "audio = voice.synthesize('Try Field Notes next: it gets into ocean storms.')\n"
+        "captions = voice.captioned('Try Field Notes next.')\n"
+        "assert len(audio) > 24_000 and len(captions.words) == 4, (len(audio), captions.words)\n"
+        "print(voice.runtime, 'torch' in sys.modules)\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k not in (voices.STUDENT_ENV, RUNTIME_ENV)}
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["onnx", "False"]
+
+
+def test_the_onnx_graphs_speak_as_the_pytorch_network_does(student):
+    if student.runtime != "onnx":
+        pytest.skip("no ONNX graphs beside the checkpoint")
+    torch_model = load_voice(student.path, threads=2)
+    assert student.count_parameters() == count_parameters(onnx_graphs(student.path)) == torch_model.parameters
+    for chunk in prepare(LONG, max_tokens=200, group=False)[:3]:
+        ids = [0, *chunk.ids, 0]
+        for speed in (1.0, 1.7):
+            audio, durations = student.model.from_ids(ids, speed)
+            expected, expected_durations = torch_model.from_ids(ids, speed)
+            assert (durations == expected_durations).all()
+            assert np.abs(audio - expected).max() < 1e-3  # float rounding only: the same weights and steps
+        pieces = np.concatenate(list(student.model.pieces(ids)))
+        assert np.array_equal(pieces, student.model.from_ids(ids)[0])
+
+
+def test_graphs_exported_from_another_checkpoint_are_not_served(tmp_path, monkeypatch):
+    shipped = voices.student_checkpoint()
+    if not all(p.is_file() for p in onnx_graphs(shipped).values()):
+        pytest.skip("no ONNX graphs shipped")
+    other = tmp_path / "student.pt"
+    blob = torch.load(shipped, weights_only=True)
+    blob["meta"] = {**blob.get("meta", {}), "note": "retrained"}
+    torch.save(blob, other)
+    for part, path in onnx_graphs(shipped).items():
+        onnx_graphs(other)[part].write_bytes(path.read_bytes())
+    monkeypatch.setenv(voices.STUDENT_ENV, str(other))
+    voices._load.cache_clear()
+    try:
+        voice = voices.get_voice("student", threads=1)
+        assert voice.runtime == "torch" and voice.files() == [other]  # and a warning says to re-export
+        monkeypatch.setenv(RUNTIME_ENV, "onnx")
+        voices._load.cache_clear()
+        with pytest.raises(ModelUnavailable, match="re-export"):
+            voices.get_voice("student", threads=1)
+    finally:
+        voices._load.cache_clear()
 
 
 # -- bad checkpoints --------------------------------------------------------------------------------
