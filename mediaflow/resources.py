@@ -38,6 +38,7 @@ _MODEL_CACHES = (
     ("mediaflow.tts.kokoro", "_session", "kokoro"),
     ("mediaflow.tts.frontend", "_g2p", "g2p"),
     ("mediaflow.tts.piper", "_voice", "piper"),
+    ("mediaflow.llm", "get_llm", "llm"),
 )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
@@ -23,6 +24,23 @@ SYNTHESIS = Counter("mediaflow_synthesis_seconds_total", "Seconds spent synthesi
                     registry=REGISTRY)
 AUDIO_OUT = Counter("mediaflow_synthesised_audio_seconds_total", "Seconds of speech synthesised", ["voice"],
                     registry=REGISTRY)
+
+
+class _LLMFallbacks:
+    """Generated texts (titles, summaries) replaced by the extractive or template ones in this process,
+    read from `mediaflow.llm` at scrape time: the library counts without knowing Prometheus."""
+
+    def collect(self):
+        from mediaflow import llm
+
+        family = CounterMetricFamily("mediaflow_llm_fallbacks", "Generated texts replaced by the fallback",
+                                     labels=["kind", "reason"])
+        for (kind, reason), n in sorted(llm.fallback_counts().items()):
+            family.add_metric([kind, reason], n)
+        yield family
+
+
+REGISTRY.register(_LLMFallbacks())
 
 
 class MetricsMiddleware:
