@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/tts.py [--limit N] [--voices teacher,piper-joe,hibari,student] [--student CHECKPOINT]
                                   [--out bench/results/tts.json]
+    .venv/bin/python bench/tts.py --route [VOICE] [--repeats 7]    # what a request costs beyond the model
 
 For each voice, on the held-out sentences in bench/tts_sentences.txt:
 - speed: median real-time factor (synthesis seconds / audio seconds, per sentence, text frontend
@@ -214,6 +215,103 @@ def fmt_params(n: int | None) -> str:
     return "–" if n is None else f"{n / 1e6:.1f} M"
 
 
+# -- what a request costs beyond the model ----------------------------------------------------------------
+ROUTE_TEXT = ("Because you listened to The History Hour last night, try Deep Time next: it gets into volcanoes, "
+              "ancient oceans and the people who study them.")  # about 7 s of speech, one sentence
+ROUTE_FORMATS = ("pcm", "wav", "mp3", "ogg-opus", "aac", "flac")
+OPENAI_NAMES = {"pcm": "pcm", "wav": "wav", "mp3": "mp3", "ogg-opus": "opus", "aac": "aac", "flac": "flac"}
+
+
+def route_worker(voice_id: str, repeats: int, threads: int) -> dict:
+    """What a request costs against the model's own time for ROUTE_TEXT (`synthesize`: frontend, network,
+    vocoder), through `/tts` (streamed and not) and `/v1/audio/speech`, for each format, on a real uvicorn in
+    this process read to the last byte by an httpx client. Model calls and requests alternate, so both see
+    the same load; wall and CPU seconds (server and client together, and any encoder process the server
+    started), medians of `repeats` pairs."""
+    import tempfile
+    import threading
+
+    import httpx
+    import uvicorn
+
+    os.environ.update(HF_HUB_OFFLINE="1", MEDIAFLOW_DATA_DIR=tempfile.mkdtemp(prefix="bench-tts-route-"),
+                      MEDIAFLOW_TTS_THREADS=str(threads))
+    os.environ.pop("MEDIAFLOW_API_KEY", None)
+    from mediaflow.tts.voices import get_voice
+    from service.app import create_app
+
+    voice = get_voice(voice_id, threads=threads)  # the very object the server speaks with
+    audio_s = len(voice.synthesize(ROUTE_TEXT)) / voice.sample_rate
+
+    def cpu() -> float:  # this process and the children it waited for (an encoder started per request)
+        return sum(r.ru_utime + r.ru_stime for r in map(resource.getrusage,
+                                                         (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))
+
+    def cost(fn) -> tuple[float, float]:
+        c0, t0 = cpu(), time.perf_counter()
+        fn()
+        return time.perf_counter() - t0, cpu() - c0
+
+    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    rows, model_wall, model_cpu = [], [], []
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
+        def post(path: str, body: dict) -> None:
+            r = client.post(path, json=body)
+            if r.status_code != 200 or len(r.content) < 1000:
+                raise SystemExit(f"{path} {body.get('format') or body.get('response_format')}: {r.status_code} "
+                                 f"{r.text[:200]}")
+
+        for fmt in ROUTE_FORMATS:
+            row = {"format": fmt}
+            for key, path, body in (
+                ("tts_stream", "/tts", {"text": ROUTE_TEXT, "voice": voice_id, "format": fmt}),
+                ("tts_whole", "/tts", {"text": ROUTE_TEXT, "voice": voice_id, "format": fmt, "stream": False}),
+                ("openai", "/v1/audio/speech", {"input": ROUTE_TEXT, "voice": voice_id,
+                                                "response_format": OPENAI_NAMES[fmt]}),
+            ):
+                post(path, body)  # warm: the encoder's first use
+                pairs = [(cost(lambda: voice.synthesize(ROUTE_TEXT)), cost(lambda: post(path, body)))
+                         for _ in range(repeats)]
+                model_wall += [m[0] for m, _ in pairs]
+                model_cpu += [m[1] for m, _ in pairs]
+                row[f"{key}_s"] = round(statistics.median(r[0] for _, r in pairs), 4)
+                row[f"{key}_x"] = round(statistics.median(r[0] / m[0] for m, r in pairs), 2)
+                row[f"{key}_cpu_x"] = round(statistics.median(r[1] / max(m[1], 1e-6) for m, r in pairs), 2)
+            rows.append(row)
+    server.should_exit = True
+    thread.join(timeout=15)
+    return {"voice": voice_id, "text": ROUTE_TEXT, "audio_s": round(audio_s, 2),
+            "model_s": round(statistics.median(model_wall), 4), "model_cpu_s": round(statistics.median(model_cpu), 4),
+            "repeats": repeats, "formats": rows}
+
+
+def route_report(voice_id: str, repeats: int, threads: int, out: Path) -> None:
+    cmd = [sys.executable, __file__, "--route-worker", voice_id, "--threads", str(threads), "--repeats", str(repeats)]
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    if run.returncode != 0:
+        raise SystemExit(f"route worker failed:\n{run.stderr[-2000:]}")
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    result.update(command="bench/tts.py " + " ".join(sys.argv[1:]), date=time.strftime("%Y-%m-%d"),
+                  machine=machine(), load_average=[round(x, 2) for x in os.getloadavg()])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"{voice_id}: {result['audio_s']} s of audio; the model alone {1000 * result['model_s']:.0f} ms wall, "
+          f"{1000 * result['model_cpu_s']:.0f} ms CPU (medians). A request: median wall ms, and the medians of its "
+          f"wall and CPU seconds over the model's in the same pair (wall× / CPU×):")
+    print("| format | POST /tts (streamed) | POST /tts (stream: false) | POST /v1/audio/speech |")
+    print("|---|---|---|---|")
+    for r in result["formats"]:
+        print(f"| {r['format']} | " + " | ".join(
+            f"{1000 * r[k + '_s']:.0f} ms ({r[k + '_x']:.2f}× / {r[k + '_cpu_x']:.2f}×)"
+            for k in ("tts_stream", "tts_whole", "openai")) + " |")
+    print(f"\n{result['machine']}, {result['date']}, load average {result['load_average'][0]}; JSON: {out}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--limit", type=int, default=None, help="only the first N sentences (quick runs)")
@@ -224,12 +322,23 @@ def main() -> None:
                     help="the student voice's checkpoint (default: MEDIAFLOW_TTS_STUDENT, else the shipped one)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(RESULTS / "tts.json"))
+    ap.add_argument("--route", metavar="VOICE", nargs="?", const="student", default=None,
+                    help="only measure what a request costs beyond the model, for VOICE (default student), "
+                         "writing bench/results/tts_route.json")
+    ap.add_argument("--repeats", type=int, default=7, help="requests per format and route in --route (median)")
     ap.add_argument("--worker", metavar="VOICE", help=argparse.SUPPRESS)
+    ap.add_argument("--route-worker", metavar="VOICE", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.student:  # the synthesis workers inherit it
         os.environ["MEDIAFLOW_TTS_STUDENT"] = str(Path(args.student).resolve())
     if args.worker:
         print(json.dumps(synth_worker(args.worker, args.limit, args.threads)))
+        return
+    if args.route_worker:
+        print(json.dumps(route_worker(args.route_worker, args.repeats, args.threads)))
+        return
+    if args.route:
+        route_report(args.route, args.repeats, args.threads, RESULTS / "tts_route.json")
         return
 
     import jiwer

@@ -361,9 +361,9 @@ def test_bad_requests_are_refused_with_the_error_body(api, body, status, code, s
     assert says in r.json()["error"]["message"]
 
 
-def test_a_format_this_ffmpeg_cannot_encode_is_refused_by_name(api, monkeypatch):
-    # as on an ffmpeg built without its AAC encoder
-    monkeypatch.setattr(encoding, "ffmpeg_encoders", lambda: frozenset({"libmp3lame", "libopus", "flac"}))
+def test_a_format_this_server_cannot_encode_is_refused_by_name(api, monkeypatch):
+    # as with a libav built without its AAC encoder
+    monkeypatch.setattr(encoding, "encoders", lambda: frozenset({"libmp3lame", "libopus", "flac"}))
     r = api.post("/v1/audio/speech", json={"model": "tts-1", "voice": "hibari", "input": SHORT, "response_format": "aac"})
     assert r.status_code == 415 and r.json()["error"]["code"] == "unsupported_format"
     assert "cannot encode aac" in r.json()["error"]["message"] and "mp3" in r.json()["error"]["message"]

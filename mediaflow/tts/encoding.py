@@ -1,30 +1,34 @@
 """Speech out: the audio formats the speech endpoints offer, each streamable sentence by sentence.
 
-    spec = check_format("mp3")                      # raises if the name is unknown or this ffmpeg cannot encode it
-    ffmpeg_command("mp3", 24_000)                   # s16le on stdin -> MP3 frames on stdout, flushed per packet
+    spec = check_format("mp3")                      # raises if the name is unknown or cannot be encoded here
+    enc = Encoder("mp3", 24_000)                    # in this process (PyAV's libav): no ffmpeg to start
+    enc.encode(chunk) + enc.encode(chunk2) + enc.finish()   # MP3 bytes as each piece is encoded
     wav_header(24_000) + pcm16(chunk) + ...         # a WAV stream of unknown length
     encode_whole(audio, 24_000, "flac")             # a finished, seekable file
 
 `pcm` and `wav` are written here. A streamed WAV header carries 0xFFFFFFFF for both sizes, the usual
 "length unknown" marker, which ffmpeg, browsers and Python's `wave` read to the end of the data.
-`mp3`, `ogg-opus`, `aac` (ADTS) and `flac` go through one ffmpeg process per stream that reads 16-bit
-PCM on stdin and flushes every packet, so a sentence's audio leaves as soon as it is encoded.
+`mp3`, `ogg-opus`, `aac` (ADTS) and `flac` are encoded in-process by the libav that PyAV bundles
+(`Encoder`), each packet handed out as soon as it is made. Starting an ffmpeg per request cost more
+than the student takes to speak a sentence; the encoders' speed settings (`SpeechFormat.codec_options`)
+are the fast end of each codec's range for speech at these bitrates. `ffmpeg_command` remains for
+callers that want a pipe.
 
-`check_format` is the one check of a format: `ffmpeg_command` and `encode_whole` take a name that
-passed it (the API route checks before the response starts; the library's own callers pass constants).
+`check_format` is the one check of a format: `Encoder`, `ffmpeg_command` and `encode_whole` take a
+name that passed it (the API route checks before the response starts; the library's callers pass constants).
 """
 
 from __future__ import annotations
 
+import io
 import shutil
 import struct
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 
-from mediaflow.audio import encode
 from mediaflow.errors import DependencyMissing, InvalidInput, UnsupportedFormat
 
 _UNKNOWN = 0xFFFFFFFF
@@ -41,16 +45,25 @@ class SpeechFormat:
     muxer: str | None = None
     bitrate: str | None = None
     options: tuple[str, ...] = ()  # muxer options for low latency
+    # encoder options in-process: LAME -q 7, Opus complexity 5, AAC's fast coder: 2-4x faster than the
+    # defaults (measured on speech, bench/tts.py --route), the same bitrates
+    codec_options: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def bits_per_second(self) -> int | None:
+        return int(self.bitrate[:-1]) * 1000 if self.bitrate else None
 
 
 FORMATS: dict[str, SpeechFormat] = {
     "wav": SpeechFormat("wav", "audio/wav"),
     "pcm": SpeechFormat("pcm", "audio/pcm"),  # media type parameters added by `media_type`
     # no Xing header: on a pipe ffmpeg cannot go back to fill in its frame count, and a wrong one misleads players
-    "mp3": SpeechFormat("mp3", "audio/mpeg", "libmp3lame", "mp3", "64k", ("-write_xing", "0")),
+    "mp3": SpeechFormat("mp3", "audio/mpeg", "libmp3lame", "mp3", "64k", ("-write_xing", "0"),
+                        {"compression_level": "7"}),
     # 200 ms Ogg pages instead of the default 1 s, so audio leaves in small steps
-    "ogg-opus": SpeechFormat("ogg-opus", "audio/ogg", "libopus", "ogg", "32k", ("-page_duration", "200000")),
-    "aac": SpeechFormat("aac", "audio/aac", "aac", "adts", "64k"),
+    "ogg-opus": SpeechFormat("ogg-opus", "audio/ogg", "libopus", "ogg", "32k", ("-page_duration", "200000"),
+                             {"compression_level": "5"}),
+    "aac": SpeechFormat("aac", "audio/aac", "aac", "adts", "64k", (), {"aac_coder": "fast"}),
     "flac": SpeechFormat("flac", "audio/flac", "flac", "flac"),
 }
 
@@ -77,17 +90,121 @@ def ffmpeg_encoders() -> frozenset[str]:
     return frozenset(parts[1] for parts in rows if len(parts) > 1 and parts[0].startswith("A"))
 
 
+@lru_cache(maxsize=1)
+def encoders() -> frozenset[str]:
+    """The audio encoders of `FORMATS` that this process can run (PyAV's libav)."""
+    try:
+        import av
+    except ImportError as exc:
+        raise DependencyMissing("compressed speech needs PyAV: pip install av") from exc
+    found = set()
+    for spec in FORMATS.values():
+        try:
+            if spec.encoder:
+                av.codec.Codec(spec.encoder, "w")
+                found.add(spec.encoder)
+        except Exception:  # PyAV's UnknownCodecError: this libav was built without it
+            continue
+    return frozenset(found)
+
+
 def check_format(fmt: str) -> SpeechFormat:
-    """The format's spec, or a clear error: unknown name, or an ffmpeg without the encoder it needs."""
+    """The format's spec, or a clear error: unknown name, or a libav without the encoder it needs."""
     spec = FORMATS.get(fmt)
     if spec is None:
         raise InvalidInput(f"unknown audio format {fmt!r}; use one of: {', '.join(FORMATS)}")
-    if spec.encoder and spec.encoder not in ffmpeg_encoders():
-        usable = [f for f, s in FORMATS.items() if not s.encoder or s.encoder in ffmpeg_encoders()]
+    if spec.encoder and spec.encoder not in encoders():
+        usable = [f for f, s in FORMATS.items() if not s.encoder or s.encoder in encoders()]
         raise UnsupportedFormat(
-            f"this server's ffmpeg cannot encode {fmt} (no `{spec.encoder}` encoder); use one of: {', '.join(usable)}"
+            f"this server cannot encode {fmt} (no `{spec.encoder}` encoder in its libav); use one of: "
+            f"{', '.join(usable)}"
         )
     return spec
+
+
+class _Sink:
+    """A write-only file for the muxer: what it writes, taken out piece by piece (a pipe, not seekable)."""
+
+    def __init__(self):
+        self.parts: list[bytes] = []
+
+    def write(self, data) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        out = b"".join(self.parts)
+        self.parts.clear()
+        return out
+
+
+class Encoder:
+    """float32 mono audio in, `fmt` (checked, compressed) bytes out, in this process: `encode` each piece,
+    then `finish` once. Packets are handed out as soon as the codec makes them (its own lookahead aside).
+
+    `whole=True` writes into a seekable buffer instead, so muxers that go back to fill in lengths at the end
+    (MP3's Xing frame count, FLAC's STREAMINFO) do: `finish` then returns the complete file.
+    Not for use from two threads at once.
+    """
+
+    def __init__(self, fmt: str, sample_rate: int, whole: bool = False):
+        import av
+
+        spec = FORMATS[fmt]
+        if spec.encoder is None:
+            raise InvalidInput(f"{fmt} is written without an encoder")
+        self.whole = whole
+        self._file = io.BytesIO() if whole else _Sink()
+        options = {"flush_packets": "1"}
+        options.update(zip(spec.options[::2], spec.options[1::2]))
+        options = {k.lstrip("-"): v for k, v in options.items()}
+        if whole:
+            options.pop("write_xing", None)  # a seekable file gets its frame count filled in
+        self._container = av.open(self._file, mode="w", format=spec.muxer, options=options)
+        rate = sample_rate if spec.encoder != "libopus" or sample_rate in _OPUS_RATES else 24_000
+        self._stream = self._container.add_stream(spec.encoder, rate=rate, layout="mono",
+                                                  options=dict(spec.codec_options))
+        if spec.bits_per_second:
+            self._stream.bit_rate = spec.bits_per_second
+        self.sample_rate = sample_rate
+        self._pts = 0
+        self._done = False
+
+    def _mux(self, frame) -> None:
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+
+    def encode(self, audio: np.ndarray) -> bytes:
+        """The bytes ready after this piece (possibly none yet: codecs hold back a frame or so)."""
+        import av
+
+        if len(audio):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio, dtype=np.float32)[None], format="flt",
+                                               layout="mono")
+            frame.sample_rate, frame.pts = self.sample_rate, self._pts
+            self._pts += len(audio)
+            self._mux(frame)
+        return b"" if self.whole else self._file.take()
+
+    def finish(self) -> bytes:
+        """The rest: the codec flushed, the trailer written. With `whole`, the complete file."""
+        if not self._done:
+            self._done = True
+            self._mux(None)
+            self._container.close()
+        return self._file.getvalue() if self.whole else self._file.take()
+
+    def close(self) -> None:
+        """Let go of the codec without finishing (a client that left)."""
+        if not self._done:
+            self._done = True
+            try:
+                self._container.close()
+            except Exception:  # noqa: BLE001 - half-written output of a stream nobody reads
+                pass
 
 
 def pcm16(audio: np.ndarray) -> bytes:
@@ -122,17 +239,10 @@ def ffmpeg_command(fmt: str, sample_rate: int) -> list[str]:
 
 def encode_whole(audio: np.ndarray, sample_rate: int, fmt: str) -> bytes:
     """A complete file in `fmt` (checked) with exact lengths in its headers (seekable, duration known up front)."""
-    spec = FORMATS[fmt]
     if fmt == "pcm":
         return pcm16(audio)
     if fmt == "wav":
         return wav_header(sample_rate, len(audio)) + pcm16(audio)
-    if fmt in ("mp3", "flac", "ogg-opus"):
-        # through a temporary file, so ffmpeg can go back and write the frame count / STREAMINFO
-        return encode(audio, sample_rate, "ogg" if fmt == "ogg-opus" else fmt, bitrate=spec.bitrate)
-    # ADTS frames carry no total length, so the streaming command writes a finished AAC file as it is
-    proc = subprocess.run(ffmpeg_command(fmt, sample_rate), input=pcm16(audio), capture_output=True, timeout=600)
-    if proc.returncode != 0 or not proc.stdout:
-        reason = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
-        raise UnsupportedFormat(f"ffmpeg could not encode {fmt}: {reason[0]}")
-    return proc.stdout
+    encoder = Encoder(fmt, sample_rate, whole=True)
+    encoder.encode(audio)
+    return encoder.finish()

@@ -5,7 +5,8 @@ or seconds of audio once written out, unknown voice, voice not installed, speed,
 found before the response starts, and the first sentence is synthesised before it starts too, so failures
 are JSON errors with a status code, never a broken stream. After that, audio leaves sentence by sentence
 (chunked): pcm and wav are written here (WAV with "unknown length" sizes), mp3, Ogg Opus, AAC (ADTS) and
-FLAC through one ffmpeg pipe per request (`mediaflow.tts.encoding`).
+FLAC are encoded in this process (`mediaflow.tts.encoding.Encoder`), each piece while the next is made.
+`POST /tts/captioned` speaks the same body whole and answers JSON: the file, and each word's time.
 
 Each input is checked once: the speed by the request schemas (a 422), the text (empty, over
 `tts_max_chars`) and the format (this ffmpeg can encode it) by `_speak` on the event loop, the voice name by
@@ -247,16 +248,19 @@ async def _speak(text: str, voice_id: str, speed: float, fmt: str, stream: bool,
     headers = {"X-Voice": voice_id, "X-Sample-Rate": str(sr), "Cache-Control": "no-store"}
     media_type = encoding.media_type(fmt, sr)
     if not stream:
-        parts = [first]
-        try:
-            while (audio := await _next(chunks, slots)) is not None:
-                parts.append(audio)
-        finally:
-            _close(chunks)
-        data = await anyio.to_thread.run_sync(encoding.encode_whole, np.concatenate(parts), sr, fmt)
+        if fmt in ("pcm", "wav"):
+            parts = [first]
+            try:
+                while (audio := await _next(chunks, slots)) is not None:
+                    parts.append(audio)
+            finally:
+                _close(chunks)
+            data = encoding.encode_whole(np.concatenate(parts), sr, fmt)
+        else:  # encoded piece by piece while the next is made; the file finished with exact lengths
+            data = b"".join([part async for part in _encoded_stream(first, chunks, sr, fmt, slots, whole=True)])
         return Response(data, media_type=media_type, headers=headers)
     body = _raw_stream(first, chunks, sr, fmt, slots) if fmt in ("pcm", "wav") else \
-        _ffmpeg_stream(first, chunks, sr, fmt, slots)
+        _encoded_stream(first, chunks, sr, fmt, slots)
     return StreamingResponse(body, media_type=media_type, headers=headers)
 
 
@@ -332,39 +336,27 @@ async def _raw_stream(
         _close(chunks)  # a dropped client stops the synthesis at the next sentence
 
 
-async def _ffmpeg_stream(
-    first: np.ndarray, chunks: Iterator[np.ndarray], sr: int, fmt: str, slots: SynthesisSlots,
+async def _encoded_stream(
+    first: np.ndarray, chunks: Iterator[np.ndarray], sr: int, fmt: str, slots: SynthesisSlots, whole: bool = False,
 ) -> AsyncIterator[bytes]:
-    """Sentences go into ffmpeg's stdin from one task while this generator sends what comes out of its
-    stdout, so the next sentence is synthesised while the previous one is being encoded and sent."""
-    proc = await asyncio.create_subprocess_exec(
-        *encoding.ffmpeg_command(fmt, sr), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-
-    async def feed() -> None:
-        try:
-            audio = first
-            while audio is not None:
-                proc.stdin.write(encoding.pcm16(audio))
-                await proc.stdin.drain()
-                audio = await _next(chunks, slots)
-        finally:
-            proc.stdin.close()
-            _close(chunks)
-
-    producer = asyncio.create_task(feed())
-    # when the client leaves, nobody awaits the producer: retrieve its error so asyncio does not log it
-    producer.add_done_callback(lambda t: t.cancelled() or t.exception())
+    """Each piece of audio is encoded in a worker thread (in-process, `encoding.Encoder`) while the next
+    piece is synthesised on the request's next turn, so the encoder's time hides behind the model's and
+    only the last piece's shows. With `whole`, one finished file comes out at the end."""
+    encoder = await anyio.to_thread.run_sync(encoding.Encoder, fmt, sr, whole)
+    upcoming: asyncio.Future | None = None
     try:
-        while data := await proc.stdout.read(_READ):
-            yield data
-        await producer  # a synthesis error surfaces here and the stream ends broken, not short but "complete"
-        if (code := await proc.wait()) != 0:
-            raise RuntimeError(f"ffmpeg exited with {code} while encoding {fmt}")
+        audio = first
+        while audio is not None:
+            upcoming = asyncio.ensure_future(_next(chunks, slots))
+            data = await anyio.to_thread.run_sync(encoder.encode, audio)
+            if data:
+                yield data
+            audio = await upcoming
+            upcoming = None
+        yield await anyio.to_thread.run_sync(encoder.finish)
     finally:
-        producer.cancel()  # takes effect once the sentence in hand is done (threads are not interrupted)
-        if proc.returncode is None:
-            proc.kill()
-            with anyio.CancelScope(shield=True):
-                await proc.wait()
+        if upcoming is not None:  # the client left, or the encoder failed, while a piece was being made
+            upcoming.cancel()  # takes effect once the piece in hand is done (threads are not interrupted)
+            upcoming.add_done_callback(lambda t: t.cancelled() or t.exception())
+        _close(chunks)  # a dropped client stops the synthesis at the next piece
+        encoder.close()
