@@ -200,7 +200,8 @@ def _persons(parent) -> list[Person]:
             continue
         role = " ".join((el.get("role") or "").split()).lower()[:50] or "host"
         group = " ".join((el.get("group") or "").split()).lower()[:50] or "cast"
-        out.append(Person(name, role, group, (el.get("img") or "")[:2000] or None, (el.get("href") or "")[:2000] or None))
+        img, href = (el.get("img") or "")[:2000], (el.get("href") or "")[:2000]
+        out.append(Person(name, role, group, img or None, href or None))
     return out
 
 
