@@ -1,14 +1,20 @@
 """Who is speaking: the diarization of an episode attributed to its transcript, its speakers named,
 each show's voices remembered, and the turns written as RTTM.
 
-Names come from three places, and are never invented (an unnamed speaker stays "Speaker 2"):
+Names come from four places, and are never invented (an unnamed speaker stays "Speaker 2"):
 - the transcript: self-introductions ("I'm Ada Lovelace", "my name is …") name the speaker who says
   them; introductions of someone else ("my guest today is …", "please welcome …", "joining me is …",
-  "thanks, …") name the next other speaker. A name must be one the entity finder (`terms.entities`)
-  also finds in the transcript or the episode's description;
-- a person: `PUT /episodes/{id}/speakers/{label}`, which beats both others;
+  "thanks, …") name the next other speaker. A name must be confirmed: by the feed's `podcast:person`
+  tags, or by the entity finder (`terms.entities`) in the transcript or the episode's description.
+  The tags and the description's full names also complete a partial introduction: "I'm Ada" with a
+  tag (or a description naming) "Ada Lovelace", and no other Ada, names "Ada Lovelace";
+- a person: `PUT /episodes/{id}/speakers/{label}`, which beats all others;
 - the show's voiceprint library: a named speaker's voiceprint is enrolled under the show, and an
-  unnamed speaker of a later episode whose voice matches (cosine ≥ `diarize.SAME_SPEAKER`) gets the name.
+  unnamed speaker of a later episode whose voice matches (cosine ≥ `diarize.SAME_SPEAKER`) gets the name;
+- the feed, by elimination (`by_elimination`, source `feed`): only when the episode's tags name as many
+  speaking people (host, co-host, guest…) as voices were found, every name already placed is one of
+  them, and exactly one voice and one tagged person are left. A solo show with one host tag and one
+  voice is the common case. Talk time alone never names anyone (the most talkative is often the guest).
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ from mediaflow.config import Settings
 from mediaflow.errors import InvalidInput, NotFound
 from mediaflow.transcript import Segment, Transcript, Word
 
-SOURCES = ("person", "introduction", "voiceprint")  # strongest first
+SOURCES = ("person", "introduction", "voiceprint", "feed")  # strongest first
+# podcast:person roles (the Podcast Taxonomy's "cast" group) whose holder is heard in the episode
+SPEAKING_ROLES = frozenset({"host", "co-host", "guest", "guest host", "cohost", "narrator", "announcer"})
 
 
 def display(label: str) -> str:
@@ -33,6 +41,7 @@ def display(label: str) -> str:
 class Named:
     name: str
     source: str  # one of SOURCES
+    role: str | None = None  # the feed's podcast:person role for this name, when it has one
 
 
 @dataclass
@@ -53,7 +62,8 @@ class Speakers:
 
     def to_dict(self) -> dict:
         return {"diarization": self.diarization.to_dict(),
-                "names": {k: {"name": v.name, "source": v.source} for k, v in self.names.items()}}
+                "names": {k: {"name": v.name, "source": v.source, **({"role": v.role} if v.role else {})}
+                          for k, v in self.names.items()}}
 
     @classmethod
     def from_dict(cls, d: dict) -> Speakers:
@@ -101,7 +111,8 @@ def summary(transcript: Transcript, speakers: Speakers) -> list[dict]:
         said = " ".join(s.text for s in labelled.segments if s.speaker == label).split()
         named = speakers.names.get(label)
         rows.append({"label": label, "name": named.name if named else None,
-                     "name_source": named.source if named else None, "display_name": speakers.name_of(label),
+                     "name_source": named.source if named else None, "role": named.role if named else None,
+                     "display_name": speakers.name_of(label),
                      "talk_time_s": round(sum(t.end - t.start for t in turns), 2), "turns": len(turns),
                      "first_words": " ".join(said[:12])})
     return rows
@@ -126,42 +137,107 @@ _NEXT = re.compile(r"\b(?:my guest(?: today| this week)? is|our guest(?: today)?
 _THANKED = re.compile(r"\b(?:thanks|thank you),?\s+" + _NAME)
 
 
+def plain_text(description: str | None) -> str:
+    """A feed description as text: tags dropped, entities unescaped, spaces collapsed."""
+    import html
+
+    if not description:
+        return ""
+    return " ".join(html.unescape(re.sub(r"<[^>]*>", " ", description)).split())
+
+
 def known_names(transcript: Transcript, description: str | None) -> set[str]:
     """Names the entity finder sees in the transcript or the description (lower-cased)."""
     from mediaflow.terms import entities
 
-    sentences = [s.text for s in transcript.segments] + ([description] if description else [])
+    text = plain_text(description)
+    sentences = [s.text for s in transcript.segments] + ([text] if text else [])
     return {e.text.lower() for e in entities(sentences, top_n=200)}
 
 
-def _clean(candidate: str, known: set[str]) -> str | None:
-    """The longest leading part of `candidate` that the entity finder knows, as a name."""
+def candidates(persons: list[dict] | None, description: str | None) -> dict[str, str | None]:
+    """Full names an introduction may be completed to: the feed's `podcast:person` tags (name → role)
+    and the names of two or three words the entity finder sees in the description (role None)."""
+    from mediaflow.terms import entities
+
+    out: dict[str, str | None] = {}
+    for p in persons or []:
+        name = " ".join(str(p.get("name") or "").split())
+        if name and name.lower() not in {k.lower() for k in out}:
+            out[name] = (p.get("role") or "host").lower()
+    text = plain_text(description)
+    for e in entities([text], top_n=50) if text else []:
+        if 2 <= len(e.text.split()) <= 3 and e.text.lower() not in {k.lower() for k in out}:
+            out[e.text] = None
+    return out
+
+
+def _clean(candidate: str, known: set[str], people: dict[str, str | None] | None = None) -> str | None:
+    """The name an introduction's capitalised words stand for: the longest leading part that is a
+    candidate's full name, or the start or end of exactly one candidate's name ("Ada" for "Ada
+    Lovelace"), or a name the entity finder knows."""
+    people = people or {}
     words = candidate.split()
     for n in range(len(words), 0, -1):
-        name = " ".join(words[:n]).rstrip("'’s")
+        name = re.sub(r"['’]s$", "", " ".join(words[:n]))
+        low = name.lower().split()
+        full = [p for p in people if p.lower().split() == low]
+        part = [p for p in people if len(p.split()) > n and low in (p.lower().split()[:n], p.lower().split()[-n:])]
+        if full:
+            return full[0]
+        if len(part) == 1:
+            return part[0]
         if name.lower() in known:
             return name
     return None
 
 
-def from_introductions(labelled: Transcript, known: set[str]) -> dict[str, Named]:
-    """Names from introductions in a transcript whose segments carry S-labels."""
+def from_introductions(labelled: Transcript, known: set[str],
+                       people: dict[str, str | None] | None = None) -> dict[str, Named]:
+    """Names from introductions in a transcript whose segments carry S-labels; `people` are the
+    candidates (name → feed role), which confirm and complete what is said."""
+    people = people or {}
     segs = labelled.segments
     found: dict[str, Named] = {}
     taken: set[str] = set()
 
     def give(label: str | None, name: str | None) -> None:
         if label and name and label not in found and name.lower() not in taken:
-            found[label] = Named(name, "introduction")
+            found[label] = Named(name, "introduction", people.get(name))
             taken.add(name.lower())
 
     for i, seg in enumerate(segs):
         for m in _SELF.finditer(seg.text):
-            give(seg.speaker, _clean(m.group(1), known))
+            give(seg.speaker, _clean(m.group(1), known, people))
         for pattern, direction in ((_NEXT, 1), (_THANKED, 0)):
             for m in pattern.finditer(seg.text):
-                give(_other(segs, i, direction), _clean(m.group(1), known))
+                give(_other(segs, i, direction), _clean(m.group(1), known, people))
     return found
+
+
+def by_elimination(labels: list[str], names: dict[str, Named], persons: list[dict] | None) -> dict[str, Named]:
+    """The one name the feed leaves for the one unnamed voice, or nothing.
+
+    Only when the tags' speaking people (`SPEAKING_ROLES`) are exactly as many as the voices found,
+    every name already given is one of theirs, and one voice and one of them are left."""
+    speaking: dict[str, str] = {}
+    for p in persons or []:
+        name, role = " ".join(str(p.get("name") or "").split()), (p.get("role") or "host").lower()
+        if name and role in SPEAKING_ROLES:
+            speaking.setdefault(name.lower(), name)
+    placed = {n.name.lower() for n in names.values()}
+    if len(speaking) != len(labels) or not placed <= set(speaking):
+        return {}
+    voices = [label for label in labels if label not in names]
+    left = [name for low, name in speaking.items() if low not in placed]
+    if len(voices) == 1 and len(left) == 1:
+        return {voices[0]: Named(left[0], "feed", _role_of(left[0], persons))}
+    return {}
+
+
+def _role_of(name: str, persons: list[dict] | None) -> str | None:
+    return next(((p.get("role") or "host").lower() for p in persons or []
+                 if " ".join(str(p.get("name") or "").split()).lower() == name.lower()), None)
 
 
 def _other(segs: list[Segment], i: int, direction: int) -> str | None:
@@ -185,8 +261,9 @@ def identify(episode_id: str, settings: Settings) -> Speakers:
     diar = diarize.diarize(settings.data_path / ep.audio_path, max_duration_s=settings.max_duration_h * 3600)
     speakers = Speakers(diar)
     transcript = store.get_transcript(episode_id)
-    speakers.names.update(from_introductions(attribute(transcript, speakers, names=False),
-                                             known_names(transcript, ep.description)))
+    people = candidates(ep.persons, ep.description)
+    known = known_names(transcript, ep.description) | {p.lower() for p in people}
+    speakers.names.update(from_introductions(attribute(transcript, speakers, names=False), known, people))
     previous = store.get_speakers(episode_id)
     if previous is not None:  # names a person gave keep their voice when the turns are redone
         old = Speakers.from_dict(previous[0])
@@ -202,8 +279,9 @@ def identify(episode_id: str, settings: Settings) -> Speakers:
             if label not in speakers.names and label in diar.voiceprints:
                 name = diarize.match(diar.voiceprints[label], {k: v for k, v in library.items() if k not in claimed})
                 if name:
-                    speakers.names[label] = Named(name, "voiceprint")
+                    speakers.names[label] = Named(name, "voiceprint", _role_of(name, ep.persons))
                     claimed.add(name)
+    speakers.names.update(by_elimination(speakers.labels, speakers.names, ep.persons))
     store.save_speakers(episode_id, speakers.to_dict(), diar.method)
     _enroll(store, ep.show, speakers)
     return speakers
@@ -250,7 +328,7 @@ def rename(episode_id: str, label: str, name: str, settings: Settings) -> Speake
     for other, named in list(speakers.names.items()):  # one name, one voice in an episode
         if other != label and named.name.lower() == name.lower():
             del speakers.names[other]
-    speakers.names[label] = Named(name, "person")
+    speakers.names[label] = Named(name, "person", _role_of(name, store.get_episode(episode_id).persons))
     store.save_speakers(episode_id, speakers.to_dict(), speakers.diarization.method)
     _enroll(store, store.get_episode(episode_id).show, speakers)
     return speakers

@@ -189,3 +189,125 @@ def test_the_command_line_prints_rttm_and_speaker_tagged_vtt(episodes):
     r = subprocess.run([binary, "transcribe", str(first), "--format", "json", "--no-speakers"], capture_output=True,
                        text=True, timeout=300, env=os.environ)
     assert r.returncode == 0 and all(s["speaker"] is None for s in json.loads(r.stdout)["segments"])
+
+
+# -- names from the feed: podcast:person tags and the description ------------------------------------
+FEED = """<?xml version="1.0" encoding="UTF-8"?>
+<rss version="2.0" xmlns:podcast="https://podcastindex.org/namespace/1.0">
+<channel>
+  <title>Field Notes</title>
+  <podcast:person href="{base}/people/arthur">Arthur Pendleton</podcast:person>
+  <podcast:person role="Producer" group="Audio Post-Production">Lena Brooks</podcast:person>
+  <item>
+    <title>Volcanoes</title><guid>fn-1</guid>
+    <description>&lt;p&gt;Arthur talks about Etna.&lt;/p&gt;</description>
+    <pubDate>Mon, 02 Nov 2026 08:00:00 GMT</pubDate>
+    <enclosure url="{base}/fn1.wav" type="audio/wav" length="{length}"/>
+    <podcast:person role="HOST">Arthur Pendleton</podcast:person>
+    <podcast:person role="guest" img="{base}/people/sarah.jpg">Sarah Mitchell</podcast:person>
+  </item>
+</channel>
+</rss>"""
+
+FEED_EPISODE = [  # the host says only his first name, and nobody names the guest
+    (HOST, "Welcome to Field Notes. I'm Arthur, and today we talk about volcanoes."),
+    (GUEST, "It is a real pleasure to be here and to talk about the mountain I study."),
+    (HOST, "You spent three years on the slopes of Etna. What surprised you the most?"),
+    (GUEST, "Mostly how quiet it is before an eruption. The ground swells a little, and then the mountain "
+            "wakes up in a single night."),
+]
+
+
+@pytest.fixture
+def feed_site(tmp_path):
+    import http.server
+    import threading
+    from functools import partial
+
+    root = tmp_path / "site"
+    root.mkdir()
+    audio, truth = conversation(FEED_EPISODE, root / "fn1.wav")
+    quiet = type("Quiet", (http.server.SimpleHTTPRequestHandler,), {"log_message": lambda *a: None})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(quiet, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    (root / "feed.xml").write_text(FEED.format(base=base, length=audio.stat().st_size))
+    yield base, truth
+    server.shutdown()
+
+
+def test_feed_person_tags_complete_an_introduction_and_name_the_guest(settings, feed_site, env):
+    import httpx
+
+    from flows.feeds import poll_feeds
+    from mediaflow.feeds import parse_feed
+
+    base, truth = feed_site
+    item = parse_feed(f"{base}/feed.xml", allow_private=True).items[0]
+    assert [(p.name, p.role, p.group) for p in item.persons] == [("Arthur Pendleton", "host", "cast"),
+                                                                  ("Sarah Mitchell", "guest", "cast")]
+    assert item.persons[1].img == f"{base}/people/sarah.jpg"  # the item's tags replace the channel's
+
+    env("MEDIAFLOW_ALLOW_PRIVATE_URLS", "true")
+    store = get_store(settings.db_url)
+    store.add_feed(f"{base}/feed.xml")
+    eid = poll_feeds()["processed"][0]
+    ep = store.get_episode(eid)
+    assert ep.description == "<p>Arthur talks about Etna.</p>" and [p["name"] for p in ep.persons] == [
+        "Arthur Pendleton", "Sarah Mitchell"]
+    found = speakers.load(eid, settings)
+    assert len(found.labels) == 2 and _share_right(found, truth) >= 0.9
+    host = found.diarization.speaker_at(*truth[0][:2])
+    guest = found.diarization.speaker_at(*truth[1][:2])
+    # "I'm Arthur" + the host tag: his full name; the guest is the one tagged person left for the one voice left
+    assert (found.names[host].name, found.names[host].source, found.names[host].role) == (
+        "Arthur Pendleton", "introduction", "host")
+    assert (found.names[guest].name, found.names[guest].source, found.names[guest].role) == (
+        "Sarah Mitchell", "feed", "guest")
+
+    with running_server() as url, httpx.Client(base_url=url, timeout=60) as api:
+        rows = {r["label"]: r for r in api.get(f"/episodes/{eid}/speakers").json()["items"]}
+        assert (rows[host]["name"], rows[host]["role"]) == ("Arthur Pendleton", "host")
+        assert (rows[guest]["name"], rows[guest]["name_source"], rows[guest]["role"]) == ("Sarah Mitchell", "feed",
+                                                                                          "guest")
+        segments = api.get(f"/episodes/{eid}/transcript").json()["segments"]
+        assert segments[0]["speaker"] == "Arthur Pendleton"
+        assert {s["speaker"] for s in segments} == {"Arthur Pendleton", "Sarah Mitchell"}
+        assert "<v Sarah Mitchell>" in api.get(f"/episodes/{eid}/transcript?format=vtt").text
+
+
+def _labelled(lines: list[tuple[str, str]]):
+    from mediaflow.transcript import Segment, Transcript
+
+    return Transcript([Segment(i, 5.0 * i, 5.0 * i + 4, text, [], label) for i, (label, text) in enumerate(lines)],
+                      "en", 5.0 * len(lines), "test")
+
+
+def test_the_description_completes_a_first_name_and_names_are_never_guessed():
+    t = _labelled([("S1", "Hello, I'm Maya, and this is Deep Time."),
+                   ("S2", "Thanks, Maya. So where do we start?"), ("S1", "With the oldest rocks on Earth.")])
+    people = speakers.candidates(None, "<p>This week the geologist <b>Maya Okafor</b> on the oldest rocks.</p>")
+    assert people == {"Maya Okafor": None}
+    names = speakers.from_introductions(t, speakers.known_names(t, None) | {p.lower() for p in people}, people)
+    assert {k: v.name for k, v in names.items()} == {"S1": "Maya Okafor"}
+    # two candidates with that first name: the first name alone is not completed
+    two = {"Maya Okafor": None, "Maya Stone": None}
+    assert speakers.from_introductions(t, {"maya"}, two)["S1"].name == "Maya"
+    # without any confirmation, nothing
+    assert speakers.from_introductions(t, set(), {}) == {}
+
+
+def test_naming_by_elimination_only_when_the_feed_accounts_for_every_voice():
+    host, guest = {"name": "Dana Whitfield"}, {"name": "Omar Haddad", "role": "guest"}
+    producer = {"name": "Pat Lee", "role": "producer"}
+    elim = speakers.by_elimination
+    # a solo show: one host tag (role defaults to host), one voice
+    assert elim(["S1"], {}, [host, producer]) == {"S1": speakers.Named("Dana Whitfield", "feed", "host")}
+    # two voices, one known by introduction: the other tagged person is the other voice
+    assert elim(["S1", "S2"], {"S1": speakers.Named("Dana Whitfield", "introduction")}, [host, guest]) == {
+        "S2": speakers.Named("Omar Haddad", "feed", "guest")}
+    assert elim(["S1", "S2"], {}, [host]) == {}  # more voices than tagged people: talk time names nobody
+    assert elim(["S1", "S2"], {}, [host, guest]) == {}  # two open voices, two open names: no guess
+    assert elim(["S1"], {}, [host, guest]) == {}  # fewer voices than tagged people
+    assert elim(["S1", "S2"], {"S1": speakers.Named("Bob Stone", "introduction")}, [host, guest]) == {}
+    assert elim(["S1"], {}, [producer]) == {}  # who produces is not heard

@@ -18,8 +18,12 @@ class SpeakerOut(BaseModel):
     label: str = Field(description="The diarization's label: S1, S2, … in order of first speech.")
     name: str | None = Field(description="The speaker's name when known; never guessed.")
     name_source: str | None = Field(description="Where the name came from: `person` (named by hand), "
-                                                "`introduction` (said in the episode), `voiceprint` (the show's "
-                                                "known voice).")
+                                                "`introduction` (said in the episode, confirmed or completed by "
+                                                "the feed's podcast:person tags or the description), "
+                                                "`voiceprint` (the show's known voice), `feed` (the one tagged "
+                                                "person left for the one unnamed voice).")
+    role: str | None = Field(None, description="The name's role in the feed's podcast:person tags (host, guest, "
+                                               "…), when it has one.")
     display_name: str = Field(description="The name, or `Speaker N` for an unnamed speaker.")
     talk_time_s: float
     turns: int
@@ -28,10 +32,11 @@ class SpeakerOut(BaseModel):
 
 class SpeakerList(BaseModel):
     model_config = {"json_schema_extra": {"examples": [{"method": "ge2e-ahc-v1", "items": [
-        {"label": "S1", "name": "Ada Lovelace", "name_source": "introduction", "display_name": "Ada Lovelace",
+        {"label": "S1", "name": "Ada Lovelace", "name_source": "introduction", "role": "host",
+         "display_name": "Ada Lovelace",
          "talk_time_s": 812.4, "turns": 41, "first_words": "Welcome to The Curious Hour. I'm Ada Lovelace"},
-        {"label": "S2", "name": None, "name_source": None, "display_name": "Speaker 2", "talk_time_s": 640.1,
-         "turns": 39, "first_words": "Thanks for having me. So the first engines"}]}]}}
+        {"label": "S2", "name": None, "name_source": None, "role": None, "display_name": "Speaker 2",
+         "talk_time_s": 640.1, "turns": 39, "first_words": "Thanks for having me. So the first engines"}]}]}}
 
     method: str
     items: list[SpeakerOut]
