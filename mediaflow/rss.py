@@ -64,11 +64,11 @@ def enrichment(episode, base_url: str, settings) -> Enrichment | None:
         return None
     store = get_store(settings.db_url)
     base = f"{base_url.rstrip('/')}/episodes/{quote(episode.id)}"
-    try:
-        transcript = store.get_transcript(episode.id)
+    try:  # the features, not the transcript: a feed of long episodes is read without loading every transcript
+        feats = store.get_features(episode.id)
     except NotFound:
         return None
-    lang = {"language": transcript.language} if transcript.language else {}
+    lang = {"language": feats.data["language"]} if feats.data.get("language") else {}
     out = Enrichment(transcripts=[
         {"url": f"{base}/transcript?format=vtt", "type": "text/vtt", **lang, "rel": "captions"},
         {"url": f"{base}/transcript?format=srt", "type": "application/x-subrip", **lang, "rel": "captions"},
@@ -76,7 +76,7 @@ def enrichment(episode, base_url: str, settings) -> Enrichment | None:
     ])
     if store.chapters_row(episode.id) is not None:
         out.chapters_url = f"{base}/chapters?format=podcast"
-    out.soundbites = soundbites(episode.id, settings)
+    out.soundbites = soundbites(episode.id, settings, feats)
     found = speakers.load(episode.id, settings)
     if found is not None and found.names:
         talk = {}
@@ -385,24 +385,20 @@ def _headline(text: str, limit: int = 128) -> str:
     return cut + "…"
 
 
-def soundbites(episode_id: str, settings) -> list[Soundbite]:
-    """An episode's soundbites, chosen once and kept in the data dir until its transcript or features change."""
+def soundbites(episode_id: str, settings, feats=None) -> list[Soundbite]:
+    """An episode's soundbites, chosen once and kept in the data dir until its features are made again
+    (they are whenever the transcript changes). `feats`: its features row, when the caller has it."""
     from mediaflow.chapters.sentences import from_transcript
     from mediaflow.features import decode_vector
     from mediaflow.resources import get_store
 
     store = get_store(settings.db_url)
     try:
-        transcript = store.get_transcript(episode_id)
+        feats = feats or store.get_features(episode_id)
     except NotFound:
         return []
-    try:
-        feats = store.get_features(episode_id)
-        vec, model = decode_vector(feats.data["embedding"]), feats.model_id
-    except (NotFound, KeyError):
-        vec, model = None, None
-    key = hashlib.sha256(json.dumps([SOUNDBITE_METHOD, transcript.model, transcript.duration, transcript.text,
-                                     model]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([SOUNDBITE_METHOD, feats.model_id, feats.version,
+                                     str(feats.created_at)]).encode()).hexdigest()[:16]
     path = settings.data_path / "derived" / f"{episode_id}-soundbites.json"
     try:
         cached = json.loads(path.read_text())
@@ -410,8 +406,13 @@ def soundbites(episode_id: str, settings) -> list[Soundbite]:
             return [Soundbite(**s) for s in cached["soundbites"]]
     except (OSError, ValueError, TypeError, KeyError):
         pass
+    try:
+        transcript = store.get_transcript(episode_id)
+    except NotFound:
+        return []
     from mediaflow.embed import get_embedder
 
+    vec = decode_vector(feats.data["embedding"]) if feats.data.get("embedding") else None
     found = choose_soundbites(from_transcript(transcript), get_embedder().encode, vec)
     _write_atomic(path, json.dumps({"key": key, "method": SOUNDBITE_METHOD,
                                     "soundbites": [asdict(s) for s in found]}).encode())
