@@ -343,6 +343,7 @@ function stopPlayback() {
     a.load();
   }
   narration.hidden = true;
+  uncaption();
 }
 
 /** Index of the last item that starts at or before t (items sorted by start), or -1. */
@@ -458,7 +459,9 @@ async function why(button) {
     narration.dataset.for = other;
     resumeAfterNarration = !audio.paused;
     audio.pause();
+    const spoken = r.headers.get("X-Explanation");
     await narration.play().catch(() => { /* autoplay refused: its controls are showing */ });
+    if (spoken) caption($(`why-${other}`), decodeURIComponent(spoken), voice, view.signal);
   } catch (e) {
     if (e?.name !== "AbortError") notice(`Could not speak the explanation: ${e.message}`);
   } finally {
@@ -468,11 +471,77 @@ async function why(button) {
   }
 }
 
+// While the explanation plays, its words light up one by one: the times come from the voice itself
+// (POST /tts/captioned, the durations it chose for the same sentence; the same voice says it the same
+// way). A voice without durations, or a server that wants a key for synthesis, leaves the text as it is.
+let captions = null; // { words: [{start, end, el}], word, frame }
+
+async function caption(p, text, voice, signal) {
+  uncaption();
+  let words;
+  try {
+    const r = await fetch("/tts/captioned", {
+      method: "POST", signal, headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify({ text, format: "flac", ...(voice ? { voice } : {}) }),
+    });
+    if (!r.ok) return;
+    words = (await r.json()).words || [];
+  } catch { return; }
+  if (!p || !words.length || narration.dataset.for !== p.id.slice(4)) return;
+  // the paragraph's own words as spans; each spoken word lights the written word it matches, looking a few
+  // ahead ("2024" is said as "twenty twenty-four": those light the word they stand for)
+  const tokens = p.textContent.split(/(\s+)/);
+  const spans = [];
+  p.replaceChildren(...tokens.map((t) => {
+    if (!t.trim()) return t;
+    const span = el("span", { class: "w", text: t });
+    spans.push(span);
+    return span;
+  }));
+  const norm = (w) => w.toLowerCase().replace(/[^\p{L}\p{N}']/gu, "");
+  let at = 0;
+  captions = { word: -1, frame: 0, words: words.map((w) => {
+    const j = spans.slice(at, at + 4).findIndex((s) => norm(s.textContent) === norm(w.word));
+    const target = spans[Math.min(j >= 0 ? at + j : at, spans.length - 1)];
+    if (j >= 0) at += j + 1;
+    return { start: w.start, end: w.end, el: target };
+  }) };
+  captionTick();
+}
+
+function captionSync() {
+  if (!captions) return;
+  const t = narration.currentTime;
+  let wi = lastStarted(captions.words, t);
+  if (wi >= 0 && t > captions.words[wi].end + 0.3) wi = -1; // in a pause: no word lit
+  if (wi !== captions.word) {
+    captions.words[captions.word]?.el.classList.remove("now");
+    captions.words[wi]?.el.classList.add("now");
+    captions.word = wi;
+  }
+}
+
+function captionTick() {
+  captionSync();
+  if (captions) captions.frame = narration.paused ? 0 : requestAnimationFrame(captionTick);
+}
+
+function uncaption() {
+  if (!captions) return;
+  cancelAnimationFrame(captions.frame);
+  captions.words[captions.word]?.el.classList.remove("now");
+  captions = null;
+}
+
+narration.addEventListener("play", () => { if (captions && !captions.frame) captions.frame = requestAnimationFrame(captionTick); });
+narration.addEventListener("timeupdate", captionSync);
+
 $("similar").addEventListener("click", (e) => {
   const button = e.target.closest("button.why");
   if (button) why(button);
 });
 narration.addEventListener("ended", () => {
+  captionSync();
   if (resumeAfterNarration) audio.play().catch(() => {});
   resumeAfterNarration = false;
 });
