@@ -94,12 +94,14 @@ def _load_transcript_input(path: str, settings):
 
 
 def cmd_chapters(args, settings) -> int:
-    from mediaflow.chapters import chapterize
+    from mediaflow.chapters import ChapterOptions, chapterize, summarize_episode
     from mediaflow.chapters.formats import export as export_chapters
 
     transcript = _load_transcript_input(args.input, settings)
-    chapters = chapterize(transcript, title=args.title, description=args.description)
-    out = export_chapters(chapters, args.format, title=args.title)
+    opts = ChapterOptions(title_method=args.titles or settings.chapter_titles)
+    chapters = chapterize(transcript, title=args.title, description=args.description, options=opts)
+    summary = summarize_episode(chapters, args.title, args.description, opts) if args.format == "json" else None
+    out = export_chapters(chapters, args.format, title=args.title, summary=summary)
     sys.stdout.write(out if out.endswith("\n") else out + "\n")
     return 0
 
@@ -355,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--format", choices=("json", "podcast", "vtt", "youtube"), default="json")
     c.add_argument("--title", help="the episode title (steers the segmentation, as PODTILE does)")
     c.add_argument("--description", help="the episode description")
+    c.add_argument("--titles", choices=("auto", "model", "extractive"),
+                   help="who writes the titles: the language model (with summaries) or keyphrases; "
+                        "default: the `chapter_titles` setting (auto: the model when installed)")
     c.set_defaults(func=cmd_chapters)
 
     d = sub.add_parser("demo", help="make the sample episode and process it end to end")

@@ -84,6 +84,12 @@ class Settings(BaseSettings):
     )
     feed_backfill: int = Field(10, ge=0, description="On a feed's first poll, process only its newest N episodes.")
 
+    chapter_titles: Literal["auto", "model", "extractive"] = Field(
+        "auto", description="Who writes chapter titles: `model` (the local language model, which also writes "
+                            "summaries), `extractive` (keyphrases: fast), `auto` (the model when it is installed)."
+    )
+    llm_threads: int = Field(1, ge=1, description="CPU threads for the language model (more spin on a busy machine).")
+
     models_idle_s: float = Field(
         900.0, ge=0, description="The service unloads its models (Whisper, embedder, voices) after this many seconds "
                                  "without use, and loads them again on the next request; 0 keeps them loaded."

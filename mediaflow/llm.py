@@ -153,7 +153,10 @@ class LLM:
         lib.llama_kv_cache_seq_rm.restype = ctypes.c_bool
         self._seq_rm = lib.llama_kv_cache_seq_rm
         self._model = IkModel(str(path))
-        self._ctx = IkContext(self._model, n_ctx=N_CTX, n_threads=threads or (os.cpu_count() or 1))
+        # One thread by default: on a shared 2-core machine two threads spin at every barrier while the
+        # other is descheduled, and generation fell from 4.9 to 0.24 tokens/s (docs/llm.md). Flash
+        # attention is slower on this CPU path.
+        self._ctx = IkContext(self._model, n_ctx=N_CTX, n_threads=threads or 1, flash_attn=False)
         self._n_vocab = self._model.n_vocab
         self._cached: list[int] = []  # the tokens whose keys and values the context holds, in order
         self._lock = threading.Lock()
@@ -233,7 +236,8 @@ class LLM:
 
 @lru_cache(maxsize=1)
 def get_llm(threads: int = 0) -> LLM:
-    """The process's model, loaded (and joined, the first time) once; `resources.unload_models` drops it."""
+    """The process's model, loaded (and joined, the first time) once; `resources.unload_models` drops it.
+    `threads` (else `MEDIAFLOW_LLM_THREADS`, else 1): CPU threads for llama.cpp."""
     missing = missing_packages()
     if missing:
         raise DependencyMissing(f"the language model needs the packages: {', '.join(missing)}")
@@ -260,7 +264,8 @@ introduction intro sponsors sponsor closing remarks conclusion part they're it's
 
 
 def _words_in(text: str) -> set[str]:
-    return {w.lower().strip("'’") for w in re.findall(r"[A-Za-z][A-Za-z'’\-]*", text)}
+    words = {w.lower().strip("'’") for w in re.findall(r"[A-Za-z][A-Za-z'’\-]*", text)}
+    return words | {re.sub(r"['’]s$", "", w) for w in words} | {p for w in words for p in re.split(r"[-'’]", w) if p}
 
 
 def invented_names(text: str, *sources: str) -> list[str]:
@@ -269,7 +274,7 @@ def invented_names(text: str, *sources: str) -> list[str]:
     known = set().union(*(_words_in(s) for s in sources)) if sources else set()
     bad = []
     for m in _NAME.finditer(text):
-        w = m.group(0).strip("'’")
+        w = re.sub(r"['’]s$", "", m.group(0)).strip("'’")  # "Pavlov's" is Pavlov
         low = w.lower()
         if low in _COMMON or low in known:
             continue
@@ -293,6 +298,8 @@ def clean_title(text: str, *sources: str, max_words: int = 6, max_chars: int = 6
     """The title the model wrote, tidied (no quotes, no "Title:", no end stop), or None if it fails a check:
     empty, longer than `max_words`/`max_chars`, more than one line of thought, or naming what no source names."""
     t = _strip(text).rstrip(".!;:,").strip()
+    if ":" in t:  # "Pavlov's Dogs: The Bobo Beatdown": the part before the colon is the title
+        t = t.split(":")[0].strip()
     if not t or len(t) > max_chars or len(t.split()) > max_words:
         return None
     if any(c in t for c in "\n:;?!") or not re.search(r"[A-Za-z]", t):
@@ -303,13 +310,14 @@ def clean_title(text: str, *sources: str, max_words: int = 6, max_chars: int = 6
 
 
 def clean_sentence(text: str, *sources: str, max_sentences: int = 2, max_words: int = 60) -> str | None:
-    """One or two sentences (a summary), tidied, or None if empty, too long, cut off or naming what no
-    source names."""
+    """One or two sentences (a summary), tidied, or None if empty, too long, with no finished sentence,
+    or naming what no source names. A sentence cut off by the token cap is dropped."""
     t = _strip(text)
+    if t and t[-1] not in ".!?":  # cut off by the token cap: keep the sentences it finished
+        ends = [m.end() for m in re.finditer(r"[.!?](?=\s)", t)]
+        t = t[: ends[-1]] if ends else ""
     if not t or len(t.split()) > max_words or len(t.split()) < 4:
         return None
-    if t[-1] not in ".!?":
-        return None  # cut off by the token cap
     if len(re.findall(r"[.!?](?:\s|$)", t)) > max_sentences:
         return None
     if invented_names(t, *sources):

@@ -135,19 +135,21 @@ def store_transcript(episode_id: str, result: TranscribeResult, settings: Settin
 
 def chapterize_episode(episode_id: str, settings: Settings) -> list:
     """Chapters from the stored transcript, conditioned on the episode's title and description; stored."""
-    from mediaflow.chapters import METHOD, chapterize
+    from mediaflow.chapters import chapterize
 
     store = get_store(settings.db_url)
     ep = store.get_episode(episode_id)
-    chapters = chapterize(store.get_transcript(episode_id), title=ep.title, description=ep.description)
+    opts = chapter_options(settings)
+    method = chapters_method(settings)
+    chapters = chapterize(store.get_transcript(episode_id), title=ep.title, description=ep.description, options=opts)
     from mediaflow.chapters.creator import for_episode
 
     theirs = for_episode(episode_id, settings)  # chapters the creator wrote win; ours are kept beside them
     if theirs is not None:
-        store.save_chapters(episode_id, [c.to_dict() for c in theirs.chapters], METHOD,
+        store.save_chapters(episode_id, [c.to_dict() for c in theirs.chapters], method,
                             generated=[c.to_dict() for c in chapters])
         return theirs.chapters
-    store.save_chapters(episode_id, [c.to_dict() for c in chapters], METHOD)
+    store.save_chapters(episode_id, [c.to_dict() for c in chapters], method)
     return chapters
 
 
@@ -187,10 +189,21 @@ def needs_speakers(episode_id: str, settings: Settings) -> bool:
     return get_store(settings.db_url).speakers_method(episode_id) != METHOD
 
 
-def needs_chapters(episode_id: str, settings: Settings) -> bool:
-    from mediaflow.chapters import METHOD
+def chapter_options(settings: Settings):
+    from mediaflow.chapters import ChapterOptions
 
-    return get_store(settings.db_url).chapters_method(episode_id) != METHOD
+    return ChapterOptions(title_method=settings.chapter_titles)
+
+
+def chapters_method(settings: Settings) -> str:
+    """The chapter method these settings give: keyphrase titles, or the language model's (when installed)."""
+    from mediaflow.chapters import method
+
+    return method(chapter_options(settings))
+
+
+def needs_chapters(episode_id: str, settings: Settings) -> bool:
+    return get_store(settings.db_url).chapters_method(episode_id) != chapters_method(settings)
 
 
 def needs_features(episode_id: str, settings: Settings) -> bool:

@@ -20,6 +20,9 @@ os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"  # the INFO line at exit hits a 
 os.environ.pop("PREFECT_API_URL", None)
 os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "180"  # 2 shared cores start it slowly
 os.environ.setdefault("MEDIAFLOW_DATA_DIR", tempfile.mkdtemp(prefix="mediaflow-data-"))
+# Episodes processed by the suite get keyphrase titles: the language model costs seconds per chapter on
+# two cores. tests/test_llm.py runs the model itself.
+os.environ.setdefault("MEDIAFLOW_CHAPTER_TITLES", "extractive")
 
 from mediaflow import config  # noqa: E402
 from mediaflow.audio import encode  # noqa: E402
@@ -178,7 +181,8 @@ def wer(reference: str, hypothesis: str) -> float:
 # missing: Debian's PostgreSQL (the fixtures of tests/pg.py) and Chromium (tests/test_web.py's browser).
 # Under CI (CI=true; .ci/run sets it) a skip raised there is an error instead, so a missing or failed
 # install cannot pass as green.
-SYSTEM_DEP_SKIPS = {"pg.py": "PostgreSQL", "test_web.py": "Chromium"}  # the files those skips are raised in
+# the files those skips are raised in (the language model is a Python package, required under CI too)
+SYSTEM_DEP_SKIPS = {"pg.py": "PostgreSQL", "test_web.py": "Chromium", "test_llm.py": "the language model"}
 
 
 def under_ci() -> bool:

@@ -1,18 +1,27 @@
-"""Auto-chapters, PODTILE-style: topic boundaries on sentence starts, and short distinct titles."""
+"""Auto-chapters, PODTILE-style: topic boundaries on sentence starts, and short distinct titles.
+
+Titles are written by the local language model (`mediaflow.llm`, with a one-sentence summary per
+chapter) when it is installed, else extracted as keyphrases; `ChapterOptions.titles` chooses.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 import numpy as np
 
+from mediaflow import llm
+from mediaflow.chapters.abstractive import AbstractiveOptions, write_chapters, write_episode_summary
 from mediaflow.chapters.cues import cue_scores
 from mediaflow.chapters.segment import SegmentOptions, boundaries
 from mediaflow.chapters.sentences import Sentence, from_transcript
 from mediaflow.chapters.titles import TitleOptions, make_titles, name_conventional_chapters
 from mediaflow.transcript import Transcript
 
-METHOD = "embed-kdp-cues+keyphrase-v2"
+METHOD = "embed-kdp-cues+keyphrase-v2"  # extractive titles
+MODEL_METHOD = f"embed-kdp-cues+{llm.MODEL_NAME}-titles-summaries-v1"
+TITLE_METHODS = ("auto", "model", "extractive")
 
 
 @dataclass
@@ -20,9 +29,13 @@ class Chapter:
     start: float
     end: float
     title: str
+    summary: str | None = None  # one or two sentences, when the model wrote them
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["summary"] is None:
+            del d["summary"]
+        return d
 
 
 @dataclass
@@ -32,6 +45,25 @@ class ChapterOptions:
     intro_title: str | None = "Introduction"  # the opening chapter is called this, as creators do
     outro_title: str | None = "Closing Remarks"  # a last chapter of thanks, credits and sign-off
     sponsor_titles: bool = True  # a chapter of sponsor reads is "Sponsors: A, B"
+    # `model`: the language model writes titles and summaries; `auto`: it does when installed. The
+    # library's default stays the fast, deterministic keyphrases; the product's is the `chapter_titles` setting.
+    title_method: Literal["auto", "model", "extractive"] = "extractive"
+    abstractive: AbstractiveOptions = field(default_factory=AbstractiveOptions)
+
+
+def title_method(options: ChapterOptions | None = None) -> str:
+    """`model` or `extractive`: what the options ask for, and what is installed."""
+    chosen = (options or ChapterOptions()).title_method
+    if chosen not in TITLE_METHODS:
+        raise ValueError(f"chapter titles: {chosen!r} is not one of {', '.join(TITLE_METHODS)}")
+    if chosen == "auto":
+        return "model" if llm.installed() else "extractive"
+    return chosen
+
+
+def method(options: ChapterOptions | None = None) -> str:
+    """The method id stored with chapters: a change of it makes the pipeline redo them."""
+    return MODEL_METHOD if title_method(options) == "model" else METHOD
 
 
 def chapterize(
@@ -81,10 +113,38 @@ def chapterize_sentences(
     vecs = np.stack([_unit(emb[a:b].mean(0)) for a, b in spans])
     episode_vec = _unit(emb.mean(0) if context is None else 0.5 * emb.mean(0) + 0.5 * context)
     titles = make_titles(texts, vecs, episode_vec, embedder.encode, opts.titles)
-    titles = name_conventional_chapters(titles, texts, opts)
+    named = name_conventional_chapters(titles, texts, opts)
+    keep = [a != b for a, b in zip(titles, named)]  # Introduction, Sponsors, Closing Remarks keep their names
+    titles, summaries = named, [None] * len(named)
+    model = _model() if title_method(opts) == "model" else None
+    if model is not None:
+        titles, summaries = write_chapters(texts, [emb[a:b] for a, b in spans], named, keep, title, description,
+                                           model, opts.abstractive)
     starts = [0.0] + [min(_boundary_time(sents, a), end) for a, _ in spans[1:]]
-    chapters = [Chapter(round(s, 2), min(round(e, 2), end), t) for s, e, t in zip(starts, starts[1:] + [end], titles)]
+    chapters = [Chapter(round(s, 2), min(round(e, 2), end), t, m)
+                for s, e, t, m in zip(starts, starts[1:] + [end], titles, summaries)]
     return [c for c in chapters if c.end > c.start] or chapters[:1]  # none starts where the audio has ended
+
+
+def _model():
+    try:
+        return llm.get_llm()
+    except Exception:  # a broken install must not cost the episode its chapters: keyphrases it is
+        llm.count_fallback("title", "unavailable")
+        return None
+
+
+def summarize_episode(chapters: list[Chapter], title: str | None = None, description: str | None = None,
+                      options: ChapterOptions | None = None) -> str | None:
+    """A one- or two-sentence summary of the episode from its chapters (None without the model or on failure)."""
+    opts = options or ChapterOptions()
+    if not chapters or title_method(opts) != "model":
+        return None
+    model = _model()
+    if model is None:
+        return None
+    return write_episode_summary([c.title for c in chapters], [c.summary for c in chapters], title, description,
+                                 model, opts.abstractive)
 
 
 def _boundary_time(sents: list[Sentence], i: int) -> float:
