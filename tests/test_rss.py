@@ -173,6 +173,8 @@ def check_feeds(api, row, ep, base, root, s):
 
     # Conditional GET: the same tag or date gets 304; a change to the episode gets a new body.
     etag, modified = r.headers["etag"], r.headers["last-modified"]
+    head = api.head(f"/feeds/{row.id}/rss")
+    assert head.status_code == 200 and head.headers["etag"] == etag and head.content == b""
     assert api.get(f"/feeds/{row.id}/rss", headers={"If-None-Match": etag}).status_code == 304
     assert api.get(f"/feeds/{row.id}/rss", headers={"If-Modified-Since": modified}).status_code == 304
     old = format_datetime(datetime(2020, 1, 1, tzinfo=timezone.utc), usegmt=True)

@@ -63,6 +63,11 @@ def show_rss(request: Request, show: str = Path(min_length=1, max_length=500), s
     return _conditional(request, body, s.data_path / "derived" / f"show-{key}.served.json")
 
 
+# Podcast apps and feed checkers ask with HEAD (the headers alone) before they fetch.
+router.add_api_route("/feeds/{feed_id}/rss", feed_rss, methods=["HEAD"], include_in_schema=False)
+router.add_api_route("/shows/{show}/rss", show_rss, methods=["HEAD"], include_in_schema=False)
+
+
 def _base(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
