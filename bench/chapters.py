@@ -1,6 +1,12 @@
 """Chapter benchmark on real creator-chaptered episodes (../shared/eval/chapters/dev).
 
     .venv/bin/python bench/chapters.py [--source crash_course_psych,huberman_lab] [--penalty P ...]
+    nice -n 10 .venv/bin/python bench/chapters.py --titles model --limit 2   # + the language model's titles
+
+With `--titles model` each episode is also titled (and summarised) by the language model on the same
+chapters, so both title columns score the same boundaries; `llm_cpu_s_per_hour` is the CPU the model's
+titles, chapter summaries and episode summary cost per hour of audio. Episodes finished are appended to
+`<out>.partial.jsonl` as they finish and skipped when the same command runs again (resumable).
 
 Per source and overall: WindowDiff and Pk (sentence units), boundary F1 within ±15 s and ±30 s
 (Crash Course, whose caption times are known), predicted vs true chapter count, title ROUGE-L both
@@ -39,7 +45,7 @@ from chapter_data import DEV, LOADERS, load  # noqa: E402
 from fit_chapter_cues import fit_table  # noqa: E402
 
 from mediaflow.chapters import METHOD as CHAPTERS_METHOD  # noqa: E402
-from mediaflow.chapters import ChapterOptions, chapterize_sentences  # noqa: E402
+from mediaflow.chapters import ChapterOptions, chapterize_sentences, summarize_episode  # noqa: E402
 from mediaflow.chapters.cues import cue_scores  # noqa: E402
 from mediaflow.chapters.sentences import Sentence  # noqa: E402
 
@@ -189,6 +195,33 @@ def texttiling(sents: list[Sentence], block: int = 6) -> list[int]:
     return sorted(cuts)
 
 
+def model_titles(ep, sents, hyp, cues, cpu_extractive, embedder, method, per_predicted, per_creator) -> dict:
+    """The same chapters titled and summarised by the language model, scored as the extractive titles are."""
+    from mediaflow import llm
+
+    opts = replace(method.chapters, title_method="model")
+    llm.get_llm()  # loaded before the clock starts: a worker loads it once
+    before = llm.fallback_counts()
+    t0 = time.process_time()
+    chapters = chapterize_sentences(sents, ep["duration"], title=ep["title"] if method.context else None,
+                                    embedder=embedder, options=opts, cues=cues)
+    summary = summarize_episode(chapters, ep["title"], None, opts)
+    cpu = time.process_time() - t0 - cpu_extractive  # the segmentation ran in both
+    after = llm.fallback_counts()
+    fell = {f"{k}:{r}": after[(k, r)] - before.get((k, r), 0) for k, r in after if after[(k, r)] > before.get((k, r), 0)}
+    titled = sum(t not in ("Introduction", "Closing Remarks") and not t.startswith("Sponsors") for t in
+                 (c.title for c in chapters)) or 1
+    return {
+        "model_title_rougeL_per_predicted": title_rouge(ep, hyp, [c.title for c in chapters], per_predicted),
+        "model_title_rougeL_per_creator": title_rouge_per_creator(ep, chapters, per_creator),
+        "llm_cpu_s_per_hour": cpu / (ep["duration"] / 3600),
+        "llm_title_fallback_rate": sum(v for k, v in fell.items() if k.startswith("title:")) / titled,
+        "llm_summary_rate": sum(c.summary is not None for c in chapters) / len(chapters),
+        "model_titles": [c.title for c in chapters], "summaries": [c.summary for c in chapters],
+        "episode_summary": summary, "llm_fallbacks": fell,
+    }
+
+
 # -- run -------------------------------------------------------------------------------------------
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -203,6 +236,8 @@ def main() -> None:
                     help="opening-cue table: refit without the scored episode (honest on dev), the shipped one "
                          "(fit on dev: in-sample there), or none")
     ap.add_argument("--threads", type=int, default=METHOD.torch_threads, help="torch threads")
+    ap.add_argument("--titles", choices=("extractive", "model"), default="extractive",
+                    help="model: also title and summarise every episode with the language model")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "chapters.json"))
     args = ap.parse_args()
 
@@ -229,8 +264,19 @@ def main() -> None:
     embedder.encode(["warm up"])
     episodes = load(root, args.source.split(","), args.limit)
 
+    partial = Path(args.out + ".partial.jsonl")
+    run_key = json.dumps({"method": method.to_dict(), "titles": args.titles}, default=float, sort_keys=True)
+    done = {}
+    if partial.exists():
+        for line in partial.read_text().splitlines():
+            r = json.loads(line)
+            if r.get("run_key") == run_key:
+                done[(r["source"], r["id"])] = r
     rows = []
     for ep in episodes:
+        if (ep["source"], ep["id"]) in done:
+            rows.append(done[(ep["source"], ep["id"])])
+            continue
         sents, n = ep["sentences"], len(ep["sentences"])
         cues = None
         if method.cues == "loo":
@@ -266,12 +312,21 @@ def main() -> None:
             tol = max(method.boundary_tolerances_s)
             row[f"even_f1_{tol:g}s"] = boundary_f1(ep["ref_times"], [starts[i] for i in even], tol)
             row[f"texttiling_f1_{tol:g}s"] = boundary_f1(ep["ref_times"], [starts[i] for i in tt], tol)
+        if args.titles == "model":
+            row.update(model_titles(ep, sents, hyp, cues, cpu, embedder, method, per_predicted, per_creator))
+        row["creator_titles"], row["run_key"] = ep["ref_titles"], run_key
+        with partial.open("a") as f:
+            f.write(json.dumps(row, default=float) + "\n")
+        print(f"{ep['source']}/{ep['id']}: done", flush=True)
         rows.append(row)
 
     tols = [f"{t:g}s" for t in method.boundary_tolerances_s]
     metrics = ["windowdiff", "pk", *(f"f1_{t}" for t in tols), "n_true", "n_pred", "title_rougeL_per_predicted",
                "title_rougeL_per_creator", "cpu_s_per_hour", "even_windowdiff", "even_pk", f"even_f1_{tols[-1]}",
                "texttiling_windowdiff", "texttiling_pk", f"texttiling_f1_{tols[-1]}"]
+    if args.titles == "model":
+        metrics += ["model_title_rougeL_per_predicted", "model_title_rougeL_per_creator", "llm_cpu_s_per_hour",
+                    "llm_title_fallback_rate", "llm_summary_rate"]
     groups = {s: [r for r in rows if r["source"] == s] for s in dict.fromkeys(r["source"] for r in rows)}
     groups["overall"] = rows
     summary = {}

@@ -13,6 +13,7 @@ extractive or template result and counts a fallback (`count_fallback`, shown in 
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import hashlib
 import importlib.util
@@ -21,6 +22,7 @@ import re
 import tempfile
 import threading
 import time
+import weakref
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
@@ -161,6 +163,12 @@ class LLM:
         self._cached: list[int] = []  # the tokens whose keys and values the context holds, in order
         self._lock = threading.Lock()
 
+    def close(self) -> None:
+        """Free the context and the model now (at exit, before the bindings' module is torn down)."""
+        with self._lock:
+            self._ctx.close()
+            self._model.close()
+
     def tokenize(self, text: str) -> list[int]:
         return self._model.tokenize(text, add_bos=False, special=True)
 
@@ -234,6 +242,12 @@ class LLM:
             self._C.llama_batch_free(batch)
 
 
+def _close_at_exit(ref) -> None:
+    model = ref()
+    if model is not None:
+        model.close()
+
+
 @lru_cache(maxsize=1)
 def get_llm(threads: int = 0) -> LLM:
     """The process's model, loaded (and joined, the first time) once; `resources.unload_models` drops it.
@@ -241,7 +255,10 @@ def get_llm(threads: int = 0) -> LLM:
     missing = missing_packages()
     if missing:
         raise DependencyMissing(f"the language model needs the packages: {', '.join(missing)}")
-    return LLM(ensure_model(), threads=threads or int(os.environ.get("MEDIAFLOW_LLM_THREADS", "0")))
+    model = LLM(ensure_model(), threads=threads or int(os.environ.get("MEDIAFLOW_LLM_THREADS", "0")))
+    # the bindings' destructors fail once their module is torn down; weak, so unloading still frees it
+    atexit.register(_close_at_exit, weakref.ref(model))
+    return model
 
 
 def chat(system: str, user: str, assistant_prefix: str = "") -> str:
@@ -263,20 +280,46 @@ introduction intro sponsors sponsor closing remarks conclusion part they're it's
 """.split())
 
 
+@lru_cache(maxsize=1)
+def _lowercase_lexicon() -> frozenset[str]:
+    """The lower-case entries of the US gold pronunciation lexicon the TTS frontend ships (hibari-tts):
+    ~80,000 common words. Its proper nouns are capitalised there ("Paris"), so they are not in this set.
+    Without it every capitalised word must come from the inputs."""
+    import gzip
+    import json
+
+    spec = importlib.util.find_spec("hibari")
+    if spec is None or not spec.submodule_search_locations:
+        return frozenset()
+    path = Path(next(iter(spec.submodule_search_locations))) / "assets" / "lexicon_us_gold.json.gz"
+    if not path.is_file():
+        return frozenset()
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return frozenset(k for k in json.load(f) if k[:1].islower())
+
+
+def _common_word(low: str) -> bool:
+    lex = _lowercase_lexicon()
+    return any(form in lex for form in (low, low[:-1] if low.endswith("s") else "", low[:-2] if low.endswith("es") else "")
+               if form)
+
+
 def _words_in(text: str) -> set[str]:
     words = {w.lower().strip("'’") for w in re.findall(r"[A-Za-z][A-Za-z'’\-]*", text)}
     return words | {re.sub(r"['’]s$", "", w) for w in words} | {p for w in words for p in re.split(r"[-'’]", w) if p}
 
 
 def invented_names(text: str, *sources: str) -> list[str]:
-    """Capitalised words in `text` that no source contains (case-insensitively): names the model made up.
-    A capital after a sentence end counts too unless it is a common word, so "Paris" is caught anywhere."""
+    """Capitalised words in `text` that no source contains (case-insensitively) and that are not common
+    lower-case English words (titles are title-cased): names the model made up. "Paris" is caught anywhere."""
     known = set().union(*(_words_in(s) for s in sources)) if sources else set()
     bad = []
     for m in _NAME.finditer(text):
         w = re.sub(r"['’]s$", "", m.group(0)).strip("'’")  # "Pavlov's" is Pavlov
         low = w.lower()
         if low in _COMMON or low in known:
+            continue
+        if _common_word(low):  # "Origins" in a title-cased title is no name
             continue
         # a hyphenated or possessive form of a known word: "Sleep-Wake", "Huberman's"
         if all(p in known or p in _COMMON for p in re.split(r"[-'’]", low) if p):
