@@ -1,6 +1,7 @@
 """Speaker diarization benchmark: DER and speakers found, on real and built conversations.
 
-    .venv/bin/python bench/speakers.py [--sets sample,real,tts] [--no-speed] [--out bench/results/speakers.json]
+    .venv/bin/python bench/speakers.py [--sets sample,real,tts] [--no-speed] [--separability]
+                                       [--out bench/results/speakers.json]
 
 Sets (each conversation is `tune` or `held-out`; the settings in `mediaflow.diarize` were chosen on
 `tune` only):
@@ -27,6 +28,11 @@ DER: NIST-style, on a 10 ms grid, with a 0.25 s collar (no scoring within 0.25 s
 boundary), overlapping reference speech scored, and the best one-to-one mapping of labels
 (Hungarian). The one-speaker baseline gives every turn of our own output the same label, so it
 has the same speech detection and shows what the clustering adds.
+
+Separability (`--separability`): per conversation, on the pieces the method embeds (1 s, and 3 s for
+comparison), how alike the true speakers are to the encoder: the lowest mean cosine between two
+pieces of one speaker, the highest mean cosine across two speakers, and the highest cosine between
+two speakers' centroids. It shows whether a count is possible at all before any criterion is tuned.
 
 Speed and memory (`--no-speed` skips them): every built conversation placed end to end and repeated
 to 60 minutes, written as 16 kHz WAV, and diarized from the file in a fresh subprocess with the
@@ -388,6 +394,38 @@ def speed(convs: list[Conversation]) -> list[dict]:
     return rows
 
 
+def separability(conv: Conversation, piece_s: float = 1.0) -> dict:
+    """How far apart the true speakers are in the encoder's space, on pieces of `piece_s` (those of
+    at least 0.5 s, each given the reference speaker it overlaps most): per speaker the mean cosine of
+    two of its pieces (within), per pair the mean cosine across them (cross) and of their centroids.
+    A count by threshold can only part two voices whose centroid cosine is under `SAME_SPEAKER`
+    while every voice's own centroid stays together, so what matters is the margin between them."""
+    from mediaflow.diarize import DiarizeOptions, embed_pieces
+
+    starts, ends, x = embed_pieces(conv.audio, DiarizeOptions(piece_s=piece_s))
+    labels = []
+    for s, e in zip(starts, ends):
+        over: dict[str, float] = {}
+        for a, b, who in conv.reference:
+            if min(e, b) > max(s, a):
+                over[who] = over.get(who, 0.0) + min(e, b) - max(s, a)
+        labels.append(max(over, key=over.__getitem__) if over else "")
+    labels, dur = np.array(labels), ends - starts
+    keep = (dur >= 0.5) & (labels != "")
+    who = sorted(set(labels[keep]))
+    sim = x @ x.T
+    idx = {w: np.flatnonzero(keep & (labels == w)) for w in who}
+    within = {w: float((sim[np.ix_(i, i)].sum() - len(i)) / (len(i) * (len(i) - 1))) for w, i in idx.items()
+              if len(i) > 1}  # a speaker with one piece has no pair
+    centroid = {w: x[i].sum(0) / np.linalg.norm(x[i].sum(0)) for w, i in idx.items()}
+    pairs = [(a, b) for n, a in enumerate(who) for b in who[n + 1:]]
+    cross = [float(sim[np.ix_(idx[a], idx[b])].mean()) for a, b in pairs]
+    cent = [float(centroid[a] @ centroid[b]) for a, b in pairs]
+    return {"name": conv.name, "set": conv.set, "split": conv.split, "piece_s": piece_s,
+            "within_min": round(min(within.values()), 3) if within else None,
+            "cross_max": round(max(cross, default=0.0), 3), "centroid_cos_max": round(max(cent, default=0.0), 3)}
+
+
 def table(rows: list[dict]) -> str:
     head = "| set | split | conversation | s | speakers | found | DER | miss | FA | conf. | one-speaker DER |"
     lines = [head, "|" + "---|" * 11]
@@ -430,6 +468,8 @@ def main() -> None:
     ap.add_argument("--sets", default="sample,real,tts")
     ap.add_argument("--no-speed", action="store_true")
     ap.add_argument("--out", default=str(RESULTS / "speakers.json"))
+    ap.add_argument("--separability", action="store_true",
+                    help="also print how far apart the true voices are in the encoder's space (1 s and 3 s pieces)")
     ap.add_argument("--speed-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.speed_child:
@@ -448,6 +488,15 @@ def main() -> None:
     for s in summ:
         print(f"{s['set']:7s} {s['split']:9s} DER mean {s['der_mean']:.1%} max {s['der_max']:.1%}, "
               f"count right {s['count_right']}, one-speaker DER {s['one_speaker_der_mean']:.1%}")
+    sep = []
+    if args.separability:
+        sep = [separability(c, p) for c in convs for p in (1.0, 3.0)]
+        print("\n| conversation | split | piece s | within min | cross max | centroid cosine max |")
+        print("|---|---|---|---|---|---|")
+        for r in sep:
+            within = "–" if r["within_min"] is None else f"{r['within_min']:.3f}"
+            print(f"| {r['name']} | {r['split']} | {r['piece_s']:.0f} | {within} | {r['cross_max']:.3f} | "
+                  f"{r['centroid_cos_max']:.3f} |")
     sp = [] if args.no_speed else speed([c for c in convs if c.set != "sample"] or convs)
     for r in sp:
         print(f"{r['minutes']} min from a file: {r['cpu_s_per_hour']} CPU s per hour of audio, "
@@ -456,7 +505,7 @@ def main() -> None:
     out = {"method": D.METHOD, "same_speaker": D.SAME_SPEAKER, "options": vars(D.DiarizeOptions()),
            "collar_s": COLLAR, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
            "load_before": round(load0, 2), "load_after": round(os.getloadavg()[0], 2),
-           "date": time.strftime("%Y-%m-%d"), "rows": rows, "summary": summ, "speed": sp}
+           "date": time.strftime("%Y-%m-%d"), "rows": rows, "summary": summ, "speed": sp, "separability": sep}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
 

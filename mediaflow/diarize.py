@@ -188,6 +188,13 @@ def diarize(source: str | Path | np.ndarray, *, max_duration_s: float | None = N
     return _turns(pieces, labels, sims, duration, opts)
 
 
+def embed_pieces(source: str | Path | np.ndarray, options: DiarizeOptions | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pieces the method clusters, for analysis: start and end times (s) and unit embeddings."""
+    pieces, _ = _embed_speech(_windows(source, None), options or DiarizeOptions())
+    return np.asarray(pieces.starts), np.asarray(pieces.ends), pieces.matrix()
+
+
 # -- audio in ----------------------------------------------------------------------------------------
 
 
