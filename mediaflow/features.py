@@ -74,10 +74,13 @@ class ChapterFeatures:
     title: str
     embedding: np.ndarray
     keywords: list[Term] = field(default_factory=list)
+    summary: str | None = None  # the chapter's, when the language model wrote one
 
     def to_dict(self, vectors: bool = True) -> dict:
         d = {"index": self.index, "start": self.start, "end": self.end, "title": self.title,
              "keywords": [k.to_dict() for k in self.keywords]}
+        if self.summary:
+            d["summary"] = self.summary
         if vectors:
             d["embedding"] = encode_vector(self.embedding)
         return d
@@ -85,7 +88,8 @@ class ChapterFeatures:
     @classmethod
     def from_dict(cls, d: dict) -> "ChapterFeatures":
         return cls(int(d["index"]), float(d["start"]), float(d["end"]), str(d["title"]),
-                   decode_vector(d["embedding"]), [Term.from_dict(k) for k in d.get("keywords", [])])
+                   decode_vector(d["embedding"]), [Term.from_dict(k) for k in d.get("keywords", [])],
+                   d.get("summary"))
 
 
 @dataclass
@@ -260,7 +264,8 @@ def extract_features(
             cvec = embed([c.title or title])[0]
         ctexts = [s.text for s, o in zip(sents, owner) if o == i]
         ckws = keyphrases(ctexts, cvec, embed, opts.chapter_keywords, opts.diversity, opts.max_candidates // 4)
-        chapter_feats.append(ChapterFeatures(i, float(c.start), float(c.end), str(c.title), cvec, ckws))
+        chapter_feats.append(ChapterFeatures(i, float(c.start), float(c.end), str(c.title), cvec, ckws,
+                                             getattr(c, "summary", None)))
 
     words = transcript.words
     n_words = len(words) if words else sum(len(s.text.split()) for s in sents)
@@ -293,7 +298,7 @@ def _as_chapter(c):
     if isinstance(c, dict):
         from mediaflow.chapters import Chapter
 
-        return Chapter(float(c["start"]), float(c["end"]), str(c.get("title") or ""))
+        return Chapter(float(c["start"]), float(c["end"]), str(c.get("title") or ""), c.get("summary"))
     return c
 
 

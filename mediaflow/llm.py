@@ -341,6 +341,8 @@ def clean_title(text: str, *sources: str, max_words: int = 6, max_chars: int = 6
     """The title the model wrote, tidied (no quotes, no "Title:", no end stop), or None if it fails a check:
     empty, longer than `max_words`/`max_chars`, more than one line of thought, or naming what no source names."""
     t = _strip(text).rstrip(".!;:,").strip()
+    if invented_names(t, *sources):  # the whole answer: "City of Coffee: Paris" names Paris
+        return None
     if ":" in t:  # "Pavlov's Dogs: The Bobo Beatdown": the part before the colon is the title
         t = t.split(":")[0].strip()
     if not t or len(t) > max_chars or len(t.split()) > max_words:

@@ -303,7 +303,7 @@ class Store:
             ).order_by(Episode.created_at)))
 
     def search_episodes(self, q: str, limit: int = 50, offset: int = 0) -> tuple[list[Episode], int]:
-        """Episodes whose title, show, description or keywords contain `q` (case-insensitive)."""
+        """Episodes whose title, show, description, keywords or chapter summaries contain `q` (case-insensitive)."""
         esc = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         like = f"%{esc}%"
         with self.session() as s:
@@ -428,6 +428,7 @@ class Store:
             row = s.get(FeaturesRow, episode_id) or FeaturesRow(episode_id=episode_id)
             row.version, row.model_id, row.data, row.created_at = data["version"], data["model_id"], data, _now()
             terms = [t["text"] for key in ("keywords", "entities") for t in data.get(key, [])]
+            terms += [c["summary"] for c in data.get("chapters", []) if c.get("summary")]  # the model's, searchable
             row.terms = " | ".join(terms).lower()
             s.add(row)
 

@@ -120,7 +120,7 @@ def list_episodes(
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0, le=1_000_000_000),  # past 2**63 SQLite overflows: a 500
     status: Literal["pending", "processing", "done", "failed"] | None = None,
-    q: str | None = Query(None, min_length=1, max_length=200, description="Search titles, shows, descriptions, keywords."),
+    q: str | None = Query(None, min_length=1, max_length=200, description="Search titles, shows, descriptions, keywords, chapter summaries."),
     db: Store = Depends(store),
 ):
     """Episodes, newest first, a page at a time; `q` searches (and then `status` is ignored)."""

@@ -262,7 +262,8 @@ async function loadChapters(id, signal) {
     el("button", { type: "button", class: "chapter", data: { seek: c.start, index: i },
                    "aria-label": `Chapter ${i + 1}, ${c.title}, at ${spoken(c.start)}` },
       el("span", { class: "time", text: fmt(c.start) }),
-      el("span", { class: "chapter-title", text: c.title })))));
+      el("span", { class: "chapter-title", text: c.title }),
+      ...(c.summary ? [el("span", { class: "chapter-summary", text: c.summary })] : [])))));
 }
 
 async function loadTranscript(id, signal) {

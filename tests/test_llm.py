@@ -1,0 +1,144 @@
+"""The local language model: its file, its answers, their validation and the fallbacks, with the real model.
+
+Generations are few and short: on two shared cores one costs seconds."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from mediaflow import llm
+from mediaflow.chapters.abstractive import AbstractiveOptions, write_chapters
+
+if not llm.installed():  # under CI=true conftest turns this skip into a failure
+    pytest.skip(f"the language model is not installed (missing: {', '.join(llm.missing_packages())}); "
+                "`pip install -r requirements.lock` brings it", allow_module_level=True)
+
+COFFEE = [
+    "Coffee was first roasted and brewed in Yemen, where monks drank it to stay awake during night prayers.",
+    "Coffee houses spread to Cairo and Istanbul, and then to London, where merchants read the news and traded.",
+]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return llm.get_llm()
+
+
+def test_the_model_file_is_joined_once_from_the_parts_and_matches_the_pinned_hash(model):
+    path = llm.ensure_model()
+    assert path.stat().st_size == llm.MODEL_BYTES
+    assert path.with_suffix(".sha256").read_text().strip() == llm.MODEL_SHA256
+    with open(path, "rb") as f:  # the head of the file: a GGUF, not a part or a pointer
+        assert f.read(4) == b"GGUF"
+    mtime = path.stat().st_mtime_ns
+    assert llm.ensure_model() == path and path.stat().st_mtime_ns == mtime  # not joined again
+    assert not list(path.parent.glob(".join-*"))  # no temp file left behind
+
+
+def test_a_wrong_part_is_refused_and_leaves_no_file(tmp_path, monkeypatch):
+    parts = llm._part_paths()
+    bad = tmp_path / "part01.bin"
+    bad.write_bytes(b"GGUF" + b"\0" * 100)
+    monkeypatch.setattr(llm, "_part_paths", lambda: [bad] + parts[1:2])
+    with pytest.raises(llm.DependencyMissing, match="reinstall"):
+        llm.ensure_model(tmp_path / "cache")
+    assert not list((tmp_path / "cache").iterdir())
+
+
+def test_a_chapter_gets_a_short_grounded_title_and_a_summary(model):
+    emb = np.eye(len(COFFEE))  # the excerpt takes both sentences: they are short
+    titles, summaries = write_chapters([COFFEE], [emb], ["Coffee Houses & Monks"], [False],
+                                       "A Short History of Coffee", None, model)
+    title, summary = titles[0], summaries[0]
+    assert title != "Coffee Houses & Monks", "the model's title failed validation"
+    assert 1 <= len(title.split()) <= 6 and '"' not in title and not title.lower().startswith("title")
+    assert "coffee" in title.lower()
+    assert llm.invented_names(title, *COFFEE, "A Short History of Coffee") == []
+    assert summary and summary.endswith(".") and len(summary.split()) <= 60
+    assert llm.invented_names(summary, *COFFEE, "A Short History of Coffee") == []
+
+
+def test_validation_rejects_a_real_answer_that_names_what_the_inputs_do_not(model):
+    g = model.generate(llm.chat("Answer with a title only.",
+                                "Write a chapter title about coffee that names the city of Paris."), max_tokens=12)
+    assert "Paris" in g.text  # the model did what it was asked: a name the chapter never says
+    assert llm.invented_names(g.text, *COFFEE) == ["Paris"]
+    assert llm.clean_title(g.text, *COFFEE) is None
+    assert llm.clean_title(g.text, *COFFEE, "Paris") is not None  # the same answer passes where Paris is said
+
+
+def test_a_timeout_keeps_the_extractive_title_and_counts_a_fallback(model):
+    before = llm.fallback_counts().get(("title", "timeout"), 0)
+    titles, summaries = write_chapters([COFFEE], [np.eye(2)], ["Coffee Houses & Monks"], [False], "Coffee", None,
+                                       model, AbstractiveOptions(timeout_s=0.0))
+    assert titles == ["Coffee Houses & Monks"] and summaries == [None]
+    assert llm.fallback_counts()[("title", "timeout")] == before + 1
+
+
+def test_conventional_chapters_keep_their_names(model):
+    titles, _ = write_chapters([COFFEE], [np.eye(2)], ["Introduction"], [True], "Coffee", None, model,
+                               AbstractiveOptions(timeout_s=0.0))
+    assert titles == ["Introduction"]
+
+
+def test_a_shared_prefix_is_reused_and_gives_the_same_words(model):
+    system = "You answer with one word."
+    first = model.generate(llm.chat(system, "What colour is the sky on a clear day?"), max_tokens=4)
+    again = model.generate(llm.chat(system, "What colour is grass?"), max_tokens=4)
+    shared = llm.chat(system, "What colour is").split("<|im_end|>\n<|im_start|>assistant")[0]
+    assert again.reused_tokens >= len(model.tokenize(shared)) - 1
+    assert first.text.lower().startswith("blue") and again.text.lower().startswith("green")
+    fresh = model.generate(llm.chat("Reset.", "x"), max_tokens=1)  # push the cache elsewhere
+    assert fresh.reused_tokens < again.reused_tokens
+    assert model.generate(llm.chat(system, "What colour is grass?"), max_tokens=4).text == again.text
+
+
+def test_the_idle_unloader_drops_the_model():
+    from mediaflow import resources
+
+    llm.get_llm()
+    assert "llm" in resources.loaded_models()
+    assert "llm" in resources.unload_models()
+    assert "llm" not in resources.loaded_models()
+
+
+def test_titles_are_tidied_and_bad_ones_refused():
+    src = "the history of coffee in Yemen and Ethiopia"
+    assert llm.clean_title('Title: "The History of Coffee."', src) == "The History of Coffee"
+    assert llm.clean_title("**Coffee in Yemen**", src) == "Coffee in Yemen"
+    assert llm.clean_title("A Very Long Title With Far Too Many Words", src) is None
+    assert llm.clean_title("Coffee in Brazil", src) is None  # Brazil is not in the input
+    assert llm.clean_sentence("Summary: Coffee spread from Yemen to Ethiopia.", src) == \
+        "Coffee spread from Yemen to Ethiopia."
+    assert llm.clean_sentence("Coffee spread from Yemen to", src) is None  # cut off by the token cap
+
+
+def test_metrics_show_the_fallbacks(api):
+    llm.count_fallback("summary", "invalid")
+    text = api.get("/metrics").text
+    assert 'mediaflow_llm_fallbacks_total{kind="summary",reason="invalid"}' in text
+
+
+def test_chapter_summaries_reach_the_features_and_the_search(tmp_path):
+    from mediaflow.chapters import Chapter
+    from mediaflow.features import extract_features
+    from mediaflow.store import Store
+    from mediaflow.transcript import Segment, Transcript
+
+    text = " ".join(COFFEE)
+    transcript = Transcript([Segment(0, 0.0, 20.0, text)], language="en", duration=20.0, model="m")
+    chapters = [Chapter(0.0, 20.0, "Coffee Houses", "Merchants traded news in the coffee houses of London.")]
+    features = extract_features(transcript, chapters, "Coffee")
+    assert features.chapters[0].summary == chapters[0].summary
+    assert features.to_dict(vectors=False)["chapters"][0]["summary"] == chapters[0].summary
+
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    h = "b" * 64
+    ep = store.add_episode(content_hash=h, title="Episode one", source_name="ep.mp3", audio_path=f"audio/{h[:16]}.mp3",
+                           size_bytes=10, duration_s=20.0, sample_rate=16000, channels=1, codec="mp3", container="mp3")
+    store.save_features(ep.id, features.to_dict())
+    found, total = store.search_episodes("traded news")  # words only the summary has
+    assert total == 1 and found[0].id == ep.id
