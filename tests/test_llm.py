@@ -142,3 +142,21 @@ def test_chapter_summaries_reach_the_features_and_the_search(tmp_path):
     store.save_features(ep.id, features.to_dict())
     found, total = store.search_episodes("traded news")  # words only the summary has
     assert total == 1 and found[0].id == ep.id
+
+
+def test_stored_chapters_are_redone_when_the_title_method_changes(tmp_path):
+    from mediaflow import chapters, pipeline
+    from mediaflow.config import Settings
+    from mediaflow.resources import get_store
+
+    keyphrases = Settings(data_dir=tmp_path, chapter_titles="extractive")
+    model = Settings(data_dir=tmp_path, chapter_titles="auto")  # the model is installed here
+    assert pipeline.chapters_method(keyphrases) == chapters.METHOD
+    assert pipeline.chapters_method(model) == chapters.MODEL_METHOD
+    store = get_store(keyphrases.db_url)
+    h = "c" * 64
+    ep = store.add_episode(content_hash=h, title="Ep", source_name="ep.mp3", audio_path=f"audio/{h[:16]}.mp3",
+                           size_bytes=10, duration_s=20.0, sample_rate=16000, channels=1, codec="mp3", container="mp3")
+    store.save_chapters(ep.id, [{"start": 0.0, "end": 20.0, "title": "Coffee"}], chapters.METHOD)
+    assert not pipeline.needs_chapters(ep.id, keyphrases)
+    assert pipeline.needs_chapters(ep.id, model)
