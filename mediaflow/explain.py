@@ -218,3 +218,51 @@ def _distinct(terms: list[str]) -> list[str]:
             keys.append(k)
             out.append(t)
     return out
+
+
+EXPLAIN_SYSTEM = (
+    "You write one short, friendly sentence recommending a podcast episode to a listener, such as: "
+    "Because you enjoyed <what they heard>, you'll love <recommended episode>, which also covers <topics>. "
+    "Use only the facts given, with the titles as written; claim nothing else."
+)
+
+
+def write_explanation(reason: Reason, model, seed: int | str = 0, max_words: int = 30,
+                      timeout_s: float = 30.0) -> Explanation:
+    """`explain`'s sentence rewritten by the language model (`mediaflow.llm.LLM`) from the reason's facts
+    alone. It must name the target by its (shortened) title, after the episode the listener heard where
+    there is one (a loose prompt swaps them), be one or two finished sentences of at most
+    `max_words` and name nothing the facts do not; otherwise, or on a timeout or error, the template's
+    sentence is returned and a fallback counted. `template` is "model" when the model's sentence is used."""
+    from mediaflow import llm
+
+    fallback = explain(reason, seed, max_words)
+    tgt = short_title(reason.target_title, 48, reason.target_show)
+    src = short_title(reason.source_title, 48, reason.source_show) if reason.source_title else ""
+    facts = [f"The listener heard: {src}"] if src else []  # first: a loose prompt swaps the two episodes
+    facts.append(f"Recommended episode: {tgt}")
+    if reason.target_show:
+        facts.append(f"Its show: {_clean(reason.target_show)}")
+    topics = _distinct([t for t in (reason.shared_terms or reason.target_terms) if t.strip()])[:3]
+    if topics:
+        facts.append(f"Topics both share: {', '.join(topics)}" if reason.shared_terms else
+                     f"Topics it covers: {', '.join(topics)}")
+    if reason.target_chapter:
+        facts.append(f"Its closest chapter: {short_title(reason.target_chapter, 48)}")
+    people = [clean_title(p) for p in reason.shared_people[:2] if clean_title(p)]
+    if people:
+        facts.append(f"Also features: {', '.join(people)}")
+    facts_text = "\n".join(facts)
+    try:
+        g = model.generate(llm.chat(EXPLAIN_SYSTEM, facts_text), max_tokens=60, timeout_s=timeout_s)
+    except Exception:
+        llm.count_fallback("explanation", "error")
+        return fallback
+    text = llm.clean_sentence(g.text, facts_text, max_sentences=2, max_words=max_words)
+    low = text.lower() if text else ""
+    # both titles, the heard one first: the model must not swap the episodes
+    if text is None or tgt.lower() not in low or (src and not 0 <= low.find(src.lower()) < low.find(tgt.lower())):
+        llm.count_fallback("explanation", "timeout" if g.timed_out else "invalid")
+        return fallback
+    return Explanation(text, [tgt], topics if any(t.lower() in text.lower() for t in topics) else [],
+                       [_clean(reason.target_show)] if reason.target_show else [], "model")
