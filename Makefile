@@ -31,7 +31,8 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-# What only the tests need: Debian's chromium for the player's browser test, and Debian's PostgreSQL
+# What only the tests need: Debian's chromium for the player's browser test, espeak-ng for German speech
+# (tests/test_languages.py: the multilingual model on a file that switches language), and Debian's PostgreSQL
 # server for the Postgres tests (they start throwaway servers of their own on loopback). Where they
 # cannot be installed their tests skip and say why; under CI (CI=true) that is an error, here and in
 # the tests (tests/conftest.py), so CI never passes by skipping them.
@@ -39,11 +40,13 @@ test-system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
 	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages:$$missing (the player's browser test; the Postgres tests)"; \
+	  echo "installing Debian packages:$$missing (the player's browser test; the Postgres tests; German speech)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
-	  command -v chromium >/dev/null && ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
+	  command -v chromium >/dev/null && command -v espeak-ng >/dev/null && \
+	    ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
 	    case "$${CI,,}" in \
 	      1|true|yes) echo "could not install$$missing, which CI needs (CI=$$CI): failing instead of skipping their tests" >&2; \
 	                  exit 1;; \

@@ -176,7 +176,7 @@ class Transcriber:
     def segments(self, source: str | Path, state: dict, max_duration_s: float | None = None) -> Iterator[Segment]:
         """The segments of a file one at a time, each window's as soon as it is done (`transcribe`
         collects them). `state` is filled in as they come: `language`, `probability`, `duration`."""
-        state.update(language=self.language, probability=1.0, duration=0.0)
+        state.update(language=self.language, probability=1.0, duration=0.0, spoken={})
         yield from self._stream(stream_pcm(source, self.window_s, max_duration_s=max_duration_s), state, None, None)
 
     def _stream(self, windows, state, progress, meter) -> Iterator[Segment]:
@@ -217,9 +217,14 @@ class Transcriber:
         batch_size = self.batch_size
         if on_segment is not None:  # at least ~4 batches of ~30 s speech chunks, so progress shows inside a window
             batch_size = max(1, min(batch_size, int(len(audio) / SAMPLE_RATE / 30 / 4)))
+        # A multilingual model with no language set detects it per speech chunk, so a show that switches
+        # language mid-way keeps each passage in its own words (locked to the first window's language,
+        # base wrote a German half out as English).
+        per_chunk = self.language is None and self.task == "transcribe" and self.multilingual
         fw_segments, info = self.pipeline.transcribe(
             audio,
-            language=state["language"],
+            language=None if per_chunk else state["language"],
+            multilingual=per_chunk,
             task=self.task,
             batch_size=batch_size,
             beam_size=self.beam_size,
@@ -238,8 +243,12 @@ class Transcriber:
             out.append(Segment(id=0, start=round(s.start, 3), end=round(s.end, 3), text=s.text.strip(), words=words))
             if on_segment is not None:
                 on_segment(s.end)
-        if state["language"] is None and out:
-            state["language"], state["probability"] = info.language, info.language_probability
+        if out:
+            # the episode's language is the one most of its speech was detected in, window by window
+            spoken = state.setdefault("spoken", {})
+            spoken[info.language] = spoken.get(info.language, 0.0) + sum(s.end - s.start for s in out)
+            if state["language"] is None or (per_chunk and max(spoken, key=spoken.get) == info.language):
+                state["language"], state["probability"] = info.language, info.language_probability
         return out
 
 

@@ -182,7 +182,8 @@ def wer(reference: str, hypothesis: str) -> float:
 # Under CI (CI=true; .ci/run sets it) a skip raised there is an error instead, so a missing or failed
 # install cannot pass as green.
 # the files those skips are raised in (the language model is a Python package, required under CI too)
-SYSTEM_DEP_SKIPS = {"pg.py": "PostgreSQL", "test_web.py": "Chromium", "test_llm.py": "the language model"}
+SYSTEM_DEP_SKIPS = {"pg.py": "PostgreSQL", "test_web.py": "Chromium", "test_llm.py": "the language model",
+                    "test_languages.py": "espeak-ng"}
 
 
 def under_ci() -> bool:
