@@ -98,6 +98,7 @@ class ChapterFeaturesOut(BaseModel):
     end: float
     title: str
     keywords: list[TermOut]
+    summary: str | None = Field(None, description="One or two sentences by the language model, when it wrote them.")
     embedding: str | None = Field(None, description="With `vectors=true`: the chapter's vector, base64 float32.")
 
 
