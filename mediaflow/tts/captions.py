@@ -51,4 +51,5 @@ def word_times(chunk: Chunk, samples: np.ndarray, sample_rate: int, offset: floa
         raise ValueError(f"{len(samples)} durations for {len(chunk.ids)} ids and two pads")
     # starts[k]: samples before padded position k; phoneme character i sits at position i + 1
     starts = np.concatenate([[0], np.cumsum(np.asarray(samples, dtype=np.int64))]) / sample_rate + offset
-    return [WordTime(word, round(float(starts[a + 1]), 3), round(float(starts[b + 1]), 3)) for word, a, b in chunk.words]
+    return [WordTime(word, round(float(starts[a + 1]), 3), round(float(starts[b + 1]), 3))
+            for word, a, b in chunk.words]

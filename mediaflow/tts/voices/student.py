@@ -26,7 +26,7 @@ from typing import Iterator
 
 import numpy as np
 
-from mediaflow.errors import DependencyMissing, InvalidInput, ModelUnavailable
+from mediaflow.errors import DependencyMissing, ModelUnavailable
 from mediaflow.tts.frontend import prepare
 from mediaflow.tts.voices.base import NO_SPEED, Entry, ReferenceSpeed, Voice, VoiceInfo
 
@@ -61,8 +61,8 @@ def onnx_graphs(checkpoint: Path) -> dict[str, Path]:
 def runtime(checkpoint: Path) -> str:
     """`onnx` or `torch`: what the voice will run `checkpoint` on (`RUNTIME_ENV`, else ONNX when its graphs exist)."""
     chosen = os.environ.get(RUNTIME_ENV, "auto").strip().lower() or "auto"
-    if chosen not in ("auto", "onnx", "torch"):
-        raise InvalidInput(f"{RUNTIME_ENV}={chosen!r}: use auto, onnx or torch")
+    if chosen not in ("auto", "onnx", "torch"):  # the server's setting, not the request's: not a 400
+        raise ModelUnavailable(f"{RUNTIME_ENV}={chosen!r}: use auto, onnx or torch")
     if chosen == "auto":
         return "onnx" if all(p.is_file() for p in onnx_graphs(checkpoint).values()) else "torch"
     return chosen
@@ -152,7 +152,7 @@ def _info(available: bool) -> VoiceInfo:
     shipped = path == shipped_checkpoint()  # the parameter count and speeds are the shipped checkpoint's
     try:
         files = list(onnx_graphs(path).values()) if runtime(path) == "onnx" else [path]
-    except InvalidInput:
+    except ModelUnavailable:
         files = [path]
     return VoiceInfo(
         id="student", description="our distilled student of Kokoro af_heart, American female (models/tts_student)",
