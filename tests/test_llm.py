@@ -187,3 +187,29 @@ def test_an_explanation_is_the_models_only_when_it_keeps_to_the_facts(model):
                                                       "The Curious Hour coffee Yemen") == []
     else:  # this model tends to swap the two episodes here: the check catches it and the template speaks
         assert after == before + 1 and e.text == explain(r).text
+
+
+def test_the_chapters_command_writes_titles_and_summaries_with_the_model(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from mediaflow.transcript import Segment, Transcript
+
+    src = tmp_path / "coffee.json"
+    t = Transcript([Segment(i, i * 10.0, i * 10.0 + 9.0, s) for i, s in enumerate(COFFEE)], "en", 20.0, "m")
+    src.write_text(json.dumps(t.to_dict()))
+    mediaflow = Path(sys.executable).parent / "mediaflow"
+    # the suite's environment says extractive (conftest); the flag wins
+    r = subprocess.run([str(mediaflow), "chapters", str(src), "--titles", "model", "--format", "json",
+                        "--title", "A Short History of Coffee"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = json.loads(r.stdout)
+    sources = (*COFFEE, "A Short History of Coffee")
+    for c in doc["chapters"]:
+        assert 1 <= len(c["title"].split()) <= 6 and llm.invented_names(c["title"], *sources) == []
+        assert "summary" not in c or llm.invented_names(c["summary"], *sources) == []
+    assert any("summary" in c for c in doc["chapters"]) or "summary" in doc  # the model wrote something
+    if "summary" in doc:
+        assert doc["summary"].endswith((".", "!", "?")) and len(doc["summary"].split()) <= 70
