@@ -176,8 +176,8 @@ def evaluate(checkpoint: str | Path, limit: int | None = None, voices: str = "te
 # -- 6. registration --------------------------------------------------------------------------------------
 def register(checkpoint: str | Path, target: str | Path = SHIPPED, scores: dict | None = None,
              card: str | Path | None = MODEL_CARD) -> Path:
-    """Check that `checkpoint` loads as a student, copy it to where the voice registry looks, and
-    write its model card (`scores`: what `evaluate` returned) beside the docs."""
+    """Check that `checkpoint` loads as a student, copy it to where the voice registry looks, export its
+    ONNX graphs beside the copy, and write its model card (`scores`: what `evaluate` returned) beside the docs."""
     try:
         from models.tts_student import CheckpointError, load_voice
     except ImportError as exc:
@@ -187,6 +187,10 @@ def register(checkpoint: str | Path, target: str | Path = SHIPPED, scores: dict 
     except CheckpointError as exc:
         raise ModelUnavailable(f"not registering the student: {exc}") from exc
     path = atomic_copy(checkpoint, target)
+    # the voice serves from ONNX graphs made from this very checkpoint; stale ones would send it back to PyTorch
+    from models.tts_student.export import export_onnx
+
+    export_onnx(Path(path))
     if card:
         atomic_write_bytes(card, model_card(voice, Path(path), scores).encode())
     return path

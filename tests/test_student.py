@@ -71,7 +71,8 @@ def test_a_tiny_student_trained_on_teacher_speech_lowers_its_loss_and_loads(tmp_
     scores = {"student": {"parameters": voice.parameters, "rtf_median": 0.01, "first_audio_s": 0.05,
                           "wer": 0.04, "mcd_db": 2.5}}
     card = tmp_path / "student.md"
-    assert steps.register(checkpoint, tmp_path / "shipped" / "student.pt", scores, card).is_file()
+    shipped = steps.register(checkpoint, tmp_path / "shipped" / "student.pt", scores, card)
+    assert shipped.is_file() and all(p.is_file() for p in onnx_graphs(shipped).values())  # served without torch
     text = card.read_text()
     assert f"{voice.parameters / 1e6:.2f} M parameters" in text and "| student |" in text and "4 %" in text
     acoustic_rows = [ln for ln in text.splitlines() if ln.startswith("| acoustic | 30 |")]
