@@ -95,8 +95,8 @@ class ChapterFeatures:
 @dataclass
 class SpeakerFacts:
     """Who speaks in an episode, for recommendation: how many voices, the host's share of the talk,
-    and the named guests. The host is the speaker who opens the episode, as podcast hosts do (the
-    most talkative is often the guest)."""
+    and the named guests. The host is the speaker the feed's `podcast:person` tags call host, else the one
+    who opens the episode, as podcast hosts do (the most talkative is often the guest)."""
 
     count: int
     host: str | None  # the host's name, or None when unnamed
@@ -109,8 +109,9 @@ class SpeakerFacts:
         if not rows:
             return cls(0, None, None, [])
         total = sum(r["talk_time_s"] for r in rows)
-        return cls(len(rows), rows[0]["name"], round(rows[0]["talk_time_s"] / total, 3) if total else None,
-                   [r["name"] for r in rows[1:] if r["name"]])
+        host = next((r for r in rows if r.get("role") == "host"), rows[0])
+        return cls(len(rows), host["name"], round(host["talk_time_s"] / total, 3) if total else None,
+                   [r["name"] for r in rows if r is not host and r["name"]])
 
     def to_dict(self) -> dict:
         return {"count": self.count, "host": self.host, "host_share": self.host_share, "guests": list(self.guests)}

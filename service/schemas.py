@@ -123,7 +123,8 @@ class AudioFeaturesOut(BaseModel):
 
 class SpeakerFactsOut(BaseModel):
     count: int = Field(description="Distinct voices found.")
-    host: str | None = Field(description="The name of the speaker who opens the episode (taken to be the host), "
+    host: str | None = Field(description="The host's name: the speaker the feed's podcast:person tags call host, else "
+                                         "the one who opens the episode, "
                                          "when known.")
     host_share: float | None = Field(description="That speaker's share of all talk time (0-1).")
     guests: list[str] = Field(description="Named speakers other than the host.")

@@ -311,3 +311,15 @@ def test_naming_by_elimination_only_when_the_feed_accounts_for_every_voice():
     assert elim(["S1"], {}, [host, guest]) == {}  # fewer voices than tagged people
     assert elim(["S1", "S2"], {"S1": speakers.Named("Bob Stone", "introduction")}, [host, guest]) == {}
     assert elim(["S1"], {}, [producer]) == {}  # who produces is not heard
+
+
+def test_the_feeds_host_is_the_host_even_when_a_guest_opens():
+    from mediaflow.features import SpeakerFacts
+
+    rows = [{"label": "Speaker 1", "name": "Maya Okafor", "role": "guest", "talk_time_s": 30.0},
+            {"label": "Speaker 2", "name": "Arthur Pendleton", "role": "host", "talk_time_s": 10.0},
+            {"label": "Speaker 3", "name": None, "role": None, "talk_time_s": 10.0}]
+    facts = SpeakerFacts.from_summary(rows)
+    assert (facts.count, facts.host, facts.host_share, facts.guests) == (3, "Arthur Pendleton", 0.2, ["Maya Okafor"])
+    untagged = [{**r, "role": None} for r in rows]  # no tags: the opener is taken to be the host
+    assert SpeakerFacts.from_summary(untagged).host == "Maya Okafor"
