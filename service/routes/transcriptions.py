@@ -36,7 +36,8 @@ _RESPONSES = {
              dependencies=[Depends(require_api_key)])
 async def create_transcription(
     file: UploadFile = File(description="The audio (any format ffmpeg reads)."),
-    model: str = Form(description="`whisper-1` or one of ours (GET /v1/models): the configured Whisper."),
+    model: str = Form(description="`whisper-1` (the configured Whisper) or one of ours (GET /v1/models): `tiny.en`, "
+                                  "`base` (multilingual) when installed."),
     language: str | None = Form(None, description="ISO-639-1 code, e.g. `en`; default: detected."),
     prompt: str | None = Form(None, description="Text to follow in spelling and style."),
     response_format: str = Form("json", description="json, text, srt, vtt or verbose_json."),
@@ -53,7 +54,7 @@ async def create_transcription(
     source = await _save_upload(file, s)
     folder = source.parent
     try:
-        transcriber = await anyio.to_thread.run_sync(stt.prepare, source, s, language or None, prompt)
+        transcriber = await anyio.to_thread.run_sync(stt.prepare, source, s, language or None, prompt, model)
         if stream:
             # the folder goes when the last event has been made (before the response ends), or, if the
             # client leaves first, after the response
@@ -78,7 +79,8 @@ async def create_transcription(
              dependencies=[Depends(require_api_key)])
 async def create_translation(
     file: UploadFile = File(description="The audio, speech in any language Whisper knows."),
-    model: str = Form(description="`whisper-1` or one of ours (GET /v1/models): the configured Whisper."),
+    model: str = Form(description="`whisper-1` (the configured Whisper) or one of ours (GET /v1/models): `tiny.en`, "
+                                  "`base` (multilingual) when installed."),
     prompt: str | None = Form(None, description="English text to follow in spelling and style."),
     response_format: str = Form("json", description="json, text, srt, vtt or verbose_json."),
     temperature: float | None = Form(None, ge=0, le=1, description="Accepted for compatibility."),
@@ -89,7 +91,7 @@ async def create_translation(
     stt.check_request(s, model, response_format, [], None, prompt)
     source = await _save_upload(file, s)
     try:
-        translator = await anyio.to_thread.run_sync(stt.prepare_translation, source, s, prompt)
+        translator = await anyio.to_thread.run_sync(stt.prepare_translation, source, s, prompt, model)
         t = await anyio.to_thread.run_sync(lambda: translator.transcribe(source,
                                                                          max_duration_s=s.max_duration_h * 3600))
     finally:
