@@ -201,7 +201,11 @@ class Transcriber:
                 elif not dropped:
                     cut = max(buf_s - _SEAM_MARGIN_S, segs[-1].end if segs else 0.0)
                 # all dropped: one segment fills the window; keep it rather than carry forever
+            cut = min(cut, buf_s)
             for s in segs:
+                # Whisper may time a last word a little past the audio it was given; the next window
+                # starts at `cut`, so times beyond it would run backwards across the seam
+                _clamp(s, cut)
                 for piece in _resegment(s):
                     piece.id = next_id
                     next_id += 1
@@ -285,6 +289,12 @@ def _with_last(items: Iterable) -> Iterator[tuple[object, bool]]:
         yield prev, False
         prev = item
     yield prev, True
+
+
+def _clamp(s: Segment, limit: float) -> None:
+    s.start, s.end = min(s.start, limit), min(s.end, limit)
+    for w in s.words:
+        w.start, w.end = min(w.start, limit), min(w.end, limit)
 
 
 def _shift(s: Segment, offset: float) -> Segment:

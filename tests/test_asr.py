@@ -104,3 +104,15 @@ def test_a_short_final_window_is_folded_into_the_previous_one():
     assert lengths(100) == [100]
     assert lengths(32000, 32000, 100) == [32000, 32100]
     assert lengths(32000, 32000, 32000) == [32000, 32000, 32000]
+
+
+def test_times_past_a_window_are_clamped_to_the_seam():
+    from mediaflow.asr import _clamp
+    from mediaflow.transcript import Segment, Word
+
+    s = Segment(id=0, start=28.0, end=29.9, text="a late word",
+                words=[Word(start=28.0, end=28.5, text=" a", probability=1.0),
+                       Word(start=29.5, end=29.9, text=" late", probability=1.0),
+                       Word(start=30.06, end=30.3, text=" word", probability=1.0)])
+    _clamp(s, 30.0)  # the next window starts at 30.0: nothing of this one may lie after it
+    assert [(w.start, w.end) for w in s.words] == [(28.0, 28.5), (29.5, 29.9), (30.0, 30.0)] and s.end == 29.9
