@@ -78,6 +78,25 @@ def running_server(timeout: float = 20.0) -> Iterator[str]:
         thread.join(timeout=15)
 
 
+@contextmanager
+def serving(data_dir, **env: str | None) -> Iterator[str]:
+    """`running_server` over `data_dir` with no API key and these settings (None: unset), the settings cache
+    cleared on the way in and out; yields its base URL (for a module's one server)."""
+    from mediaflow import config
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MEDIAFLOW_DATA_DIR", str(data_dir))
+        mp.delenv("MEDIAFLOW_API_KEY", raising=False)
+        for k, v in env.items():
+            mp.delenv(k, raising=False) if v is None else mp.setenv(k, v)
+        config.get_settings.cache_clear()
+        try:
+            with running_server() as url:
+                yield url
+        finally:
+            config.get_settings.cache_clear()
+
+
 @pytest.fixture
 def api(settings):
     """An httpx client on a fresh server over the `settings` data dir."""

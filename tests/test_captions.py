@@ -16,7 +16,7 @@ import threading
 import httpx
 import pytest
 
-from conftest import running_server
+from conftest import serving
 from mediaflow import audio, config
 from mediaflow.asr import Transcriber
 from mediaflow.tts import voices
@@ -97,14 +97,8 @@ def test_a_voice_without_durations_says_so():
 # -- the route -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MEDIAFLOW_DATA_DIR", str(tmp_path_factory.mktemp("captions-data")))
-        mp.delenv("MEDIAFLOW_TTS_STUDENT", raising=False)
-        mp.delenv("MEDIAFLOW_API_KEY", raising=False)
-        config.get_settings.cache_clear()
-        with running_server() as url:
-            yield url
-    config.get_settings.cache_clear()
+    with serving(tmp_path_factory.mktemp("captions-data"), MEDIAFLOW_TTS_STUDENT=None) as url:
+        yield url
 
 
 @pytest.fixture

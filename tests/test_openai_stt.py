@@ -9,8 +9,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import SPEECH_TEXT, running_server, wer
-from mediaflow import config
+from conftest import SPEECH_TEXT, serving, wer
 
 
 @pytest.fixture(scope="module")
@@ -21,13 +20,8 @@ def data_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def base_url(data_dir):
     """One server for the module: Whisper stays loaded between tests."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MEDIAFLOW_DATA_DIR", str(data_dir))
-        mp.delenv("MEDIAFLOW_API_KEY", raising=False)
-        config.get_settings.cache_clear()
-        with running_server() as url:
-            yield url
-    config.get_settings.cache_clear()
+    with serving(data_dir) as url:
+        yield url
 
 
 @pytest.fixture

@@ -8,25 +8,15 @@ from contextlib import contextmanager
 import openai
 import pytest
 
-from conftest import SPEECH_TEXT, running_server, wer
-from mediaflow import config
+from conftest import SPEECH_TEXT, serving, wer
 from mediaflow.asr import Transcriber, packaged_base
 
 
 @contextmanager
 def client(tmp_path, **env: str):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MEDIAFLOW_DATA_DIR", str(tmp_path / "data"))
-        mp.delenv("MEDIAFLOW_API_KEY", raising=False)
-        for k, v in env.items():
-            mp.setenv(k, v)
-        config.get_settings.cache_clear()
-        try:
-            with running_server() as url, openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0,
-                                                        timeout=180) as oai:
-                yield oai
-        finally:
-            config.get_settings.cache_clear()
+    with serving(tmp_path / "data", **env) as url, openai.OpenAI(base_url=f"{url}/v1", api_key="unused",
+                                                                 max_retries=0, timeout=180) as oai:
+        yield oai
 
 
 def test_the_base_model_is_joined_once_from_its_two_packages(tmp_path):

@@ -19,7 +19,7 @@ import numpy as np
 import openai
 import pytest
 
-from conftest import running_server, wer
+from conftest import serving, wer
 from mediaflow import audio, config
 from mediaflow.tts import encoding, voices
 
@@ -33,14 +33,9 @@ MEDIA = {"wav": "audio/wav", "mp3": "audio/mpeg", "ogg-opus": "audio/ogg", "flac
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory):
     """One server for the module: the voices stay loaded between tests."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MEDIAFLOW_DATA_DIR", str(tmp_path_factory.mktemp("tts-data")))
-        mp.setenv("MEDIAFLOW_TTS_STUDENT", str(tmp_path_factory.mktemp("no-student") / "student.pt"))
-        mp.delenv("MEDIAFLOW_API_KEY", raising=False)
-        config.get_settings.cache_clear()
-        with running_server() as url:
-            yield url
-    config.get_settings.cache_clear()
+    no_student = str(tmp_path_factory.mktemp("no-student") / "student.pt")
+    with serving(tmp_path_factory.mktemp("tts-data"), MEDIAFLOW_TTS_STUDENT=no_student) as url:
+        yield url
 
 
 @pytest.fixture
