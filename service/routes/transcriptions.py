@@ -32,12 +32,15 @@ _RESPONSES = {
 }
 
 
+_MODEL_FIELD = ("`whisper-1` (the configured Whisper) or one of ours (GET /v1/models): `tiny.en`, `base` "
+                "(multilingual) when installed.")
+
+
 @router.post("/v1/audio/transcriptions", response_class=Response, responses=_RESPONSES,
              dependencies=[Depends(require_api_key)])
 async def create_transcription(
     file: UploadFile = File(description="The audio (any format ffmpeg reads)."),
-    model: str = Form(description="`whisper-1` (the configured Whisper) or one of ours (GET /v1/models): `tiny.en`, "
-                                  "`base` (multilingual) when installed."),
+    model: str = Form(description=_MODEL_FIELD),
     language: str | None = Form(None, description="ISO-639-1 code, e.g. `en`; default: detected."),
     prompt: str | None = Form(None, description="Text to follow in spelling and style."),
     response_format: str = Form("json", description="json, text, srt, vtt or verbose_json."),
@@ -75,12 +78,12 @@ async def create_transcription(
              responses={**_RESPONSES, 200: {"content": {k: {} for k in ("application/json", "text/plain", "text/vtt",
                                                                            "application/x-subrip")},
                                             "description": "English text of the speech, in `response_format`."},
-                        400: {"description": "The configured Whisper is English only (set `ASR_MODEL=base`)."}},
+                        400: {"description": "The Whisper asked for is English only (ask for `base`, or set "
+                                              "`ASR_MODEL=base`)."}},
              dependencies=[Depends(require_api_key)])
 async def create_translation(
     file: UploadFile = File(description="The audio, speech in any language Whisper knows."),
-    model: str = Form(description="`whisper-1` (the configured Whisper) or one of ours (GET /v1/models): `tiny.en`, "
-                                  "`base` (multilingual) when installed."),
+    model: str = Form(description=_MODEL_FIELD),
     prompt: str | None = Form(None, description="English text to follow in spelling and style."),
     response_format: str = Form("json", description="json, text, srt, vtt or verbose_json."),
     temperature: float | None = Form(None, ge=0, le=1, description="Accepted for compatibility."),
