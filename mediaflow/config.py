@@ -88,6 +88,16 @@ class Settings(BaseSettings):
         "auto", description="Who writes chapter titles: `model` (the local language model, which also writes "
                             "summaries), `extractive` (keyphrases: fast), `auto` (the model when it is installed)."
     )
+    explanations: Literal["auto", "model", "template"] = Field(
+        "auto", description="Who writes the sentence saying why an episode is recommended (shown and narrated): "
+                            "`model` (the local language model, from the reason's facts alone; cached per pair), "
+                            "`template` (fixed sentences: instant), `auto` (the model when it is installed)."
+    )
+    explanation_wait_s: float = Field(
+        8.0, ge=0, le=120, description="Longest one request waits for model-written explanations (a list's "
+                                       "together); past it the template's sentence is given and the model's is "
+                                       "finished in the background and cached for the next request."
+    )
     llm_threads: int = Field(1, ge=1, description="CPU threads for the language model (more spin on a busy machine).")
 
     models_idle_s: float = Field(

@@ -23,6 +23,7 @@ os.environ.setdefault("MEDIAFLOW_DATA_DIR", tempfile.mkdtemp(prefix="mediaflow-d
 # Episodes processed by the suite get keyphrase titles: the language model costs seconds per chapter on
 # two cores. tests/test_llm.py runs the model itself.
 os.environ.setdefault("MEDIAFLOW_CHAPTER_TITLES", "extractive")
+os.environ.setdefault("MEDIAFLOW_EXPLANATIONS", "template")  # likewise: a test that wants the model says so
 
 from mediaflow import config  # noqa: E402
 from mediaflow.audio import encode  # noqa: E402
