@@ -92,7 +92,7 @@ def keep_renewing(settings: Settings) -> None:
         while not stop.wait(every):
             try:
                 get_store(url).renew_leases(OWNER, _now() + timedelta(seconds=settings.lease_s))
-            except Exception:  # the database may be briefly away; the next beat tries again
-                log.warning("could not renew leases", exc_info=True)
+            except Exception as e:  # the database may be briefly away; the next beat tries again
+                log.warning("could not renew leases: %s", str(e).splitlines()[0] if str(e) else type(e).__name__)
 
     threading.Thread(target=renew, name="mediaflow-lease", daemon=True).start()
