@@ -191,6 +191,8 @@ async function showEpisode(id, signal) {
   for (const c of ["transcript", "chapters", "similar"]) $(c).replaceChildren();
   $("episode-title").textContent = "Loading…";
   $("episode-meta").textContent = "";
+  $("episode-summary").textContent = "";
+  $("episode-summary").hidden = true;
   $("now-chapter").textContent = "";
   $("player-area").hidden = true;
   setStatus(null);
@@ -252,7 +254,10 @@ function sectionMessage(ol, message) {
 async function loadChapters(id, signal) {
   const ol = $("chapters");
   try {
-    cur.chapters = (await api(`/episodes/${enc(id)}/chapters`, signal)).chapters || [];
+    const doc = await api(`/episodes/${enc(id)}/chapters`, signal);
+    cur.chapters = doc.chapters || [];
+    $("episode-summary").textContent = doc.summary || "";  // the episode in a sentence or two, when the model wrote it
+    $("episode-summary").hidden = !doc.summary;
   } catch (e) {
     if (signal.aborted) throw e;
     return sectionMessage(ol, e.status === 404 ? "No chapters for this episode." : `Chapters: ${e.message}`);
