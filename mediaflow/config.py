@@ -94,7 +94,7 @@ class Settings(BaseSettings):
                             "`template` (fixed sentences: instant), `auto` (the model when it is installed)."
     )
     explanation_wait_s: float = Field(
-        8.0, ge=0, le=120, description="Longest one request waits for model-written explanations (a list's "
+        8.0, ge=0, le=600, description="Longest one request waits for model-written explanations (a list's "
                                        "together); past it the template's sentence is given and the model's is "
                                        "finished in the background and cached for the next request."
     )
