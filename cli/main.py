@@ -94,14 +94,19 @@ def _load_transcript_input(path: str, settings):
 
 
 def cmd_chapters(args, settings) -> int:
-    from mediaflow.chapters import ChapterOptions, chapterize, summarize_episode
+    from mediaflow.chapters import ChapterOptions, chapterize, summarize_episode, title_method
     from mediaflow.chapters.formats import export as export_chapters
 
     transcript = _load_transcript_input(args.input, settings)
     opts = ChapterOptions(title_method=args.titles or settings.chapter_titles)
     chapters = chapterize(transcript, title=args.title, description=args.description, options=opts)
-    summary = summarize_episode(chapters, args.title, args.description, opts) if args.format == "json" else None
-    out = export_chapters(chapters, args.format, title=args.title, summary=summary)
+    summary, queries = None, None
+    if args.format == "json" and title_method(opts) == "model":
+        from mediaflow.queries import episode_queries
+
+        summary = summarize_episode(chapters, args.title, args.description, opts)
+        queries = episode_queries(args.title, args.description, chapters)
+    out = export_chapters(chapters, args.format, title=args.title, summary=summary, queries=queries)
     sys.stdout.write(out if out.endswith("\n") else out + "\n")
     return 0
 

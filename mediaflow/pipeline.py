@@ -134,22 +134,29 @@ def store_transcript(episode_id: str, result: TranscribeResult, settings: Settin
 
 
 def chapterize_episode(episode_id: str, settings: Settings) -> list:
-    """Chapters from the stored transcript, conditioned on the episode's title and description; stored."""
-    from mediaflow.chapters import chapterize
+    """Chapters from the stored transcript, conditioned on the episode's title and description; stored.
+    When the language model writes the titles it also writes the episode's summary and synthetic search
+    queries (from our chapters' titles and summaries), stored with the chapters in the same transaction."""
+    from mediaflow.chapters import chapterize, summarize_episode, title_method
+    from mediaflow.queries import episode_queries
 
     store = get_store(settings.db_url)
     ep = store.get_episode(episode_id)
     opts = chapter_options(settings)
     method = chapters_method(settings)
     chapters = chapterize(store.get_transcript(episode_id), title=ep.title, description=ep.description, options=opts)
+    summary, queries = None, None
+    if title_method(opts) == "model":
+        summary = summarize_episode(chapters, ep.title, ep.description, opts)
+        queries = episode_queries(ep.title, ep.description, chapters)
     from mediaflow.chapters.creator import for_episode
 
     theirs = for_episode(episode_id, settings)  # chapters the creator wrote win; ours are kept beside them
     if theirs is not None:
         store.save_chapters(episode_id, [c.to_dict() for c in theirs.chapters], method,
-                            generated=[c.to_dict() for c in chapters])
+                            generated=[c.to_dict() for c in chapters], summary=summary, queries=queries)
         return theirs.chapters
-    store.save_chapters(episode_id, [c.to_dict() for c in chapters], method)
+    store.save_chapters(episode_id, [c.to_dict() for c in chapters], method, summary=summary, queries=queries)
     return chapters
 
 
@@ -196,10 +203,13 @@ def chapter_options(settings: Settings):
 
 
 def chapters_method(settings: Settings) -> str:
-    """The chapter method these settings give: keyphrase titles, or the language model's (when installed)."""
-    from mediaflow.chapters import method
+    """The chapter method these settings give: keyphrase titles, or the language model's (when installed),
+    which also writes the episode's summary and search queries."""
+    from mediaflow.chapters import MODEL_METHOD, method
+    from mediaflow.queries import METHOD as QUERIES_METHOD
 
-    return method(chapter_options(settings))
+    chosen = method(chapter_options(settings))
+    return f"{chosen}+{QUERIES_METHOD}" if chosen == MODEL_METHOD else chosen
 
 
 def needs_chapters(episode_id: str, settings: Settings) -> bool:

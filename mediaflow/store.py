@@ -28,6 +28,7 @@ from sqlalchemy import (
     text,
     update,
     or_,
+    and_,
 )
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -100,6 +101,9 @@ class ChaptersRow(Base):
     data: Mapped[list] = mapped_column(JSON)  # [{start, end, title}]
     # When `data` are the creator's chapters, ours are kept here (chapters/creator.py).
     generated: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    summary: Mapped[str | None] = mapped_column(Text, nullable=True)  # the episode's, by the language model
+    queries: Mapped[list | None] = mapped_column(JSON, nullable=True)  # synthetic search queries (queries.py)
+    terms: Mapped[str | None] = mapped_column(Text, nullable=True)  # titles, summaries, queries: for search
     created_at: Mapped[datetime] = mapped_column(default=_now)
 
 
@@ -303,19 +307,36 @@ class Store:
             ).order_by(Episode.created_at)))
 
     def search_episodes(self, q: str, limit: int = 50, offset: int = 0) -> tuple[list[Episode], int]:
-        """Episodes whose title, show, description, keywords or chapter summaries contain `q` (case-insensitive)."""
-        esc = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        like = f"%{esc}%"
-        with self.session() as s:
-            cond = or_(
+        """Episodes whose title, show, description, keywords, chapters (titles, summaries), summary or synthetic
+        queries contain `q` (case-insensitive), or, for a query of several words, contain each of its words;
+        best match first (`mediaflow.search.rank`), then newest."""
+        from mediaflow.search import rank, words
+
+        def contains(text: str):
+            like = "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            return or_(
                 func.lower(Episode.title).like(like, escape="\\"), func.lower(Episode.show).like(like, escape="\\"),
                 func.lower(Episode.description).like(like, escape="\\"),
                 Episode.id.in_(select(FeaturesRow.episode_id).where(FeaturesRow.terms.like(like, escape="\\"))),
+                Episode.id.in_(select(ChaptersRow.episode_id).where(ChaptersRow.terms.like(like, escape="\\"))),
             )
-            total = s.scalar(select(func.count()).select_from(Episode).where(cond)) or 0
-            rows = list(s.scalars(select(Episode).where(cond).order_by(Episode.created_at.desc(), Episode.id)
-                                  .limit(limit).offset(offset)))
-        return rows, total
+
+        cond = contains(q)
+        each = list(dict.fromkeys(words(q)))[:8]
+        if len(each) >= 2:  # "sleep and light" finds an episode that says both, apart
+            cond = or_(cond, and_(*(contains(w) for w in each)))
+        with self.session() as s:
+            found = s.execute(
+                select(Episode, FeaturesRow.terms, ChaptersRow.terms, ChaptersRow.queries)
+                .outerjoin(FeaturesRow, FeaturesRow.episode_id == Episode.id)
+                .outerjoin(ChaptersRow, ChaptersRow.episode_id == Episode.id)
+                .where(cond).order_by(Episode.created_at.desc(), Episode.id)).all()
+        docs = {ep.id: {"title": ep.title, "show": ep.show, "description": ep.description, "terms": terms,
+                        "chapters": _without(chapter_terms, queries), "queries": "\n".join(queries or [])}
+                for ep, terms, chapter_terms, queries in found}
+        score = dict(rank(q, docs))
+        order = sorted(range(len(found)), key=lambda i: -score.get(found[i][0].id, 0.0))  # stable: newest next
+        return [found[i][0] for i in order[offset:offset + limit]], len(found)
 
     def update_episode(self, episode_id: str, **fields) -> Episode:
         with self.session() as s:
@@ -349,12 +370,17 @@ class Store:
         return Transcript.from_dict(row.data)
 
     def save_chapters(self, episode_id: str, chapters: list[dict], method: str,
-                      generated: list[dict] | None = None) -> None:
-        """Replace the episode's chapters in one transaction (`generated`: ours, when `chapters` are the creator's)."""
+                      generated: list[dict] | None = None, summary: str | None = None,
+                      queries: list[str] | None = None) -> None:
+        """Replace the episode's chapters, with its summary and synthetic search queries, in one transaction
+        (`generated`: ours, when `chapters` are the creator's)."""
         with self.session() as s:
             _get(s, Episode, episode_id)
             row = s.get(ChaptersRow, episode_id) or ChaptersRow(episode_id=episode_id)
             row.method, row.data, row.generated, row.created_at = method, chapters, generated, _now()
+            row.summary, row.queries = summary, list(queries) if queries else None
+            texts = [c.get(k) for c in [*chapters, *(generated or [])] for k in ("title", "summary")]
+            row.terms = "\n".join(t for t in [*texts, summary, *(queries or [])] if t).lower() or None
             s.add(row)
 
     def chapters_row(self, episode_id: str) -> ChaptersRow | None:
@@ -533,6 +559,12 @@ class Store:
     def count(self) -> int:
         with self.session() as s:
             return s.scalar(select(func.count()).select_from(Episode)) or 0
+
+
+def _without(terms: str | None, queries: list | None) -> str | None:
+    """The chapters' search text without the queries' lines (ranked as their own field)."""
+    drop = {q.lower() for q in queries or []}
+    return "\n".join(line for line in (terms or "").splitlines() if line not in drop)
 
 
 def _add_missing_columns(conn) -> None:

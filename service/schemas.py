@@ -62,6 +62,10 @@ class Suggestion(BaseModel):
     score: float
     reason: dict = Field(description="Structured: kind, source and target episodes, shared terms, chapters, scores.")
     explanation: str = Field(description="One or two sentences naming the episode and why; what the narration speaks.")
+    explanation_method: str = Field(
+        "template", description="`model`: written by the local language model from the reason's facts alone (kept "
+                                "per pair); `template`: a fixed sentence (the `explanations` setting, or the "
+                                "model's failed a check or was not ready within `explanation_wait_s`).")
 
 
 class SuggestionList(BaseModel):
@@ -158,3 +162,6 @@ class FeaturesOut(BaseModel):
     embedding: str | None = Field(None, description="With `vectors=true`: the episode's vector, base64 float32.")
     semantic_id: str | None = Field(None, description="The episode's semantic ID, once the codebook is fitted.")
     codebook_version: str | None = None
+    summary: str | None = Field(None, description="The episode in one or two sentences, by the language model.")
+    queries: list[str] | None = Field(None, description="Synthetic search queries a listener might type to find "
+                                                        "the episode, by the language model (searched).")

@@ -152,14 +152,14 @@ def test_chapter_summaries_reach_the_features_and_the_search(tmp_path):
 
 
 def test_stored_chapters_are_redone_when_the_title_method_changes(tmp_path):
-    from mediaflow import chapters, pipeline
+    from mediaflow import chapters, pipeline, queries
     from mediaflow.config import Settings
     from mediaflow.resources import get_store
 
     keyphrases = Settings(data_dir=tmp_path, chapter_titles="extractive")
     model = Settings(data_dir=tmp_path, chapter_titles="auto")  # the model is installed here
     assert pipeline.chapters_method(keyphrases) == chapters.METHOD
-    assert pipeline.chapters_method(model) == chapters.MODEL_METHOD
+    assert pipeline.chapters_method(model) == f"{chapters.MODEL_METHOD}+{queries.METHOD}"  # + summary, queries
     store = get_store(keyphrases.db_url)
     h = "c" * 64
     ep = store.add_episode(content_hash=h, title="Ep", source_name="ep.mp3", audio_path=f"audio/{h[:16]}.mp3",

@@ -56,11 +56,13 @@ def to_youtube(chapters) -> str:
     return "\n".join(lines) + "\n"
 
 
-def export(chapters, fmt: str, title: str | None = None, summary: str | None = None) -> str:
-    """`summary`: the episode's, written into the `json` format when given."""
+def export(chapters, fmt: str, title: str | None = None, summary: str | None = None,
+           queries: list[str] | None = None) -> str:
+    """`summary` and `queries`: the episode's summary and synthetic search queries, written into the `json`
+    format when given."""
     if fmt == "json":
-        return json.dumps({"chapters": [c.to_dict() for c in chapters], **({"summary": summary} if summary else {})},
-                          ensure_ascii=False)
+        return json.dumps({"chapters": [c.to_dict() for c in chapters], **({"summary": summary} if summary else {}),
+                           **({"queries": list(queries)} if queries else {})}, ensure_ascii=False)
     if fmt == "podcast":
         return json.dumps(to_podcast(chapters, title), ensure_ascii=False)
     if fmt == "vtt":

@@ -120,10 +120,11 @@ def list_episodes(
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0, le=1_000_000_000),  # past 2**63 SQLite overflows: a 500
     status: Literal["pending", "processing", "done", "failed"] | None = None,
-    q: str | None = Query(None, min_length=1, max_length=200, description="Search titles, shows, descriptions, keywords, chapter summaries."),
+    q: str | None = Query(None, min_length=1, max_length=200, description="Search titles, shows, descriptions, keywords, "
+                          "chapter titles and summaries, episode summaries and synthetic search queries; best first."),
     db: Store = Depends(store),
 ):
-    """Episodes, newest first, a page at a time; `q` searches (and then `status` is ignored)."""
+    """Episodes, newest first, a page at a time; `q` searches, best match first (and then `status` is ignored)."""
     rows, total = db.search_episodes(q, limit, offset) if q else db.list_episodes(limit=limit, offset=offset, status=status)
     return EpisodeList(items=rows, total=total, limit=limit, offset=offset)
 
@@ -173,7 +174,8 @@ def get_chapters(
 
     When the creator wrote chapters (in the description, or the feed's `podcast:chapters`) they are the
     episode's chapters in every format; the JSON says `"source": "creator"` and gives ours as `generated`
-    (else `"source": "generated"`)."""
+    (else `"source": "generated"`). When the language model wrote the titles, the JSON also has the episode's
+    `summary` and `queries` (synthetic search queries a listener might type; `GET /episodes?q=` matches them)."""
     import json
 
     from mediaflow.chapters import Chapter
@@ -182,9 +184,10 @@ def get_chapters(
 
     data, _ = db.get_chapters(episode_id)
     title = db.get_episode(episode_id).title if format == "podcast" else None  # only that format names it
-    body = export_chapters([Chapter(**c) for c in data], format, title=title)
+    row = db.chapters_row(episode_id) if format == "json" else None
+    body = export_chapters([Chapter(**c) for c in data], format, title=title, summary=row and row.summary,
+                           queries=row and row.queries)
     if format == "json":
-        row = db.chapters_row(episode_id)
         ours = row.generated if row is not None else None
         body = json.dumps({**json.loads(body), "source": "generated" if ours is None else "creator",
                            **({"generated": ours} if ours is not None else {})}, ensure_ascii=False)
@@ -214,6 +217,11 @@ def get_features(episode_id: str, vectors: bool = Query(False, description="Incl
     row = db.get_features(episode_id)
     body = EpisodeFeatures.from_dict(row.data).to_dict(vectors=vectors)
     body["semantic_id"], body["codebook_version"] = row.semantic_id, row.codebook_version
+    chapters = db.chapters_row(episode_id)  # the model's words for the episode are kept with its chapters
+    if chapters is not None and chapters.summary:
+        body["summary"] = chapters.summary
+    if chapters is not None and chapters.queries:
+        body["queries"] = chapters.queries
     return body
 
 

@@ -1,0 +1,128 @@
+"""Synthetic search queries, AudioBoost-style: what a listener might type to find an episode.
+
+The local language model (`mediaflow.llm`) reads the episode's title, description and chapters (titles
+and summaries) once and lists up to ten short queries. Each is tidied and checked (`clean_queries`):
+2 to 8 words, no quotes, no "Query:" or numbering left, no name the inputs do not contain, no repeats.
+They are stored with the episode's chapters and searched (`mediaflow.search`). A failure or timeout
+gives no queries and counts a fallback (`llm.count_fallback("queries", reason)`, in /metrics).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from mediaflow import llm
+
+METHOD = "episode-summary+queries-v1"  # with the chapters' method: a change redoes the chapter step
+SYSTEM = (
+    "You help people find podcast episodes. List 8 different search queries that a listener might type "
+    "into a podcast app to find this episode: each 2 to 6 words, one per line, no numbering, no quotes. "
+    "Cover the episode's main topics and questions it answers. Use only names that appear in the text."
+)
+MIN_WORDS, MAX_WORDS, MAX_CHARS, MAX_QUERIES = 2, 8, 70, 10
+_MARKER = re.compile(r"^\s*(?:[-*•]+|\d+\s*[.):\-]|\(\d+\))\s*")
+_PREFIX = re.compile(r"^\s*(?:search\s+)?(?:query|queries|q)\s*\d*\s*[:\-–—]\s*", re.IGNORECASE)
+_QUOTES = "\"'“”‘’«»`*"
+
+
+@dataclass
+class QueryOptions:
+    chapter_words: int = 300  # of chapter titles and summaries the model reads: cost grows with it
+    description_words: int = 40
+    max_tokens: int = 120
+    timeout_s: float = 300.0  # wall clock; on a busy 2-core machine one answer took minutes
+
+
+def _trim(text: str | None, words: int) -> str:
+    parts = (text or "").split()
+    return " ".join(parts[:words]) + (" …" if len(parts) > words else "")
+
+
+def _tidy(line: str) -> str:
+    prev = None
+    while prev != line:
+        prev = line
+        line = _PREFIX.sub("", _MARKER.sub("", line)).strip().strip(_QUOTES).strip()
+    return line.rstrip(".?!,;").strip()
+
+
+def clean_queries(text: str, *sources: str, limit: int = MAX_QUERIES) -> list[str]:
+    """The acceptable queries among the lines of `text`, tidied, at most `limit`, each once (by its words)."""
+    out, seen = [], set()
+    for raw in text.splitlines():
+        q = _tidy(raw)
+        n = len(q.split())
+        if not q or n < MIN_WORDS or n > MAX_WORDS or len(q) > MAX_CHARS:
+            continue
+        if any(c in q for c in _QUOTES + ":;|") or not re.search(r"[A-Za-z]", q):
+            continue  # a heading ("Here are some queries:"), a quote left inside, or no words at all
+        if llm.invented_names(q, *sources):
+            continue
+        key = " ".join(re.findall(r"[a-z0-9]+", q.lower()))
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(q)
+        if len(out) >= limit:
+            break
+    return out
+
+
+def _prompt(title: str | None, description: str | None, chapters: list, opts: QueryOptions) -> str:
+    user = f"Episode: {title or 'untitled'}\n"
+    if description:
+        user += f"About: {_trim(description, opts.description_words)}\n"
+    lines, budget = [], opts.chapter_words
+    for c in chapters:
+        t, s = _get(c, "title"), _get(c, "summary")
+        line = f"- {t}: {s}" if s else f"- {t}"
+        n = len(line.split())
+        if lines and n > budget:
+            break
+        lines.append(line)
+        budget -= n
+    if lines:
+        user += "Chapters:\n" + "\n".join(lines) + "\n"
+    return user + "Write the search queries, one per line."
+
+
+def _get(c, key: str):
+    return c.get(key) if isinstance(c, dict) else getattr(c, key, None)
+
+
+def write_queries(model: llm.LLM, title: str | None, description: str | None, chapters: list,
+                  opts: QueryOptions | None = None) -> list[str]:
+    """The model's queries for an episode (`chapters`: `Chapter`s or dicts with title and maybe summary);
+    [] on an error, a timeout or when none passes, each counted as a fallback."""
+    opts = opts or QueryOptions()
+    user = _prompt(title, description, chapters, opts)
+    try:
+        g = model.generate(llm.chat(SYSTEM, user), max_tokens=opts.max_tokens, timeout_s=opts.timeout_s,
+                           stop=("<|im_end|>",))
+    except Exception:
+        llm.count_fallback("queries", "error")
+        return []
+    if g.timed_out:
+        llm.count_fallback("queries", "timeout")
+        return []
+    lines = g.text.splitlines()
+    if g.generated_tokens >= opts.max_tokens and len(lines) > 1:
+        lines = lines[:-1]  # the last line was cut off by the token cap
+    found = clean_queries("\n".join(lines), user)
+    if not found:
+        llm.count_fallback("queries", "invalid")
+    return found
+
+
+def episode_queries(title: str | None, description: str | None, chapters: list,
+                    opts: QueryOptions | None = None) -> list[str]:
+    """`write_queries` with the process's model; [] (counted) when it cannot be loaded."""
+    if not chapters and not title:
+        return []
+    try:
+        model = llm.get_llm()
+    except Exception:
+        llm.count_fallback("queries", "unavailable")
+        return []
+    return write_queries(model, title, description, chapters, opts)
