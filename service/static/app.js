@@ -466,8 +466,12 @@ async function why(button) {
     resumeAfterNarration = !audio.paused;
     audio.pause();
     const spoken = r.headers.get("X-Explanation");
+    const said = spoken ? decodeURIComponent(spoken) : null;
+    const para = $(`why-${other}`);
+    // the page shows what is said: the model's sentence may have been written since the list came
+    if (said && para && para.textContent !== said) { uncaption(); para.textContent = said; }
     await narration.play().catch(() => { /* autoplay refused: its controls are showing */ });
-    if (spoken) caption($(`why-${other}`), decodeURIComponent(spoken), voice, view.signal);
+    if (said) caption(para, said, voice, view.signal);
   } catch (e) {
     if (e?.name !== "AbortError") notice(`Could not speak the explanation: ${e.message}`);
   } finally {
