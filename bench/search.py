@@ -24,6 +24,7 @@ import json
 import re
 import sys
 import time
+from itertools import zip_longest
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from chapter_data import DEV, LOADERS, load  # noqa: E402
 
-from mediaflow import search  # noqa: E402
+from mediaflow import queries, search  # noqa: E402
 
 CONVENTIONAL = re.compile(r"\b(intro|introduction|sponsors?|credits|review|recap|closing|conclusion|outro|"
                           r"ad|ads|support)\b", re.IGNORECASE)
@@ -71,6 +72,8 @@ def prepare(episodes: list[dict], cache: dict, path: Path, summaries: bool, time
             chapters = chapterize_sentences(ep["sentences"], ep["duration"], ep["title"], None, get_embedder(), opts)
             entry["chapters"] = [c.title for c in chapters]
             _save(cache, path)
+        if entry.get("method") != queries.METHOD:  # the prompt changed: the queries are redone
+            entry.pop("queries", None), entry.pop("summary", None)
         if "queries" not in entry:
             from mediaflow import llm
             from mediaflow.queries import QueryOptions, write_queries
@@ -82,7 +85,7 @@ def prepare(episodes: list[dict], cache: dict, path: Path, summaries: bool, time
             if llm.fallback_counts().get(("queries", "timeout"), 0) > timeouts:
                 print(f"{key}: timed out after {timeout_s} s; a rerun tries again", flush=True)
                 continue
-            entry["queries"] = found
+            entry["queries"], entry["method"] = found, queries.METHOD
             entry["queries_s"] = round(time.perf_counter() - started, 1)
             print(f"{key}: {len(entry['queries'])} queries in {entry['queries_s']} s: {entry['queries']}",
                   flush=True)
@@ -131,6 +134,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=10, help="episodes per source in the catalogue (0 = all)")
     ap.add_argument("--summaries", action="store_true", help="also the model's episode summary in (b)")
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per generation (a loaded machine is slow)")
+    ap.add_argument("--cached-only", action="store_true",
+                    help="generate nothing: the catalogue is the episodes whose queries are in the cache")
     ap.add_argument("--cache", default=str(ROOT / "bench" / "results" / "search_cache.json"))
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "search.json"))
     args = ap.parse_args()
@@ -141,7 +146,12 @@ def main() -> None:
     cache_path = Path(args.cache)
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
-    prepare(episodes, cache, cache_path, args.summaries, args.timeout)
+    by_source = [[e for e in episodes if e["source"] == s] for s in dict.fromkeys(e["source"] for e in episodes)]
+    turns = [e for group in zip_longest(*by_source) for e in group if e is not None]  # sources take turns
+    if args.cached_only:  # score what a stopped run left: the episodes whose queries are made
+        episodes = [e for e in turns if "queries" in cache.get(f"{e['source']}/{e['id']}", {})]
+    else:
+        prepare(turns, cache, cache_path, args.summaries, args.timeout)
     results = {c: score(episodes, cache, c) for c in ("a", "b")}
     names = {"a": "title + keyphrase chapter titles", "b": "+ synthetic queries" + (" + summary" if args.summaries else "")}
     print(f"\ncatalogue: {len(episodes)} episodes; test queries: creator chapter titles (held from the model)")

@@ -14,23 +14,25 @@ from dataclasses import dataclass
 
 from mediaflow import llm
 
-METHOD = "episode-summary+queries-v1"  # with the chapters' method: a change redoes the chapter step
+METHOD = "episode-summary+queries-v2"  # with the chapters' method: a change redoes the chapter step
 SYSTEM = (
-    "You help people find podcast episodes. List 8 different search queries that a listener might type "
-    "into a podcast app to find this episode: each 2 to 6 words, one per line, no numbering, no quotes. "
-    "Cover the episode's main topics and questions it answers. Use only names that appear in the text."
+    "You help people find podcast episodes. List 6 different searches that a listener might type into a "
+    "podcast app to find this episode: each 2 to 6 words, one per line, no numbering, no quotes. Write the "
+    "topics and questions people search for, in plain words; do not copy the episode's or chapters' titles. "
+    "Use only names that appear in the text."
 )
 MIN_WORDS, MAX_WORDS, MAX_CHARS, MAX_QUERIES = 2, 8, 70, 10
 _MARKER = re.compile(r"^\s*(?:[-*•]+|\d+\s*[.):\-]|\(\d+\))\s*")
 _PREFIX = re.compile(r"^\s*(?:search\s+)?(?:query|queries|q)\s*\d*\s*[:\-–—]\s*", re.IGNORECASE)
 _QUOTES = "\"'“”‘’«»`*"
+_CONVENTIONAL = re.compile(r"^(introduction|closing remarks|sponsors?)\b", re.IGNORECASE)
 
 
 @dataclass
 class QueryOptions:
     chapter_words: int = 300  # of chapter titles and summaries the model reads: cost grows with it
     description_words: int = 40
-    max_tokens: int = 120
+    max_tokens: int = 80  # six queries of a few words each
     timeout_s: float = 300.0  # wall clock; on a busy 2-core machine one answer took minutes
 
 
@@ -55,8 +57,8 @@ def clean_queries(text: str, *sources: str, limit: int = MAX_QUERIES) -> list[st
         n = len(q.split())
         if not q or n < MIN_WORDS or n > MAX_WORDS or len(q) > MAX_CHARS:
             continue
-        if any(c in q for c in _QUOTES + ":;|") or not re.search(r"[A-Za-z]", q):
-            continue  # a heading ("Here are some queries:"), a quote left inside, or no words at all
+        if any(c in q for c in _QUOTES + ":;|#") or not re.search(r"[A-Za-z]", q):
+            continue  # a heading ("Here are some queries:"), a quote left inside, "#12", or no words at all
         if llm.invented_names(q, *sources):
             continue
         key = " ".join(re.findall(r"[a-z0-9]+", q.lower()))
@@ -76,6 +78,8 @@ def _prompt(title: str | None, description: str | None, chapters: list, opts: Qu
     lines, budget = [], opts.chapter_words
     for c in chapters:
         t, s = _get(c, "title"), _get(c, "summary")
+        if not s and _CONVENTIONAL.match(t or ""):
+            continue  # "Introduction", "Closing Remarks": nothing a listener searches for
         line = f"- {t}: {s}" if s else f"- {t}"
         n = len(line.split())
         if lines and n > budget:
