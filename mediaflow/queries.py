@@ -12,13 +12,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from mediaflow import llm
+from mediaflow import llm, search
 
-METHOD = "episode-summary+queries-v2"  # with the chapters' method: a change redoes the chapter step
+METHOD = "episode-summary+queries-v3"  # with the chapters' method: a change redoes the chapter step
 SYSTEM = (
     "You help people find podcast episodes. List 6 different searches that a listener might type into a "
     "podcast app to find this episode: each 2 to 6 words, one per line, no numbering, no quotes. Write the "
-    "topics and questions people search for, in plain words; do not copy the episode's or chapters' titles. "
+    "topics and questions people search for, in plain words, not the titles. For an episode on baking bread "
+    "they might be:\nhow to make sourdough\nwhy bread goes stale\nyeast and gluten explained\n"
     "Use only names that appear in the text."
 )
 MIN_WORDS, MAX_WORDS, MAX_CHARS, MAX_QUERIES = 2, 8, 70, 10
@@ -49,9 +50,12 @@ def _tidy(line: str) -> str:
     return line.rstrip(".?!,;").strip()
 
 
-def clean_queries(text: str, *sources: str, limit: int = MAX_QUERIES) -> list[str]:
-    """The acceptable queries among the lines of `text`, tidied, at most `limit`, each once (by its words)."""
+def clean_queries(text: str, *sources: str, titles: tuple[str, ...] = (), limit: int = MAX_QUERIES) -> list[str]:
+    """The acceptable queries among the lines of `text`, tidied, at most `limit`, each once (by its words),
+    none a copy of one of `titles`, each with a word of `sources`."""
     out, seen = [], set()
+    titles = {" ".join(re.findall(r"[a-z0-9]+", t.lower())) for t in titles}
+    known = {w for s in sources for w in search.words(s)}
     for raw in text.splitlines():
         q = _tidy(raw)
         n = len(q.split())
@@ -62,8 +66,10 @@ def clean_queries(text: str, *sources: str, limit: int = MAX_QUERIES) -> list[st
         if llm.invented_names(q, *sources):
             continue
         key = " ".join(re.findall(r"[a-z0-9]+", q.lower()))
-        if key in seen:
-            continue
+        if key in seen or key in titles:
+            continue  # again, or a title copied: nothing new to search by
+        if not set(search.words(q)) & known:
+            continue  # about nothing the episode says (the prompt's example, say)
         seen.add(key)
         out.append(q)
         if len(out) >= limit:
@@ -113,7 +119,8 @@ def write_queries(model: llm.LLM, title: str | None, description: str | None, ch
     lines = g.text.splitlines()
     if g.generated_tokens >= opts.max_tokens and len(lines) > 1:
         lines = lines[:-1]  # the last line was cut off by the token cap
-    found = clean_queries("\n".join(lines), user)
+    titles = (title or "", *(_get(c, "title") or "" for c in chapters))
+    found = clean_queries("\n".join(lines), user.rsplit("\n", 1)[0], titles=titles)  # not the instruction's words
     if not found:
         llm.count_fallback("queries", "invalid")
     return found

@@ -40,6 +40,9 @@ def test_queries_are_tidied_and_bad_lines_refused():
     assert queries.clean_queries(text, *SOURCES, "Paris")[3] == "volcanoes in Paris"  # where Paris is said
     assert queries.clean_queries("\n".join(f"lava query number {i}" for i in range(20)), *SOURCES) == \
         [f"lava query number {i}" for i in range(queries.MAX_QUERIES)]
+    # a title copied adds nothing to search by; a query about nothing the episode says is off the point
+    assert queries.clean_queries("Volcanoes of Iceland\nhow to make sourdough\nwhy volcanoes erupt", *SOURCES,
+                                 titles=("Volcanoes of Iceland",)) == ["why volcanoes erupt"]
 
 
 def test_the_model_writes_grounded_distinct_queries(model):
