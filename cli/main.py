@@ -307,6 +307,13 @@ def cmd_refresh_ids(args, settings) -> int:
 
 
 def cmd_narrate(args, settings) -> int:
+    # the flow reads the process's settings: these flags become them for this run
+    if args.explanations:
+        os.environ["MEDIAFLOW_EXPLANATIONS"] = args.explanations
+    os.environ["MEDIAFLOW_EXPLANATION_WAIT_S"] = str(args.wait)
+    from mediaflow.config import get_settings
+
+    get_settings.cache_clear()
     with prefect_api():
         from flows.narration import narrate_recommendations
 
@@ -416,6 +423,11 @@ def build_parser() -> argparse.ArgumentParser:
     na.add_argument("--per-episode", type=int, default=3)
     na.add_argument("--max-pairs", type=int, default=500)
     na.add_argument("--voice")
+    na.add_argument("--explanations", choices=["auto", "model", "template"],
+                    help="who writes the sentences spoken; default: the `explanations` setting")
+    na.add_argument("--wait", type=float, default=300.0,
+                    help="seconds to wait for each list's model-written sentences before the template speaks "
+                         "(default 300: made ahead, nobody is waiting)")
     na.set_defaults(func=cmd_narrate)
 
     e = sub.add_parser("episodes", help="list stored episodes")

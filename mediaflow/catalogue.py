@@ -15,7 +15,7 @@ import numpy as np
 
 from mediaflow.config import Settings
 from mediaflow.errors import InvalidInput
-from mediaflow.explain import explain
+from mediaflow.explain import sentences
 from mediaflow.features import EpisodeFeatures
 from mediaflow.recommend import Catalogue, CatalogueItem, Reason, Recommendation, explain_pair, recommend, similar
 from mediaflow.semantic_ids import format_id, semantic_ids
@@ -66,23 +66,23 @@ class Suggestion:
 
     recommendation: Recommendation
     explanation: str
+    explanation_method: str = "template"  # "model": written by the language model from the reason's facts
 
     def to_dict(self) -> dict:
-        return {**self.recommendation.to_dict(), "explanation": self.explanation}
+        return {**self.recommendation.to_dict(), "explanation": self.explanation,
+                "explanation_method": self.explanation_method}
 
 
-def explanation(reason: Reason) -> str:
-    """The one sentence for a reason: what `/similar` and `/recommendations` show and a narration speaks."""
-    return explain(reason).text
-
-
-def _explained(recs: list[Recommendation]) -> list[Suggestion]:
-    return [Suggestion(r, explanation(r.reason)) for r in recs]
+def _explained(recs: list[Recommendation], settings: Settings) -> list[Suggestion]:
+    """Each with its sentence (`explain.sentences`: the model's, kept per pair, or the template's): the one
+    `/similar` and `/recommendations` show and a narration speaks."""
+    said = sentences([r.reason for r in recs], settings)
+    return [Suggestion(r, e.text, "model" if e.template == "model" else "template") for r, e in zip(recs, said)]
 
 
 def similar_episodes(episode_id: str, settings: Settings, k: int = 10) -> list[Suggestion]:
     """Nearest episodes by content, each with its reason and explanation."""
-    return _explained(similar(episode_id, load_catalogue(settings), k))
+    return _explained(similar(episode_id, load_catalogue(settings), k), settings)
 
 
 def similar_pair(episode_id: str, other_id: str, settings: Settings) -> Suggestion:
@@ -94,13 +94,13 @@ def similar_pair(episode_id: str, other_id: str, settings: Settings) -> Suggesti
     reason = explain_pair(src, tgt, catalogue, kind="similar")
     a, b = src.features.embedding, tgt.features.embedding
     reason.similarity = reason.score = round(float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) or 1.0)), 4)
-    return _explained([Recommendation(other_id, tgt.title, tgt.show, reason.score, reason)])[0]
+    return _explained([Recommendation(other_id, tgt.title, tgt.show, reason.score, reason)], settings)[0]
 
 
 def recommend_for(history: list, settings: Settings, k: int = 10, per_show_cap: int | None = 3,
                   exclude: list[str] | tuple = ()) -> list[Suggestion]:
     """Ranked episodes for a listening history (ids, or dicts with fraction/seconds), explained."""
-    return _explained(recommend(history, load_catalogue(settings), k, per_show_cap, exclude))
+    return _explained(recommend(history, load_catalogue(settings), k, per_show_cap, exclude), settings)
 
 
 def refresh_semantic_ids(settings: Settings, levels: int = 3) -> dict:

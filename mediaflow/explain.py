@@ -11,8 +11,14 @@ brackets, whitespace) and long ones shortened: show boilerplate ("| Huberman Lab
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from mediaflow.recommend import Reason
 from mediaflow.terms import normalize
@@ -220,49 +226,206 @@ def _distinct(terms: list[str]) -> list[str]:
     return out
 
 
+# -- written by the language model ----------------------------------------------------------------
 EXPLAIN_SYSTEM = (
-    "You write one short, friendly sentence recommending a podcast episode to a listener, such as: "
-    "Because you enjoyed <what they heard>, you'll love <recommended episode>, which also covers <topics>. "
-    "Use only the facts given, with the titles as written; claim nothing else."
+    "You finish a short, friendly sentence telling a podcast listener why an episode is recommended to them. "
+    "Say what the two episodes share, using only the facts given: name no title, show, topic or person the "
+    "facts do not list, and claim nothing else."
 )
+# The prompt's version: part of every cached sentence's method, so a changed prompt writes them again.
+PROMPT_VERSION = "explain-2"
+_QUOTE_MARKS = '"“”«»`'
 
 
-def write_explanation(reason: Reason, model, seed: int | str = 0, max_words: int = 30,
+def model_method() -> str:
+    from mediaflow import llm
+
+    return f"model:{llm.MODEL_NAME}:{PROMPT_VERSION}"
+
+
+@dataclass
+class Facts:
+    """What the model is told about a reason, and the sentence's opening it must continue."""
+
+    text: str  # one fact a line
+    opening: str  # "Because you enjoyed “A”, you'll love “B”": the titles, in order, as the template writes them
+    titles: list[str]
+    topics: list[str]
+    people: list[str]
+
+
+def facts(reason: Reason) -> Facts | None:
+    """The reason's facts for the model, or None where there is nothing for it to add (no episode heard, or
+    nothing the two share): the template says all there is. Only the facts a sentence may use are here, none
+    of the scores or the reason's kind, so `/similar` and `/recommendations` get one sentence for a pair."""
+    if not reason.source_title or reason.kind in ("popular", "newest"):
+        return None
+    tgt = short_title(reason.target_title, 48, reason.target_show)
+    src = short_title(reason.source_title, 48, reason.source_show)
+    topics = _distinct([t for t in (reason.shared_terms or reason.target_terms) if t.strip()])[:3]
+    topics = [_clean(t) for t in topics]
+    people = [clean_title(p) for p in reason.shared_people[:2] if clean_title(p)]
+    chapter = short_title(reason.target_chapter, 48) if reason.target_chapter else ""
+    if not (topics or people or chapter):
+        return None
+    lines = [f"Episode the listener heard: {_q(src)}",
+             f"Recommended episode: {_q(tgt)}" + (f", from the show {_clean(reason.target_show)}"
+                                                   if _clean(reason.target_show) else "")]
+    if topics:
+        lines.append(("What both episodes cover: " if reason.shared_terms else "What it covers: ") + ", ".join(topics))
+    if people:
+        lines.append(f"Both feature: {', '.join(people)}")
+    if chapter:
+        lines.append(f"Its closest chapter: {_q(chapter)}")
+    # The opening is given, not asked for: left to itself this model swaps the two episodes or lower-cases
+    # a title (docs/llm.md); it writes the part that says why.
+    return Facts("\n".join(lines), f"Because you enjoyed {_q(src)}, you'll love {_q(tgt)}", [src, tgt], topics, people)
+
+
+def write_explanation(reason: Reason, model, seed: int | str = 0, max_words: int = 45,
                       timeout_s: float = 30.0) -> Explanation:
-    """`explain`'s sentence rewritten by the language model (`mediaflow.llm.LLM`) from the reason's facts
-    alone. It must name the target by its (shortened) title, after the episode the listener heard where
-    there is one (a loose prompt swaps them), be one or two finished sentences of at most
-    `max_words` and name nothing the facts do not; otherwise, or on a timeout or error, the template's
-    sentence is returned and a fallback counted. `template` is "model" when the model's sentence is used."""
+    """The reason's sentence by the language model (`mediaflow.llm.LLM`) from `facts(reason)` alone.
+
+    The model continues the opening (both titles, the heard one first) with why; the whole must be one
+    finished sentence of at most `max_words`, with no quotes, prefix or line break of the model's and no
+    capitalised word that the facts do not have. Otherwise, or on a timeout or error, the template's
+    sentence is returned and a fallback counted (`llm.count_fallback("explanation", why)`); `template` is
+    "model" when the model's sentence is used."""
+    return _write(reason, model, seed, max_words, timeout_s)[0]
+
+
+def _write(reason: Reason, model, seed: int | str = 0, max_words: int = 45,
+           timeout_s: float = 30.0) -> tuple[Explanation, str | None]:
+    """`write_explanation`, and why the template's sentence was used (None when it was not, or when the
+    model had nothing to add)."""
     from mediaflow import llm
 
     fallback = explain(reason, seed, max_words)
-    tgt = short_title(reason.target_title, 48, reason.target_show)
-    src = short_title(reason.source_title, 48, reason.source_show) if reason.source_title else ""
-    facts = [f"The listener heard: {src}"] if src else []  # first: a loose prompt swaps the two episodes
-    facts.append(f"Recommended episode: {tgt}")
-    if reason.target_show:
-        facts.append(f"Its show: {_clean(reason.target_show)}")
-    topics = _distinct([t for t in (reason.shared_terms or reason.target_terms) if t.strip()])[:3]
-    if topics:
-        facts.append(f"Topics both share: {', '.join(topics)}" if reason.shared_terms else
-                     f"Topics it covers: {', '.join(topics)}")
-    if reason.target_chapter:
-        facts.append(f"Its closest chapter: {short_title(reason.target_chapter, 48)}")
-    people = [clean_title(p) for p in reason.shared_people[:2] if clean_title(p)]
-    if people:
-        facts.append(f"Also features: {', '.join(people)}")
-    facts_text = "\n".join(facts)
+    f = facts(reason)
+    if f is None:
+        return fallback, None
     try:
-        g = model.generate(llm.chat(EXPLAIN_SYSTEM, facts_text), max_tokens=60, timeout_s=timeout_s)
+        g = model.generate(llm.chat(EXPLAIN_SYSTEM, f.text, f.opening), max_tokens=40, timeout_s=timeout_s,
+                           stop=("\n",))
     except Exception:
         llm.count_fallback("explanation", "error")
-        return fallback
-    text = llm.clean_sentence(g.text, facts_text, max_sentences=2, max_words=max_words)
-    low = text.lower() if text else ""
-    # both titles, the heard one first: the model must not swap the episodes
-    if text is None or tgt.lower() not in low or (src and not 0 <= low.find(src.lower()) < low.find(tgt.lower())):
-        llm.count_fallback("explanation", "timeout" if g.timed_out else "invalid")
-        return fallback
-    return Explanation(text, [tgt], topics if any(t.lower() in text.lower() for t in topics) else [],
-                       [_clean(reason.target_show)] if reason.target_show else [], "model")
+        return fallback, "error"
+    text = check_continuation(f, g.text, max_words)
+    if text is None:
+        why = "timeout" if g.timed_out else "invalid"
+        llm.count_fallback("explanation", why)
+        return fallback, why
+    low = text.lower()
+    return Explanation(text, f.titles, [t for t in f.topics if t.lower() in low],
+                       [_clean(reason.target_show)] if _clean(reason.target_show).lower() in low else [],
+                       "model"), None
+
+
+def check_continuation(f: Facts, continuation: str, max_words: int = 45) -> str | None:
+    """The opening and the model's continuation as one sentence, or None if it fails a check (see
+    `write_explanation`). Public so the checks can be shown failing on a crafted answer."""
+    from mediaflow import llm
+
+    tail = continuation.strip()
+    if not tail or "\n" in tail or any(q in tail for q in _QUOTE_MARKS) or len(re.findall(r"\w+", tail)) < 3:
+        return None
+    text = f.opening + ("" if tail[0] in ",;:—–-" else " ") + tail
+    text = llm.clean_sentence(text, f.text, max_sentences=1, max_words=max_words)
+    if text is None or not text.startswith(f.opening):  # clean_sentence dropped a cut-off end, or a prefix
+        return None
+    return text
+
+
+# -- the sentence a pair gets, kept -----------------------------------------------------------------
+GENERATE_TIMEOUT_S = 300.0  # one sentence in the background; 2.5 min seen on two cores shared by 12 jobs
+_inflight: dict[str, Future] = {}
+_inflight_lock = threading.Lock()
+_executor: ThreadPoolExecutor | None = None
+
+
+def method_for(settings) -> str:
+    """"model" or "template": the `explanations` setting, `auto` resolved (the model when installed)."""
+    from mediaflow import llm
+
+    if settings.explanations == "auto":
+        return "model" if llm.installed() else "template"
+    return settings.explanations
+
+
+def cache_path(reason: Reason, f: Facts, settings) -> Path:
+    """Where the model's sentence for these facts is kept: named by the pair (deletes find it) and a hash of
+    the facts and the method, so changed facts or a new model or prompt write it again."""
+    key = hashlib.sha256(json.dumps([model_method(), f.text]).encode()).hexdigest()[:16]
+    return settings.data_path / "explanations" / f"{reason.source_id}--{reason.target_id}--{key}.json"
+
+
+def sentences(reasons: list[Reason], settings, wait_s: float | None = None) -> list[Explanation]:
+    """The sentence for each reason, as the API shows it and the narration speaks it.
+
+    With the template method, `explain`. With the model, a sentence written for the same facts before is read
+    back from the data dir; the rest are written one at a time on a background thread, and this waits for
+    them at most `wait_s` (`explanation_wait_s`) in all. One not ready by then gets the template's sentence
+    (a `timeout` fallback) and is kept when it is written, for the next request; one the checks refuse is
+    kept as the template's, so it is not asked for again."""
+    from mediaflow import llm
+
+    out = [explain(r) for r in reasons]
+    if method_for(settings) != "model":
+        return out
+    if not llm.installed():
+        for _ in reasons:
+            llm.count_fallback("explanation", "unavailable")
+        return out
+    pending = []
+    for i, r in enumerate(reasons):
+        f = facts(r)
+        if f is None:
+            continue
+        path = cache_path(r, f, settings)
+        kept = _read(path)
+        if kept is not None:
+            out[i] = kept
+        else:
+            pending.append((i, _submit(r, path, settings)))
+    deadline = time.monotonic() + (settings.explanation_wait_s if wait_s is None else wait_s)
+    for i, fut in pending:
+        try:
+            out[i] = fut.result(timeout=max(0.0, deadline - time.monotonic()))
+        except FutureTimeout:
+            llm.count_fallback("explanation", "timeout")
+        except Exception:  # the model failed to load: the template speaks, and the next request tries again
+            llm.count_fallback("explanation", "error")
+    return out
+
+
+def _read(path: Path) -> Explanation | None:
+    try:
+        d = json.loads(path.read_text())
+        return Explanation(d["text"], d["titles"], d["topics"], d["shows"], d["template"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _submit(reason: Reason, path: Path, settings) -> Future:
+    global _executor
+    with _inflight_lock:
+        fut = _inflight.get(str(path))
+        if fut is None:
+            if _executor is None:
+                _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="explain")
+            fut = _inflight[str(path)] = _executor.submit(_write_and_keep, reason, path, settings)
+        return fut
+
+
+def _write_and_keep(reason: Reason, path: Path, settings) -> Explanation:
+    from mediaflow import llm
+    from mediaflow.audio import atomic_write_bytes
+
+    try:
+        e, why = _write(reason, llm.get_llm(threads=settings.llm_threads), timeout_s=GENERATE_TIMEOUT_S)
+        if why not in ("timeout", "error"):  # a refused answer stays refused (greedy decoding): keep it
+            atomic_write_bytes(path, json.dumps({**e.to_dict(), "method": model_method()}).encode())
+        return e
+    finally:
+        with _inflight_lock:
+            _inflight.pop(str(path), None)

@@ -1,6 +1,7 @@
 """Narrated recommendation explanations: the sentence saying why, spoken and kept with the pair.
 
-The sentence is the one `/similar` shows for the pair (`catalogue.similar_pair`: one source for both),
+The sentence is the one `/similar` shows for the pair (`catalogue.similar_pair`: one source for both;
+the language model's when the `explanations` setting has it write them, kept per pair, else the template's),
 synthesised by the voice asked for (the configured one by default: the distilled student once it is
 trained) and cached as MP3 under `narration/` in the data dir, keyed by the text, the voice and the speed,
 so a nightly flow can make them ahead and the player gets them at once.
@@ -36,6 +37,7 @@ class Narration:
     duration_s: float
     cached: bool
     speed: float = 1.0
+    method: str = "template"  # who wrote `text`: "model" or "template" (as the pair's `explanation_method`)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -61,15 +63,16 @@ def plan(source_id: str, target_id: str, settings: Settings, voice: str | None =
     with its duration). Synthesises nothing; unknown episodes, refused pairs and voices raise here."""
     from mediaflow.tts.voices import resolve_voice
 
-    text = explanation_for(source_id, target_id, settings)
+    pair = similar_pair(source_id, target_id, settings)
+    text, method = pair.explanation, pair.explanation_method
     voice_id, speed = resolve_voice(voice, settings), narration_speed(speed)
     key = hashlib.sha256(json.dumps([text, voice_id, speed]).encode()).hexdigest()[:12]
     path = narration_path(settings, source_id, target_id, key)
     meta = path.with_suffix(".json")
     if path.is_file() and meta.is_file():
         duration = json.loads(meta.read_text())["duration_s"]
-        return Narration(source_id, target_id, text, voice_id, path, duration, True, speed)
-    return Narration(source_id, target_id, text, voice_id, path, 0.0, False, speed)
+        return Narration(source_id, target_id, text, voice_id, path, duration, True, speed, method)
+    return Narration(source_id, target_id, text, voice_id, path, 0.0, False, speed, method)
 
 
 def speak(n: Narration, settings: Settings) -> Narration:
@@ -81,7 +84,7 @@ def speak(n: Narration, settings: Settings) -> Narration:
     audio = v.synthesize(n.text, speed=n.speed, max_seconds=settings.tts_max_audio_s)
     atomic_write_bytes(n.path, encode_whole(audio, v.sample_rate, "mp3"))
     duration = round(len(audio) / v.sample_rate, 3)
-    meta = {"text": n.text, "voice": n.voice, "speed": n.speed, "duration_s": duration}
+    meta = {"text": n.text, "voice": n.voice, "speed": n.speed, "duration_s": duration, "method": n.method}
     atomic_write_bytes(n.path.with_suffix(".json"), json.dumps(meta).encode())
     return replace(n, duration_s=duration, cached=False)
 

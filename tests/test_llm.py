@@ -169,24 +169,81 @@ def test_stored_chapters_are_redone_when_the_title_method_changes(tmp_path):
     assert pipeline.needs_chapters(ep.id, model)
 
 
-def test_an_explanation_is_the_models_only_when_it_keeps_to_the_facts(model):
-    from mediaflow.explain import explain, write_explanation
+def _coffee_reason(**kw):
     from mediaflow.recommend import Reason
 
-    r = Reason(kind="because_you_listened", target_id="b", target_title="Coffee Houses of London",
-               target_show="The Curious Hour", source_id="a", source_title="Volcanoes and Coffee",
-               source_show="The Curious Hour", shared_terms=["coffee", "Yemen"])
-    before = sum(n for (kind, _), n in llm.fallback_counts().items() if kind == "explanation")
-    e = write_explanation(r, model)
-    after = sum(n for (kind, _), n in llm.fallback_counts().items() if kind == "explanation")
-    low = e.text.lower()
-    # either way the sentence says the heard episode first, then the recommended one, and names nothing else
-    assert 0 <= low.find("volcanoes and coffee") < low.find("coffee houses of london")
-    if e.template == "model":
-        assert after == before and llm.invented_names(e.text, "Volcanoes and Coffee Coffee Houses of London "
-                                                      "The Curious Hour coffee Yemen") == []
-    else:  # this model tends to swap the two episodes here: the check catches it and the template speaks
-        assert after == before + 1 and e.text == explain(r).text
+    return Reason(**{"kind": "because_you_listened", "target_id": "b", "target_title": "Coffee Houses of London",
+                     "target_show": "The Curious Hour", "source_id": "a", "source_title": "Volcanoes and Coffee",
+                     "source_show": "The Curious Hour", "shared_terms": ["coffee", "Yemen"], **kw})
+
+
+def _explanation_fallbacks(why: str) -> int:
+    return llm.fallback_counts().get(("explanation", why), 0)
+
+
+def test_an_explanation_is_the_models_sentence_from_the_reasons_facts_alone(model):
+    from mediaflow.explain import explain, facts, write_explanation
+
+    r = _coffee_reason()
+    f = facts(r)
+    before = _explanation_fallbacks("invalid") + _explanation_fallbacks("timeout")
+    e = write_explanation(r, model, timeout_s=600)
+    assert e.template == "model", e.text
+    assert _explanation_fallbacks("invalid") + _explanation_fallbacks("timeout") == before
+    # the heard episode first, then the recommended one; then why, in the model's words
+    assert e.text.startswith("Because you enjoyed “Volcanoes and Coffee”, you'll love “Coffee Houses of London”")
+    assert e.text.endswith(".") and e.text != explain(r).text and "coffee" in e.text[len(f.opening):].lower()
+    assert llm.invented_names(e.text, f.text) == [] and '"' not in e.text
+
+
+def test_the_checks_refuse_continuations_that_leave_the_facts():
+    from mediaflow.explain import check_continuation, facts
+
+    f = facts(_coffee_reason())
+    assert check_continuation(f, ", which also gets into coffee and Yemen.") == (
+        f"{f.opening}, which also gets into coffee and Yemen.")
+    for bad in (", which Ada Lovelace also loved.",  # a name the facts do not have
+                ', which "covers" coffee.',  # the model's own quotes
+                ", which covers coffee.\nTitle: More",  # a second line
+                ", which covers coffee and",  # cut off by the token cap
+                ", which covers coffee. It also covers Yemen. And more.",  # more than one sentence
+                ", which " + "covers coffee and " * 12 + "Yemen.",  # too long
+                "."):  # says nothing
+        assert check_continuation(f, bad) is None, bad
+    assert facts(_coffee_reason(shared_terms=[], target_terms=[])) is None  # nothing to add: the template
+    assert facts(_coffee_reason(kind="newest", source_id=None, source_title=None)) is None
+
+
+def test_a_real_answer_naming_what_the_reason_does_not_gives_the_template_and_is_counted_in_metrics(model, tmp_path):
+    import httpx
+
+    from conftest import serving
+    from mediaflow.explain import EXPLAIN_SYSTEM, check_continuation, explain, facts, write_explanation
+
+    r = _coffee_reason()
+    f = facts(r)
+    # A real answer with a name the reason does not have. Under EXPLAIN_SYSTEM the model keeps to the facts
+    # even when the user turn asks for Paris, so it is asked without that prompt; the answer is then given
+    # where write_explanation asks.
+    g = model.generate(llm.chat("Finish the sentence.", "Finish it by saying the episode was recorded in Paris.",
+                                f.opening), max_tokens=40, timeout_s=600)
+    assert "Paris" in g.text, g.text
+    assert check_continuation(f, g.text) is None
+
+    class Said:  # that answer, given where write_explanation asks the model
+        def generate(self, prompt, **kw):
+            assert prompt.startswith(llm.chat(EXPLAIN_SYSTEM, f.text, f.opening)[:40])
+            return g
+
+    before = _explanation_fallbacks("invalid")
+    e = write_explanation(r, Said())
+    assert e.text == explain(r).text and e.template != "model"
+    assert _explanation_fallbacks("invalid") == before + 1
+    with serving(tmp_path) as url:
+        metrics = httpx.get(f"{url}/metrics", timeout=30).text
+    line = next(x for x in metrics.splitlines() if x.startswith("mediaflow_llm_fallbacks_total{")
+                and 'kind="explanation"' in x and 'reason="invalid"' in x)
+    assert float(line.rsplit(" ", 1)[1]) == before + 1
 
 
 def test_the_chapters_command_writes_titles_and_summaries_with_the_model(tmp_path):
