@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/chapters.py [--source crash_course_psych,huberman_lab] [--penalty P ...]
     nice -n 10 .venv/bin/python bench/chapters.py --titles model --limit 2   # + the language model's titles
+    nice -n 10 .venv/bin/python bench/chapters.py --titles model --split tune --limit 2   # tune half only
 
 With `--titles model` each episode is also titled (and summarised) by the language model on the same
 chapters, so both title columns score the same boundaries; `llm_cpu_s_per_hour` is the CPU the model's
@@ -195,18 +196,32 @@ def texttiling(sents: list[Sentence], block: int = 6) -> list[int]:
     return sorted(cuts)
 
 
-def model_titles(ep, sents, hyp, cues, cpu_extractive, embedder, method, per_predicted, per_creator) -> dict:
-    """The same chapters titled and summarised by the language model, scored as the extractive titles are."""
+def model_titles(ep, sents, hyp, cues, cpu_extractive, embedder, method, per_predicted, per_creator,
+                 memo: str | None) -> dict:
+    """The same chapters titled and summarised by the language model, scored as the extractive titles are.
+
+    With `memo`, answers already generated for the same prompts are read from that file (greedy decoding:
+    the same prompt gives the same words) and their recorded CPU is counted as if they had been run, so a
+    rerun is cheap and still reports what a fresh run costs."""
     from mediaflow import llm
 
-    opts = replace(method.chapters, title_method="model")
-    llm.get_llm()  # loaded before the clock starts: a worker loads it once
-    before = llm.fallback_counts()
+    # no wall-clock timeout here: the bench measures CPU, and on a loaded machine a chapter's wall time
+    # says more about the other processes than about the model
+    opts = replace(method.chapters, title_method="model",
+                   abstractive=replace(method.chapters.abstractive, timeout_s=3600.0))
+    model = llm.get_llm()  # loaded before the clock starts: a worker loads it once
+    if memo and (model.memo is None or str(model.memo.path) != memo):
+        model.memo = llm.GenerationMemo(memo)
+    before, stats0 = llm.fallback_counts(), Counter(model.stats)
     t0 = time.process_time()
     chapters = chapterize_sentences(sents, ep["duration"], title=ep["title"] if method.context else None,
                                     embedder=embedder, options=opts, cues=cues)
+    t_titles = time.process_time()
     summary = summarize_episode(chapters, ep["title"], None, opts)
-    cpu = time.process_time() - t0 - cpu_extractive  # the segmentation ran in both
+    stats = Counter(model.stats)
+    stats.subtract(stats0)
+    cpu_episode_summary = time.process_time() - t_titles
+    cpu = time.process_time() - t0 - cpu_extractive + stats["memo_cpu_s"]  # the segmentation ran in both
     after = llm.fallback_counts()
     fell = {f"{k}:{r}": after[(k, r)] - before.get((k, r), 0) for k, r in after if after[(k, r)] > before.get((k, r), 0)}
     titled = sum(t not in ("Introduction", "Closing Remarks") and not t.startswith("Sponsors") for t in
@@ -215,11 +230,30 @@ def model_titles(ep, sents, hyp, cues, cpu_extractive, embedder, method, per_pre
         "model_title_rougeL_per_predicted": title_rouge(ep, hyp, [c.title for c in chapters], per_predicted),
         "model_title_rougeL_per_creator": title_rouge_per_creator(ep, chapters, per_creator),
         "llm_cpu_s_per_hour": cpu / (ep["duration"] / 3600),
+        "llm_cpu_s_per_chapter": cpu / len(chapters),
+        "llm_episode_summary_cpu_s": cpu_episode_summary,
+        "llm_stats": {k: round(v, 3) for k, v in stats.items()},
         "llm_title_fallback_rate": sum(v for k, v in fell.items() if k.startswith("title:")) / titled,
         "llm_summary_rate": sum(c.summary is not None for c in chapters) / len(chapters),
         "model_titles": [c.title for c in chapters], "summaries": [c.summary for c in chapters],
         "episode_summary": summary, "llm_fallbacks": fell,
     }
+
+
+def split_of(i: int) -> str:
+    """Declared before any tuning of the model's prompts: within each source's file order, episodes at
+    even positions tune, odd ones are held out (never looked at while changing a prompt)."""
+    return "tune" if i % 2 == 0 else "heldout"
+
+
+def llm_code_version() -> str:
+    """What the model's titles depend on besides the method: the prompts and the decoding code."""
+    import hashlib
+
+    from mediaflow import llm
+    from mediaflow.chapters import abstractive
+
+    return hashlib.sha256(Path(llm.__file__).read_bytes() + Path(abstractive.__file__).read_bytes()).hexdigest()[:16]
 
 
 # -- run -------------------------------------------------------------------------------------------
@@ -238,6 +272,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=METHOD.torch_threads, help="torch threads")
     ap.add_argument("--titles", choices=("extractive", "model"), default="extractive",
                     help="model: also title and summarise every episode with the language model")
+    ap.add_argument("--memo", default=str(ROOT / "bench" / "results" / "llm_memo.jsonl"),
+                    help="the language model's answers kept on disk: reruns read them ('' = always run it)")
+    ap.add_argument("--split", choices=("all", "tune", "heldout"), default="all",
+                    help="tune: episodes at even positions of each source's file order; heldout: odd ones")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "chapters.json"))
     args = ap.parse_args()
 
@@ -262,10 +300,21 @@ def main() -> None:
     load_average = os.getloadavg()
     embedder = get_embedder()
     embedder.encode(["warm up"])
-    episodes = load(root, args.source.split(","), args.limit)
+    episodes = load(root, args.source.split(","), 0)
+    for source in dict.fromkeys(ep["source"] for ep in episodes):
+        for i, ep in enumerate(e for e in episodes if e["source"] == source):
+            ep["split"] = split_of(i)
+    # --limit counts episodes per source within the split asked for
+    if args.split != "all":
+        episodes = [ep for ep in episodes if ep["split"] == args.split]
+    if args.limit:
+        episodes = [ep for src in dict.fromkeys(e["source"] for e in episodes)
+                    for ep in [e for e in episodes if e["source"] == src][:args.limit]]
 
     partial = Path(args.out + ".partial.jsonl")
-    run_key = json.dumps({"method": method.to_dict(), "titles": args.titles}, default=float, sort_keys=True)
+    run_key = json.dumps({"method": method.to_dict(), "titles": args.titles,
+                          "llm_code": llm_code_version() if args.titles == "model" else None},
+                         default=float, sort_keys=True)
     done = {}
     if partial.exists():
         for line in partial.read_text().splitlines():
@@ -313,8 +362,9 @@ def main() -> None:
             row[f"even_f1_{tol:g}s"] = boundary_f1(ep["ref_times"], [starts[i] for i in even], tol)
             row[f"texttiling_f1_{tol:g}s"] = boundary_f1(ep["ref_times"], [starts[i] for i in tt], tol)
         if args.titles == "model":
-            row.update(model_titles(ep, sents, hyp, cues, cpu, embedder, method, per_predicted, per_creator))
-        row["creator_titles"], row["run_key"] = ep["ref_titles"], run_key
+            row.update(model_titles(ep, sents, hyp, cues, cpu, embedder, method, per_predicted, per_creator,
+                                    args.memo or None))
+        row["creator_titles"], row["run_key"], row["split"] = ep["ref_titles"], run_key, ep["split"]
         with partial.open("a") as f:
             f.write(json.dumps(row, default=float) + "\n")
         print(f"{ep['source']}/{ep['id']}: done", flush=True)
@@ -326,8 +376,14 @@ def main() -> None:
                "texttiling_windowdiff", "texttiling_pk", f"texttiling_f1_{tols[-1]}"]
     if args.titles == "model":
         metrics += ["model_title_rougeL_per_predicted", "model_title_rougeL_per_creator", "llm_cpu_s_per_hour",
-                    "llm_title_fallback_rate", "llm_summary_rate"]
+                    "llm_title_fallback_rate", "llm_summary_rate", "llm_cpu_s_per_chapter"]
     groups = {s: [r for r in rows if r["source"] == s] for s in dict.fromkeys(r["source"] for r in rows)}
+    if args.split == "all" and len({r.get("split") for r in rows}) > 1:
+        for s in list(groups):
+            for sp in ("tune", "heldout"):
+                groups[f"{s}/{sp}"] = [r for r in groups[s] if r.get("split") == sp]
+        for sp in ("tune", "heldout"):
+            groups[sp] = [r for r in rows if r.get("split") == sp]
     groups["overall"] = rows
     summary = {}
     for g, rs in groups.items():

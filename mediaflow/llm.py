@@ -34,7 +34,7 @@ MODEL_NAME = "qwen2.5-coder-1.5b-instruct-q4_k_m"
 MODEL_BYTES = 1_117_320_768
 MODEL_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
 PARTS = 22
-N_CTX = 2048
+N_CTX = 2048  # one prompt and its answer at most
 
 _fallbacks: Counter = Counter()
 _fallback_lock = threading.Lock()
@@ -119,6 +119,11 @@ def ensure_model(cache_dir: str | Path | None = None) -> Path:
 
 
 # -- running it ------------------------------------------------------------------------------------
+N_SEQ = 16  # branches the KV cache holds side by side (one episode's chapters, a shared prefix)
+KV_CELLS = 4096  # tokens the KV cache holds over all branches (~115 MB)
+DRAFT = 4  # prompt-lookup draft tokens verified per step when one sequence is generating
+
+
 @dataclass
 class Generation:
     text: str
@@ -127,6 +132,45 @@ class Generation:
     generated_tokens: int
     seconds: float
     timed_out: bool = False
+    cpu_s: float = 0.0  # process CPU spent on this answer (its share of a batch)
+    cached: bool = False  # answered from the memo: nothing was run
+
+
+class GenerationMemo:
+    """Answers already generated, on disk (one JSON line each), so the same prompt is not run twice.
+    Greedy decoding makes an answer a function of the prompt and the limits; each line keeps the CPU the
+    answer cost when it was made, so a rerun can still say what a fresh run costs."""
+
+    def __init__(self, path: str | Path):
+        import json
+
+        self.path = Path(path)
+        self._json = json
+        self._lock = threading.Lock()
+        self._entries: dict[str, dict] = {}
+        if self.path.is_file():
+            for line in self.path.read_text().splitlines():
+                try:
+                    e = json.loads(line)
+                except ValueError:  # a line cut short by a crash
+                    continue
+                self._entries[e["key"]] = e
+
+    @staticmethod
+    def key(prompt: str, max_tokens: int, stop: tuple[str, ...]) -> str:
+        return hashlib.sha256("\0".join([MODEL_SHA256, str(max_tokens), *stop, "\0", prompt]).encode()).hexdigest()
+
+    def get(self, key: str) -> dict | None:
+        return self._entries.get(key)
+
+    def put(self, key: str, g: Generation) -> None:
+        e = {"key": key, "text": g.text, "prompt_tokens": g.prompt_tokens, "generated_tokens": g.generated_tokens,
+             "cpu_s": round(g.cpu_s, 4)}
+        with self._lock:
+            self._entries[key] = e
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as f:  # one short line per write: a crash loses at most that line
+                f.write(self._json.dumps(e) + "\n")
 
 
 _LOG_CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
@@ -137,8 +181,29 @@ def _quiet_callback():
     return _LOG_CALLBACK(lambda level, text, data: None)  # kept alive here: llama.cpp holds the pointer
 
 
+def prompt_lookup(context: list[int], k: int, max_n: int = 3, min_n: int = 2) -> list[int]:
+    """Up to `k` draft tokens: what followed the latest earlier occurrence of the context's last n-gram
+    (n = `max_n` down to `min_n`). Summaries and titles copy words from the prompt, so drafts often hold;
+    a one-token match guesses too often wrong to pay for the batch slots it takes."""
+    for n in range(max_n, min_n - 1, -1):
+        if len(context) <= n:
+            continue
+        tail = context[-n:]
+        for i in range(len(context) - n - 1, -1, -1):
+            if context[i:i + n] == tail:
+                return context[i + n:i + n + k]
+    return []
+
+
 class LLM:
-    """One loaded model and one context. `generate` is thread-safe (calls take turns)."""
+    """One loaded model and one context. `generate`/`generate_batch` are thread-safe (calls take turns).
+
+    The context's KV cache holds up to `N_SEQ` token sequences side by side; a new prompt starts from
+    the cached sequence it shares the longest prefix with (llama.cpp shares those cells), so one
+    episode's prompts pay for their common beginning once, and a prompt that continues an earlier
+    prompt and its answer pays only for what it adds. `generate_batch` decodes several prompts in
+    lock-step, one batch per step: on a CPU one token costs about as much as a batch of several,
+    since every step reads all the weights. `stats` counts tokens and CPU seconds by phase."""
 
     def __init__(self, path: str | Path, threads: int = 0):
         try:
@@ -153,15 +218,22 @@ class LLM:
         lib.llama_log_set(_quiet_callback(), None)  # llama.cpp's load chatter is not ours to print
         lib.llama_kv_cache_seq_rm.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32, ctypes.c_int32]
         lib.llama_kv_cache_seq_rm.restype = ctypes.c_bool
-        self._seq_rm = lib.llama_kv_cache_seq_rm
+        lib.llama_kv_cache_seq_cp.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32, ctypes.c_int32,
+                                              ctypes.c_int32]
+        lib.llama_kv_cache_seq_cp.restype = None
+        self._seq_rm, self._seq_cp = lib.llama_kv_cache_seq_rm, lib.llama_kv_cache_seq_cp
         self._model = IkModel(str(path))
         # One thread by default: on a shared 2-core machine two threads spin at every barrier while the
         # other is descheduled, and generation fell from 4.9 to 0.24 tokens/s (docs/llm.md). Flash
         # attention is slower on this CPU path.
-        self._ctx = IkContext(self._model, n_ctx=N_CTX, n_threads=threads or 1, flash_attn=False)
+        self._ctx = IkContext(self._model, n_ctx=KV_CELLS, n_threads=threads or 1, flash_attn=False, n_seq_max=N_SEQ)
         self._n_vocab = self._model.n_vocab
-        self._cached: list[int] = []  # the tokens whose keys and values the context holds, in order
+        self._seqs: list[list[int]] = [[] for _ in range(N_SEQ)]  # the tokens each sequence's cells hold
+        self._last_use = [0] * N_SEQ
+        self._tick = 0
         self._lock = threading.Lock()
+        self.stats: Counter = Counter()  # prompt_tokens, prompt_cpu_s, steps, generated_tokens, gen_cpu_s, ...
+        self.memo: GenerationMemo | None = None  # set to skip prompts answered before
 
     def close(self) -> None:
         """Free the context and the model now (at exit, before the bindings' module is torn down)."""
@@ -173,73 +245,227 @@ class LLM:
         return self._model.tokenize(text, add_bos=False, special=True)
 
     def generate(self, prompt: str, max_tokens: int = 48, timeout_s: float = 30.0,
-                 stop: tuple[str, ...] = ()) -> Generation:
+                 stop: tuple[str, ...] = (), draft: int = DRAFT) -> Generation:
         """Greedy continuation of `prompt` (already in the chat format: see `chat`), at most
-        `max_tokens` tokens. Past `timeout_s` it stops and says so (`timed_out`)."""
-        import numpy as np
+        `max_tokens` tokens, cut before the first `stop` string. Past `timeout_s` it stops and says so
+        (`timed_out`). `draft` > 0 verifies prompt-lookup drafts in one batch (the same words, fewer steps)."""
+        return self.generate_batch([prompt], max_tokens, timeout_s, stop, draft)[0]
 
+    def generate_batch(self, prompts: list[str], max_tokens: int = 48, timeout_s: float = 30.0,
+                       stop: tuple[str, ...] = (), draft: int = DRAFT) -> list[Generation]:
+        """`generate` for several prompts at once, decoded in lock-step (greedy: each answer is the one
+        `generate` would give, up to float rounding in the batched arithmetic). `timeout_s` is for the batch."""
+        results: list[Generation | None] = [None] * len(prompts)
+        keys = [GenerationMemo.key(p, max_tokens, stop) for p in prompts]
+        todo = []
+        for j, key in enumerate(keys):
+            e = self.memo.get(key) if self.memo else None
+            if e:
+                self.stats["memo_hits"] += 1
+                self.stats["memo_cpu_s"] += e["cpu_s"]
+                results[j] = Generation(e["text"], e["prompt_tokens"], e["prompt_tokens"], e["generated_tokens"], 0.0,
+                                        cpu_s=e["cpu_s"], cached=True)
+            else:
+                todo.append(j)
+        deadline = time.perf_counter() + timeout_s
+        for i in range(0, len(todo), N_SEQ - 1):  # one sequence stays free for a shared prefix
+            part = todo[i:i + N_SEQ - 1]
+            toks = [self.tokenize(prompts[j]) for j in part]
+            for t in toks:
+                if len(t) + max_tokens >= N_CTX:
+                    raise ValueError(f"prompt of {len(t)} tokens leaves no room for {max_tokens} more in {N_CTX}")
+            with self._lock:
+                gens = self._run(toks, max_tokens, deadline, stop, draft)
+            for j, g in zip(part, gens):
+                results[j] = g
+                if self.memo and not g.timed_out:
+                    self.memo.put(keys[j], g)
+        return results  # type: ignore[return-value]
+
+    # -- the engine (callers hold the lock) --
+    def _run(self, toks: list[list[int]], max_tokens: int, deadline: float, stop: tuple[str, ...],
+             draft: int) -> list[Generation]:
         C = self._C
-        tokens = self.tokenize(prompt)
-        if len(tokens) + max_tokens >= N_CTX:
-            raise ValueError(f"prompt of {len(tokens)} tokens leaves no room for {max_tokens} more in {N_CTX}")
-        with self._lock:
-            started = time.perf_counter()
-            deadline = started + timeout_s
+        started, cpu0 = time.perf_counter(), time.process_time()
+        n = len(toks)
+        try:
+            shared = 0
+            if n > 1:  # their common beginning once, in one sequence, before they branch
+                lcp = _common_prefix(toks)
+                held = self._longest_match(toks[0][:lcp])[1]
+                if lcp > held + 8:
+                    s, _ = self._place(toks[0][:lcp], exclude=set())
+                    self._prefill({s: toks[0][:lcp]}, deadline, need_logits=False)
+                    shared = lcp - held
+            seqs, reused, taken = [], [], set()
+            for t in toks:
+                s, common = self._place(t[:-1], exclude=taken)  # the last token is decoded: its logits are needed
+                taken.add(s)
+                seqs.append(s)
+                reused.append(common)
+            pending = {s: t for s, t in zip(seqs, toks)}
+            nxt, timed_out = self._prefill(pending, deadline, need_logits=True)
+            prompt_cpu = time.process_time() - cpu0
+            self.stats["prompt_tokens"] += shared + sum(len(t) - c for t, c in zip(toks, reused))
+            self.stats["prompt_cpu_s"] += prompt_cpu
+
+            gen_cpu0 = time.process_time()
+            out = {s: [] for s in seqs}
+            texts = {s: "" for s in seqs}
+            active = [] if timed_out else list(seqs)
+            eog = lambda tok: C.llama_token_is_eog(self._model.model, tok)  # noqa: E731
+
+            def emit(s: int, tok: int) -> bool:
+                """Add a token to `s`'s answer; False when the answer is finished."""
+                if eog(tok):
+                    return False
+                out[s].append(tok)
+                texts[s] = self._model.detokenize(out[s])
+                return not (len(out[s]) >= max_tokens or any(x in texts[s] for x in stop))
+
+            active = [s for s in active if emit(s, nxt[s])]
+            while active:
+                if time.perf_counter() > deadline:
+                    timed_out = True
+                    break
+                k = draft if len(active) == 1 else draft // 2 if len(active) == 2 else 0
+                entries, drafts = [], {}
+                for s in active:
+                    d = prompt_lookup(pending[s] + out[s], min(k, max_tokens - len(out[s]))) if k else []
+                    drafts[s] = d
+                    pos = len(self._seqs[s])
+                    entries += [(s, tok, pos + i) for i, tok in enumerate([out[s][-1], *d])]
+                preds = self._decode_entries(entries, all_logits=True)
+                self.stats["steps"] += 1
+                still = []
+                for s in active:
+                    p = preds[s]  # argmax after out[-1], after d1, ...
+                    self._seqs[s].append(out[s][-1])
+                    m, alive = 0, True
+                    while m < len(drafts[s]) and drafts[s][m] == p[m]:
+                        self._seqs[s].append(drafts[s][m])
+                        alive = emit(s, drafts[s][m])
+                        m += 1
+                        if not alive:
+                            break
+                    self.stats["drafted"] += len(drafts[s])
+                    self.stats["accepted"] += m
+                    if m < len(drafts[s]):  # the rejected drafts leave the cache
+                        self._seq_rm(self._ctx.ctx, s, len(self._seqs[s]), -1)
+                    if alive and emit(s, p[m]):
+                        still.append(s)
+                active = still
+            gen_cpu = time.process_time() - gen_cpu0
+        except BaseException:
+            C.llama_kv_cache_clear(self._ctx.ctx)
+            self._seqs = [[] for _ in range(N_SEQ)]
+            raise
+        self.stats["generated_tokens"] += sum(len(o) for o in out.values())
+        self.stats["gen_cpu_s"] += gen_cpu
+        self.stats["calls"] += n
+        seconds = time.perf_counter() - started
+        fixed = time.process_time() - cpu0 - prompt_cpu - gen_cpu  # bookkeeping after the last step
+        n_prompt = sum(len(t) - c for t, c in zip(toks, reused)) or 1
+        n_out = sum(len(o) for o in out.values()) or 1
+        gens = []
+        for s, t, c in zip(seqs, toks, reused):
+            text = self._model.detokenize(out[s])
+            for x in stop:
+                text = text.split(x)[0]
+            cpu = fixed / n + prompt_cpu * (len(t) - c) / n_prompt + gen_cpu * len(out[s]) / n_out
+            gens.append(Generation(text.strip(), len(t), c, len(out[s]), seconds, timed_out, cpu))
+        return gens
+
+    def _longest_match(self, tokens: list[int]) -> tuple[int, int]:
+        """(sequence, length) of the cached sequence sharing the longest prefix with `tokens`."""
+        best = (0, -1)
+        for s, held in enumerate(self._seqs):
             common = 0
-            for a, b in zip(self._cached, tokens[:-1]):  # at least one token is decoded: its logits are needed
+            for a, b in zip(held, tokens):
                 if a != b:
                     break
                 common += 1
-            if common < len(self._cached):
-                if not self._seq_rm(self._ctx.ctx, 0, common, -1):
-                    C.llama_kv_cache_clear(self._ctx.ctx)
-                    common = 0
-                self._cached = self._cached[:common]
-            pos, out, timed_out = common, [], False
-            try:
-                # the prompt in slices, so a timeout is noticed within one slice
-                for i in range(common, len(tokens), 64):
-                    if time.perf_counter() > deadline:
-                        timed_out = True
-                        break
-                    chunk = tokens[i:i + 64]
-                    self._decode(chunk, pos, logits_last=i + 64 >= len(tokens))
-                    pos += len(chunk)
-                    self._cached.extend(chunk)
-                text = ""
-                while not timed_out and len(out) < max_tokens:
-                    logits = np.ctypeslib.as_array(self._ctx.get_logits(-1), shape=(self._n_vocab,))
-                    tok = int(logits.argmax())
-                    if C.llama_token_is_eog(self._model.model, tok):
-                        break
-                    out.append(tok)
-                    text = self._model.detokenize(out)
-                    if any(s in text for s in stop):
-                        break
-                    if time.perf_counter() > deadline:
-                        timed_out = True
-                        break
-                    self._decode([tok], pos, logits_last=True)
-                    pos += 1
-                    self._cached.append(tok)
-            except BaseException:
-                C.llama_kv_cache_clear(self._ctx.ctx)
-                self._cached = []
-                raise
-            text = self._model.detokenize(out)
-            for s in stop:
-                text = text.split(s)[0]
-            return Generation(text.strip(), len(tokens), common, len(out), time.perf_counter() - started, timed_out)
+            if common > best[1] or (common == best[1] and self._last_use[s] > self._last_use[best[0]]):
+                best = (s, common)
+        return best
 
-    def _decode(self, tokens: list[int], pos: int, logits_last: bool) -> None:
-        from ik_llama_cpp._internals import make_batch_range
+    def _place(self, tokens: list[int], exclude: set[int]) -> tuple[int, int]:
+        """A sequence for a prompt beginning with `tokens`, holding as much of them as the cache has:
+        the matching sequence itself when the prompt continues it, else a free (or least recently used)
+        one that the shared cells are copied into. Returns (sequence, tokens already held)."""
+        src, common = self._longest_match(tokens)
+        self._tick += 1
+        if src not in exclude and common == len(self._seqs[src]) and common > 0:
+            self._last_use[src] = self._tick
+            return src, common
+        free = [s for s in range(N_SEQ) if s not in exclude and s != src]
+        dst = min(free, key=lambda s: (len(self._seqs[s]) > 0, self._last_use[s]))
+        self._seq_rm(self._ctx.ctx, dst, -1, -1)
+        if common > 0:
+            self._seq_cp(self._ctx.ctx, src, dst, 0, common)
+        self._seqs[dst] = self._seqs[src][:common]
+        self._last_use[dst] = self._tick
+        return dst, common
 
-        batch = make_batch_range(tokens, pos_start=pos, logits_last=logits_last)
+    def _prefill(self, pending: dict[int, list[int]], deadline: float, need_logits: bool) -> tuple[dict, bool]:
+        """Decode each sequence's prompt tokens beyond what it holds, in slices of 64 tokens over all of
+        them (a timeout is noticed within a slice). Returns the greedy next token of each, and timed_out."""
+        work = [(s, t, i) for s, t in pending.items() for i in range(len(self._seqs[s]), len(t))]
+        last = {s: len(t) - 1 for s, t in pending.items()}
+        nxt: dict[int, int] = {}
+        for i in range(0, len(work), 64):
+            if time.perf_counter() > deadline:
+                return nxt, True
+            chunk = work[i:i + 64]
+            entries = [(s, t[j], j) for s, t, j in chunk]
+            want = {e for e, (s, _, j) in enumerate(chunk) if need_logits and j == last[s]}
+            preds = self._decode_entries(entries, logits_at=want)
+            for s, t, j in chunk:
+                self._seqs[s].append(t[j])
+            for s, p in preds.items():
+                nxt[s] = p[0]
+        return nxt, False
+
+    def _decode_entries(self, entries: list[tuple[int, int, int]], all_logits: bool = False,
+                        logits_at: set[int] = frozenset()) -> dict[int, list[int]]:
+        """One llama_decode of (sequence, token, position) entries; the argmax at each entry that asks
+        for logits, by sequence, in order. A full cache drops the least recently used other sequence."""
+        import numpy as np
+
+        C = self._C
+        batch = C.llama_batch_init(len(entries), 0, 1)
         try:
-            if self._ctx.decode(batch) != 0:
-                raise RuntimeError(f"llama_decode failed at position {pos}")
+            batch.n_tokens = len(entries)
+            for i, (s, tok, pos) in enumerate(entries):
+                batch.token[i], batch.pos[i], batch.n_seq_id[i] = tok, pos, 1
+                batch.seq_id[i][0] = s
+                batch.logits[i] = 1 if all_logits or i in logits_at else 0
+            while (rc := self._ctx.decode(batch)) == 1:  # no room in the KV cache
+                busy = {s for s, _, _ in entries}
+                held = [s for s in range(N_SEQ) if s not in busy and self._seqs[s]]
+                if not held:
+                    raise RuntimeError(f"the KV cache ({KV_CELLS} tokens) cannot hold this batch")
+                s = min(held, key=lambda x: self._last_use[x])
+                self._seq_rm(self._ctx.ctx, s, -1, -1)
+                self._seqs[s] = []
+            if rc != 0:
+                raise RuntimeError(f"llama_decode failed ({rc})")
+            preds: dict[int, list[int]] = {}
+            for i, (s, _, _) in enumerate(entries):
+                if all_logits or i in logits_at:
+                    logits = np.ctypeslib.as_array(self._ctx.get_logits(i), shape=(self._n_vocab,))
+                    preds.setdefault(s, []).append(int(logits.argmax()))
+            return preds
         finally:
-            self._C.llama_batch_free(batch)
+            C.llama_batch_free(batch)
+
+
+def _common_prefix(seqs: list[list[int]]) -> int:
+    n = min(len(t) for t in seqs) - 1
+    for i in range(n):
+        if any(t[i] != seqs[0][i] for t in seqs[1:]):
+            return i
+    return max(n, 0)
 
 
 def _close_at_exit(ref) -> None:

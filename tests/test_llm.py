@@ -58,7 +58,7 @@ def test_a_wrong_part_is_refused_and_leaves_no_file(tmp_path, monkeypatch):
 def test_a_chapter_gets_a_short_grounded_title_and_a_summary(model):
     emb = np.eye(len(COFFEE))  # the excerpt takes both sentences: they are short
     titles, summaries = write_chapters([COFFEE], [emb], ["Coffee Houses & Monks"], [False],
-                                       "A Short History of Coffee", None, model)
+                                       "A Short History of Coffee", None, model, AbstractiveOptions(timeout_s=600))
     title, summary = titles[0], summaries[0]
     assert title != "Coffee Houses & Monks", "the model's title failed validation"
     assert 1 <= len(title.split()) <= 6 and '"' not in title and not title.lower().startswith("title")
@@ -101,6 +101,63 @@ def test_a_shared_prefix_is_reused_and_gives_the_same_words(model):
     fresh = model.generate(llm.chat("Reset.", "x"), max_tokens=1)  # push the cache elsewhere
     assert fresh.reused_tokens < again.reused_tokens
     assert model.generate(llm.chat(system, "What colour is grass?"), max_tokens=4).text == again.text
+
+
+COFFEE_PROMPT = llm.chat("You write chapter titles and summaries.",
+                         "Chapter says: " + " ".join(COFFEE) + "\nWrite a title and a one-sentence summary.", "Title:")
+
+
+def test_prompt_lookup_drafts_give_the_very_words_plain_greedy_decoding_gives(model):
+    plain = model.generate(COFFEE_PROMPT, max_tokens=32, timeout_s=600, draft=0)
+    before = dict(model.stats)
+    drafted = model.generate(COFFEE_PROMPT, max_tokens=32, timeout_s=600, draft=4)
+    steps = model.stats["steps"] - before.get("steps", 0)
+    accepted = model.stats["accepted"] - before.get("accepted", 0)
+    assert not plain.timed_out and not drafted.timed_out
+    assert drafted.text == plain.text and drafted.generated_tokens == plain.generated_tokens == 32
+    # the summary copies the chapter's words: drafts from the prompt hold, so fewer decoding steps ran
+    assert accepted > 0 and steps < 31
+
+
+def test_a_batch_gives_each_prompt_the_words_it_gets_alone(model):
+    prompts = [llm.chat("Answer with one word.", q) for q in
+               ("What colour is the sky on a clear day?", "What colour is grass?", "What is frozen water called?")]
+    together = model.generate_batch(prompts, max_tokens=4, timeout_s=600)
+    alone = [model.generate(p, max_tokens=4, timeout_s=600) for p in prompts]
+    assert [g.text for g in together] == [g.text for g in alone]
+    assert [g.text.lower().rstrip(".") for g in alone] == ["blue", "green", "ice"]
+    assert all(g.cpu_s > 0 for g in together)
+
+
+def test_answers_are_kept_in_the_memo_and_not_run_again(model, tmp_path):
+    memo_path = tmp_path / "memo.jsonl"
+    model.memo = llm.GenerationMemo(memo_path)
+    try:
+        prompt = llm.chat("Answer with one word.", "What colour is snow?")
+        first = model.generate(prompt, max_tokens=3, timeout_s=600)
+        calls = model.stats["calls"]
+        again = model.generate(prompt, max_tokens=3, timeout_s=600)
+        assert not first.cached and again.cached and again.text == first.text
+        assert model.stats["calls"] == calls  # the model did not run
+        reread = llm.GenerationMemo(memo_path)  # a later process reads the file
+        assert reread.get(llm.GenerationMemo.key(prompt, 3, ()))["text"] == first.text
+        assert len(memo_path.read_text().splitlines()) == 1
+        assert model.generate(prompt, max_tokens=4, timeout_s=600).cached is False  # other limits, other answer
+    finally:
+        model.memo = None
+
+
+def test_chapters_get_titles_one_by_one_and_summaries_in_one_batch(model):
+    volcano = ["Volcanoes form where magma rises through cracks in the crust of the Earth.",
+               "Mount Etna in Sicily erupts often, and farmers grow grapes in its ash."]
+    texts = [COFFEE, volcano]
+    embs = [np.eye(2), np.eye(2)]
+    titles, summaries = write_chapters(texts, embs, ["Coffee Houses & Monks", "Magma & Ash"], [False, False],
+                                       "Coffee and Volcanoes", None, model, AbstractiveOptions(timeout_s=600))
+    assert "coffee" in titles[0].lower() and ("volcan" in titles[1].lower() or "etna" in titles[1].lower())
+    for t, s, src in zip(titles, summaries, texts):
+        assert 1 <= len(t.split()) <= 6 and llm.invented_names(t, *src, "Coffee and Volcanoes") == []
+        assert s and s.endswith(".") and llm.invented_names(s, *src, "Coffee and Volcanoes") == []
 
 
 def test_the_idle_unloader_drops_the_model():

@@ -9,7 +9,6 @@ and both count as fallbacks. Episode prompts share their beginning, which the KV
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,11 +16,10 @@ import numpy as np
 from mediaflow import llm
 
 SYSTEM = (
-    "You write chapter titles and summaries for a podcast episode. Answer in exactly two lines:\n"
-    "Title: a chapter title of 2 to 6 words, like a podcaster would write it\n"
-    "Summary: one short sentence (at most 15 words) on what this chapter discusses\n"
-    "The title names this chapter's topic, not the episode's, and repeats no earlier chapter's title. "
-    "Use only names that appear in the text."
+    "You title the chapters of a podcast episode. Answer in two lines:\n"
+    "Title: 2 to 5 words naming this chapter's own topic, like a podcaster would write it\n"
+    "Summary: one sentence of at most 20 words on what this chapter says\n"
+    "Do not reuse the episode's title or an earlier chapter's title. Use only names that appear in the text."
 )
 EPISODE_SYSTEM = (
     "You summarise podcast episodes. Answer with one or two plain sentences saying what the episode "
@@ -33,9 +31,12 @@ EPISODE_SYSTEM = (
 class AbstractiveOptions:
     excerpt_words: int = 60  # of the chapter's text the model reads: cost grows with it
     description_words: int = 30
-    max_tokens: int = 48  # title + summary
-    timeout_s: float = 90.0  # one chapter, wall clock; past it the extractive title stays
+    earlier_titles: int = 6  # the last this many titles are shown as context (each costs prompt tokens)
+    max_tokens: int = 12  # a title: its line ends the answer's first step
+    summary_tokens: int = 40
+    timeout_s: float = 90.0  # one chapter's title, wall clock; past it the extractive title stays
     summaries: bool = True
+    group: int = 8  # chapters titled one after another, then summarised together in one batch
 
 
 def excerpt(sentences: list[str], emb: np.ndarray, words: int) -> str:
@@ -62,14 +63,6 @@ def _trim(text: str | None, words: int) -> str:
     return " ".join(parts[:words]) + (" …" if len(parts) > words else "")
 
 
-def _parse(text: str) -> tuple[str, str]:
-    title, summary = text, ""
-    m = re.search(r"\n\s*summary\s*:\s*(.*)", text, re.IGNORECASE | re.DOTALL)
-    if m:
-        title, summary = text[: m.start()], m.group(1)
-    return title.strip(), summary.strip().split("\n")[0]
-
-
 def write_chapters(
     chapter_texts: list[list[str]],
     chapter_embs: list[np.ndarray],
@@ -82,36 +75,63 @@ def write_chapters(
 ) -> tuple[list[str], list[str | None]]:
     """(titles, summaries): the model's where they pass validation, else the given titles and None.
     `keep[i]` marks a conventional chapter (Introduction, Sponsors, Closing Remarks): its name stays,
-    only its summary is written."""
+    only its summary is written.
+
+    Titles are written one chapter after another, each seeing the titles before it (PODTILE's context);
+    a title's answer stops at its line's end. Every `opts.group` chapters, their summaries are written
+    together, in one lock-step batch, each continuing its chapter's prompt and title, which the KV cache
+    still holds: the words a summary costs are decoded several at a time."""
     head = f"Episode: {title or 'untitled'}\n"
     if description:
         head += f"About: {_trim(description, opts.description_words)}\n"
-    out_titles, summaries = list(titles), []
+    out_titles, summaries = list(titles), [None] * len(titles)
+    pending: list[tuple[int, str, tuple[str, ...]]] = []  # (chapter, its prompt so far, sources)
     for i, sents in enumerate(chapter_texts):
         text = excerpt(sents, chapter_embs[i], opts.excerpt_words)
-        earlier = "; ".join(out_titles[:i]) or "none"
-        user = (f"{head}Earlier chapters: {earlier}\nChapter {i + 1} says: {text}\n"
-                f"Write the title and summary of chapter {i + 1}, about what it says, not the episode.")
+        earlier = "; ".join(out_titles[max(0, i - opts.earlier_titles):i]) or "none"
+        user = f"{head}Earlier chapters: {earlier}\nChapter {i + 1}: {text}"
         sources = (text, title or "", description or "", " ".join(sents))
-        try:
-            g = model.generate(llm.chat(SYSTEM, user, "Title:"), max_tokens=opts.max_tokens,
-                               timeout_s=opts.timeout_s, stop=("<|im_end|>",))
-        except Exception:
-            llm.count_fallback("title", "error")
-            summaries.append(None)
-            continue
-        raw_title, raw_summary = _parse(g.text)
-        if not keep[i]:
-            t = None if g.timed_out and not raw_summary else llm.clean_title(raw_title, *sources)
+        if keep[i]:  # its name stays: only the summary is asked for
+            pending.append((i, llm.chat(SYSTEM, user, f"Title: {titles[i]}"), sources))
+        else:
+            prompt = llm.chat(SYSTEM, user, "Title:")
+            try:
+                g = model.generate(prompt, max_tokens=opts.max_tokens, timeout_s=opts.timeout_s, stop=("\n",))
+            except Exception:
+                llm.count_fallback("title", "error")
+                continue
+            t = None if g.timed_out else llm.clean_title(g.text, *sources)
             if t and t.lower() not in {x.lower() for x in out_titles[:i]} and t.lower() not in (title or "").lower():
                 out_titles[i] = _title_case(t)
             else:
                 llm.count_fallback("title", "timeout" if g.timed_out else "invalid")
-        s = llm.clean_sentence(raw_summary, *sources, max_sentences=2) if opts.summaries else None
-        if opts.summaries and s is None:
-            llm.count_fallback("summary", "timeout" if g.timed_out else "invalid")
-        summaries.append(s)
+            if g.timed_out:
+                continue
+            pending.append((i, f"{prompt} {g.text}", sources))
+        if opts.summaries and (len(pending) >= opts.group or i == len(chapter_texts) - 1):
+            _summarise(pending, summaries, model, opts)
+            pending = []
+    if opts.summaries and pending:
+        _summarise(pending, summaries, model, opts)
     return out_titles, summaries
+
+
+def _summarise(pending: list[tuple[int, str, tuple[str, ...]]], summaries: list[str | None], model: llm.LLM,
+               opts: AbstractiveOptions) -> None:
+    if not pending:
+        return
+    try:
+        gens = model.generate_batch([f"{p}\nSummary:" for _, p, _ in pending], max_tokens=opts.summary_tokens,
+                                    timeout_s=opts.timeout_s * max(1.0, len(pending) / 2), stop=("\n",))
+    except Exception:
+        for _ in pending:
+            llm.count_fallback("summary", "error")
+        return
+    for (i, _, sources), g in zip(pending, gens):
+        s = llm.clean_sentence(g.text, *sources, max_sentences=2)
+        if s is None:
+            llm.count_fallback("summary", "timeout" if g.timed_out else "invalid")
+        summaries[i] = s
 
 
 def write_episode_summary(
