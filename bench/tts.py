@@ -3,6 +3,7 @@
     .venv/bin/python bench/tts.py [--limit N] [--voices teacher,piper-joe,hibari,student] [--student CHECKPOINT]
                                   [--out bench/results/tts.json]
     .venv/bin/python bench/tts.py --route [VOICE] [--repeats 7]    # what a request costs beyond the model
+    .venv/bin/python bench/tts.py --lean [--repeats 5]             # issue 17's lean-runtime targets, one table
 
 For each voice, on the held-out sentences in bench/tts_sentences.txt:
 - speed: median real-time factor (synthesis seconds / audio seconds, per sentence, text frontend
@@ -312,6 +313,152 @@ def route_report(voice_id: str, repeats: int, threads: int, out: Path) -> None:
     print(f"\n{result['machine']}, {result['date']}, load average {result['load_average'][0]}; JSON: {out}")
 
 
+# -- the lean runtime's targets (issue 17 item 5), one table -------------------------------------------------
+def _status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def lean_rss_worker(voice_id: str, threads: int) -> dict:
+    """A fresh process that loads `voice_id` and speaks as the server does: the 20-word text streamed, then
+    20 held-out sentences streamed and synthesised whole. VmRSS when it started (the interpreter with this
+    script's standard-library imports), VmHWM (peak resident) at the end, and which heavy modules came in."""
+    start = _status_mb("VmRSS")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    from mediaflow.tts.voices import get_voice
+
+    voice = get_voice(voice_id, threads=threads)
+    loaded = _status_mb("VmRSS")
+    for text in [FIRST_AUDIO_TEXT, *load_sentences(20)]:
+        for _ in voice.stream(text):
+            pass
+        voice.synthesize(text)
+    return {"start_mb": round(start, 1), "loaded_mb": round(loaded, 1), "peak_mb": round(_status_mb("VmHWM"), 1),
+            "end_mb": round(_status_mb("VmRSS"), 1),
+            "runtime": getattr(voice, "runtime", None),
+            "heavy_modules": sorted(m for m in ("torch", "transformers", "scipy", "av", "onnx") if m in sys.modules)}
+
+
+def lean_speed_worker(threads: int, n: int, repeats: int) -> dict:
+    """The student and hibari loaded in one process, speaking the first `n` held-out sentences in turn
+    (student, hibari, student, ...), so both meet the same load: median wall and CPU seconds per second of
+    audio. Then time to the first chunk of `stream(FIRST_AUDIO_TEXT)` for each, `repeats` × 4 times."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    from mediaflow.tts.voices import get_voice
+
+    voices = {v: get_voice(v, threads=threads) for v in ("student", "hibari")}
+    for v in voices.values():
+        v.synthesize("Warm up.")
+        next(iter(v.stream(FIRST_AUDIO_TEXT)))
+    rtf = {v: [] for v in voices}
+    cpu_rtf = {v: [] for v in voices}
+    for text in load_sentences(n):
+        for name, v in voices.items():
+            c0, t0 = _cpu_seconds(), time.perf_counter()
+            audio = v.synthesize(text)
+            wall, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
+            rtf[name].append(wall * v.sample_rate / len(audio))
+            cpu_rtf[name].append(cpu * v.sample_rate / len(audio))
+    first = {v: [] for v in voices}
+    first_cpu = {v: [] for v in voices}
+    for _ in range(4 * repeats):
+        for name, v in voices.items():
+            c0, t0 = _cpu_seconds(), time.perf_counter()
+            chunks = v.stream(FIRST_AUDIO_TEXT)
+            next(chunks)
+            first[name].append(time.perf_counter() - t0)
+            first_cpu[name].append(_cpu_seconds() - c0)
+            chunks.close()
+    med = statistics.median
+    return {v: {"rtf": round(med(rtf[v]), 4), "cpu_rtf": round(med(cpu_rtf[v]), 4),
+                "first_audio_ms": round(1000 * med(first[v]), 1), "first_audio_cpu_ms": round(1000 * med(first_cpu[v]), 1),
+                "sentences": n, "first_audio_repeats": len(first[v])} for v in voices}
+
+
+def lean_encoder_costs(repeats: int) -> dict:
+    """CPU ms to encode ROUTE_TEXT's audio (the student's) once per format in this process, median of
+    `repeats`; MP3 both by the system's LAME (served) and by the LAME PyAV bundles (used without one)."""
+    from mediaflow.tts import encoding
+    from mediaflow.tts.voices import get_voice
+
+    audio = get_voice("student", threads=1).synthesize(ROUTE_TEXT)
+
+    def cost(make) -> float:
+        runs = []
+        for _ in range(repeats):
+            c0 = _cpu_seconds()
+            enc = make()
+            enc.encode(audio)
+            enc.finish()
+            runs.append(_cpu_seconds() - c0)
+        return round(1000 * statistics.median(runs), 1)
+
+    out = {"audio_s": round(len(audio) / 24000, 2)}
+    for fmt in ("mp3", "ogg-opus", "aac", "flac"):
+        out[fmt] = cost(lambda: encoding.Encoder(fmt, 24000))
+    out["mp3 (PyAV's LAME)"] = cost(lambda: encoding._Libav("mp3", 24000))
+    return out
+
+
+def _sub(args: list[str]) -> dict:
+    run = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
+    if run.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed:\n{run.stderr[-2000:]}")
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def lean_report(repeats: int, threads: int, out: Path) -> None:
+    """Issue 17 item 5's targets measured in one go: memory (3 fresh processes), speed and first audio
+    (student and hibari alternating in one process), what a request costs per format (`route_worker`)."""
+    load_before = os.getloadavg()
+    rss = [_sub(["--lean-rss-worker", "student", "--threads", str(threads)]) for _ in range(3)]
+    speed = _sub(["--lean-speed-worker", "--threads", str(threads), "--repeats", str(repeats)])
+    encoders = _sub(["--lean-encoder-worker", "--repeats", str(repeats)])
+    route = _sub(["--route-worker", "student", "--threads", str(threads), "--repeats", str(repeats)])
+    med = statistics.median
+    peak = med(r["peak_mb"] for r in rss)
+    start = med(r["start_mb"] for r in rss)
+    s, h = speed["student"], speed["hibari"]
+    worst = {r["format"]: max(r["tts_stream_x"], r["tts_whole_x"], r["openai_x"]) for r in route["formats"]}
+    result = {
+        "command": "bench/tts.py " + " ".join(sys.argv[1:]), "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": machine(), "threads": threads, "nice": os.nice(0),
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "rss": rss, "speed": speed, "encoders": encoders, "route": route, "route_worst_x": worst,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+
+    def met(ok: bool) -> str:
+        return "yes" if ok else "**no**"
+
+    print("| target (issue 17, item 5) | measured | goal | met |")
+    print("|---|---|---|---|")
+    print(f"| resident memory: peak RSS (VmHWM) of a fresh process that loads the student and speaks 21 texts, "
+          f"whole process, median of 3 | {peak:.0f} MB (the interpreter alone at start: {start:.0f} MB; "
+          f"modules in: {', '.join(rss[0]['heavy_modules']) or 'no torch, scipy, av, onnx'}) | ≤ 200 MB "
+          f"| {met(peak <= 200)} |")
+    print(f"| first audio, 20 words: `stream()` to its first PCM chunk, median of {s['first_audio_repeats']} "
+          f"| {s['first_audio_ms']:.0f} ms wall, {s['first_audio_cpu_ms']:.0f} ms CPU (hibari: "
+          f"{h['first_audio_ms']:.0f} / {h['first_audio_cpu_ms']:.0f}) | ≤ 30 ms | {met(s['first_audio_ms'] <= 30)} |")
+    print(f"| RTF, student vs hibari alternating in one process, {s['sentences']} held-out sentences, {threads} threads "
+          f"| {s['rtf']:.4f} vs {h['rtf']:.4f} wall; {s['cpu_rtf']:.4f} vs {h['cpu_rtf']:.4f} CPU "
+          f"| ≤ hibari's | {met(s['rtf'] <= h['rtf'] and s['cpu_rtf'] <= h['cpu_rtf'])} |")
+    for fmt, x in worst.items():
+        r = next(r for r in route["formats"] if r["format"] == fmt)
+        print(f"| a request / the model, {fmt} ({route['audio_s']} s of speech; /tts streamed, /tts whole, "
+              f"/v1/audio/speech; medians of {repeats} pairs) | {r['tts_stream_x']:.2f}× / {r['tts_whole_x']:.2f}× / "
+              f"{r['openai_x']:.2f}× | ≤ 1.3× | {met(x <= 1.3)} |")
+    print(f"\nThe model alone: {1000 * route['model_s']:.0f} ms wall, {1000 * route['model_cpu_s']:.0f} ms CPU for "
+          f"{route['audio_s']} s. Encoding that audio once, CPU ms: " + ", ".join(
+              f"{k} {v}" for k, v in encoders.items() if k != "audio_s"))
+    print(f"{result['machine']}, {result['date']}, nice {result['nice']}, load average "
+          f"{result['load_average_before'][0]} before / {result['load_average_after'][0]} after; JSON: {out}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--limit", type=int, default=None, help="only the first N sentences (quick runs)")
@@ -326,6 +473,12 @@ def main() -> None:
                     help="only measure what a request costs beyond the model, for VOICE (default student), "
                          "writing bench/results/tts_route.json")
     ap.add_argument("--repeats", type=int, default=7, help="requests per format and route in --route (median)")
+    ap.add_argument("--lean", action="store_true",
+                    help="issue 17's lean-runtime targets in one table (memory, first audio, RTF against hibari, "
+                         "a request's cost per format), writing bench/results/tts_lean.json")
+    ap.add_argument("--lean-rss-worker", metavar="VOICE", help=argparse.SUPPRESS)
+    ap.add_argument("--lean-speed-worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--lean-encoder-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--worker", metavar="VOICE", help=argparse.SUPPRESS)
     ap.add_argument("--route-worker", metavar="VOICE", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -336,6 +489,18 @@ def main() -> None:
         return
     if args.route_worker:
         print(json.dumps(route_worker(args.route_worker, args.repeats, args.threads)))
+        return
+    if args.lean_rss_worker:
+        print(json.dumps(lean_rss_worker(args.lean_rss_worker, args.threads)))
+        return
+    if args.lean_speed_worker:
+        print(json.dumps(lean_speed_worker(args.threads, args.limit or 40, args.repeats)))
+        return
+    if args.lean_encoder_worker:
+        print(json.dumps(lean_encoder_costs(args.repeats)))
+        return
+    if args.lean:
+        lean_report(args.repeats, args.threads, RESULTS / "tts_lean.json")
         return
     if args.route:
         route_report(args.route, args.repeats, args.threads, RESULTS / "tts_route.json")

@@ -345,3 +345,89 @@ def test_other_voices_follow_the_same_protocol(voice_id):
     assert whole.dtype == np.float32 and len(whole) / v.sample_rate > 1.0
     with pytest.raises(InvalidInput):
         v.synthesize("")
+
+
+# -- the packed phonemiser and the encoders ----------------------------------------------------------
+PHONEMISER_TEXTS = [
+    RECOMMENDATION,
+    "Siobhan Delacroix read the record; we'll record a live show and live in Reykjavik.",
+    "Dr. Nakamura's NASA talk: 3.5 million km, $12.99, 1990s, the 21st, i.e. Zoë, Łukasz and Nguyễn.",
+    "Qwxyzzle glorped the frumious bandersnatch!? Don't, won't, y'all, rock'n'roll, GPT-4o, e-mail.",
+    "Is it 'the' or 'thee'? Read it aloud, then wind the clock and feel the wind.",
+]
+
+
+@pytest.mark.parametrize("british", [False, True], ids=["us", "gb"])
+def test_the_packed_phonemiser_reads_as_hibaris_own(british):
+    from mediaflow.tts import g2p as packed
+
+    stock = packed.g2p_module().G2P(british=british)  # hibari's own, its tables as dicts
+    lean = frontend._g2p(british)
+    assert vars(lean).keys() == vars(stock).keys()  # PackedG2P sets what G2P.__init__ sets
+    for text in PHONEMISER_TEXTS:
+        sentence = frontend._hibari_normalize(normalize(text))
+        tokens = [[(t.text, t.tag, t.whitespace, t.phonemes) for t in g.phonemize_tokens(g.tokenize(sentence))]
+                  for g in (lean, stock)]
+        assert tokens[0] == tokens[1]
+        assert lean(sentence) == stock(sentence)
+    # every lexicon word and tagger feature answers what the dicts answer, and unknown keys nothing
+    gold, silver = stock.lexicon.golds.d, stock.lexicon.silvers.d
+    for name, table, packed_table in (("gold", gold, lean.lexicon.golds.d), ("silver", silver, lean.lexicon.silvers.d),
+                                      ("weights", stock.tagger.weights, lean.tagger.weights)):
+        assert len(packed_table) == len(table), name
+        for key in list(table)[::97]:
+            assert packed_table.get(key) == table[key], (name, key)
+        assert packed_table.get("no such key ×") is None and packed_table.get(None) is None
+
+
+def test_the_packed_tables_are_made_once_and_kept(tmp_path, monkeypatch):
+    from mediaflow.tts import g2p as packed
+
+    monkeypatch.setenv("MEDIAFLOW_TTS_CACHE", str(tmp_path))
+    made = packed.tables(False)  # by a child process, into the cache
+    kept = list(tmp_path.glob("g2p-us-*.bin"))
+    assert len(kept) == 1
+    again = packed.load(kept[0].read_bytes())
+    assert again["gold"].get("volcano") == made["gold"].get("volcano") and again["gold"].get("volcano")
+    assert again["tagger"]["weights"].get("b") == made["tagger"]["weights"].get("b")
+    assert packed.tables(False)["silver"].get("aaron") == made["silver"].get("aaron")  # read back, not made anew
+    assert list(tmp_path.glob("g2p-us-*.bin")) == kept
+    # a damaged file is packed anew in the process rather than trusted
+    kept[0].write_bytes(kept[0].read_bytes()[:1000])
+    assert packed.tables(False)["gold"].get("volcano") == made["gold"].get("volcano")
+
+
+SAMPLE = (0.3 * np.sin(2 * np.pi * 220 * np.arange(2 * 24_000) / 24_000)).astype(np.float32)
+
+
+@pytest.mark.parametrize("whole", [False, True], ids=["streamed", "whole"])
+@pytest.mark.parametrize("fmt", ["mp3", "ogg-opus", "aac", "flac"])
+def test_every_encoder_makes_audio_of_the_length_it_was_given(fmt, whole, tmp_path):
+    from mediaflow.tts import encoding
+
+    enc = encoding.Encoder(fmt, 24_000, whole=whole)
+    data = b"".join(enc.encode(SAMPLE[i: i + 7_000]) for i in range(0, len(SAMPLE), 7_000)) + enc.finish()
+    path = tmp_path / f"tone.{fmt}"
+    path.write_bytes(data)
+    heard = audio.decode(path, sample_rate=24_000)
+    assert abs(len(heard) - len(SAMPLE)) / 24_000 < 0.1, len(heard)  # codecs pad by a frame or so
+    spectrum = np.abs(np.fft.rfft(heard))
+    assert abs(np.argmax(spectrum) * 24_000 / len(heard) - 220) < 5  # the tone, not noise
+    if fmt == "mp3" and whole and encoding.lame_library():  # LAME's Info frame: decoders trim its delay
+        assert abs(len(heard) - len(SAMPLE)) <= 24
+
+
+def test_mp3_from_the_system_lame_and_from_pyav_decode_alike(tmp_path):
+    from mediaflow.tts import encoding
+
+    if encoding.lame_library() is None:
+        pytest.skip("no system libmp3lame: MP3 is PyAV's")
+    out = {}
+    for name, enc in (("lame", encoding.Encoder("mp3", 24_000)), ("libav", encoding._Libav("mp3", 24_000))):
+        assert (name == "lame") == isinstance(getattr(enc, "backend", None), encoding._Lame)
+        path = tmp_path / f"{name}.mp3"
+        path.write_bytes(enc.encode(SAMPLE) + enc.finish())
+        out[name] = audio.decode(path, sample_rate=24_000)
+    n = min(map(len, out.values()))
+    assert abs(len(out["lame"]) - len(out["libav"])) < 1200
+    assert np.corrcoef(out["lame"][:n], out["libav"][:n])[0, 1] > 0.9  # the same tone, aligned

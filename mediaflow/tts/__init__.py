@@ -1,2 +1,18 @@
-"""Text to speech: `frontend` (text → phonemes), the engines `kokoro` (the teacher) and `piper`, `voices`
-(one module per voice engine and the registry), `encoding` (the audio formats sent out)."""
+"""Text to speech: `frontend` (text → phonemes, with `g2p`, the packed phonemiser), the engines `kokoro`
+(the teacher) and `piper`, `voices` (one module per voice engine and the registry), `student_onnx` (the
+student without PyTorch), `encoding` (the audio formats sent out)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def default_cache_dir() -> Path:
+    """`MEDIAFLOW_TTS_CACHE`, else `$XDG_CACHE_HOME/mediaflow/tts` (~/.cache/mediaflow/tts): Kokoro's voice
+    packs and the packed phonemiser."""
+    env = os.environ.get("MEDIAFLOW_TTS_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "mediaflow" / "tts"

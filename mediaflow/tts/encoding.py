@@ -8,11 +8,13 @@
 
 `pcm` and `wav` are written here. A streamed WAV header carries 0xFFFFFFFF for both sizes, the usual
 "length unknown" marker, which ffmpeg, browsers and Python's `wave` read to the end of the data.
-`mp3`, `ogg-opus`, `aac` (ADTS) and `flac` are encoded in-process by the libav that PyAV bundles
-(`Encoder`), each packet handed out as soon as it is made. Starting an ffmpeg per request cost more
-than the student takes to speak a sentence; the encoders' speed settings (`SpeechFormat.codec_options`)
-are the fast end of each codec's range for speech at these bitrates. `ffmpeg_command` remains for
-callers that want a pipe.
+`mp3`, `ogg-opus`, `aac` (ADTS) and `flac` are encoded in-process (`Encoder`), each packet handed out
+as soon as it is made: MP3 by the system's LAME library through ctypes where there is one (the LAME that
+PyAV bundles is built without its assembly and takes 3-4x the CPU: 110 vs 32 ms for 8 s of speech,
+`bench/tts.py --lean`), everything else (and MP3 without a system LAME) by PyAV's libav. Starting an ffmpeg
+per request cost more than the student takes to speak a sentence; the encoders' speed settings
+(`SpeechFormat.codec_options`) are the fast end of each codec's range for speech at these bitrates.
+`ffmpeg_command` remains for callers that want a pipe.
 
 `check_format` is the one check of a format: `Encoder`, `ffmpeg_command` and `encode_whole` take a
 name that passed it (the API route checks before the response starts; the library's callers pass constants).
@@ -20,6 +22,8 @@ name that passed it (the API route checks before the response starts; the librar
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import io
 import shutil
 import struct
@@ -145,17 +149,125 @@ class Encoder:
     """float32 mono audio in, `fmt` (checked, compressed) bytes out, in this process: `encode` each piece,
     then `finish` once. Packets are handed out as soon as the codec makes them (its own lookahead aside).
 
-    `whole=True` writes into a seekable buffer instead, so muxers that go back to fill in lengths at the end
-    (MP3's Xing frame count, FLAC's STREAMINFO) do: `finish` then returns the complete file.
-    Not for use from two threads at once.
+    `whole=True` makes a finished file instead, with what players read lengths from filled in at the end
+    (MP3's LAME/Xing frame, FLAC's STREAMINFO): `finish` then returns the complete file.
+    Not for use from two threads at once. MP3 goes to `_Lame` when the system has LAME, all else `_Libav`.
     """
+
+    def __init__(self, fmt: str, sample_rate: int, whole: bool = False):
+        spec = FORMATS[fmt]
+        if spec.encoder is None:
+            raise InvalidInput(f"{fmt} is written without an encoder")
+        lame = lame_library() if spec.encoder == "libmp3lame" else None
+        self.backend = _Lame(lame, spec, sample_rate, whole) if lame else _Libav(fmt, sample_rate, whole)
+
+    def encode(self, audio: np.ndarray) -> bytes:
+        """The bytes ready after this piece (possibly none yet: codecs hold back a frame or so)."""
+        return self.backend.encode(audio)
+
+    def finish(self) -> bytes:
+        """The rest: the codec flushed, the trailer written. With `whole`, the complete file."""
+        return self.backend.finish()
+
+    def close(self) -> None:
+        """Let go of the codec without finishing (a client that left)."""
+        self.backend.close()
+
+
+@lru_cache(maxsize=1)
+def lame_library() -> ctypes.CDLL | None:
+    """The system's libmp3lame with the calls `_Lame` makes typed, or None where there is none."""
+    name = ctypes.util.find_library("mp3lame")
+    try:
+        lib = ctypes.CDLL(name or "libmp3lame.so.0")
+    except OSError:
+        return None
+    handle, i = ctypes.c_void_p, ctypes.c_int
+    lib.lame_init.restype = handle
+    lib.lame_init.argtypes = []
+    for call in ("lame_set_in_samplerate", "lame_set_out_samplerate", "lame_set_num_channels", "lame_set_mode",
+                 "lame_set_brate", "lame_set_quality", "lame_set_bWriteVbrTag"):
+        getattr(lib, call).argtypes = [handle, i]
+    for call in ("lame_init_params", "lame_close"):
+        getattr(lib, call).argtypes = [handle]
+    lib.lame_encode_buffer_ieee_float.argtypes = [handle, ctypes.c_void_p, ctypes.c_void_p, i, ctypes.c_char_p, i]
+    lib.lame_encode_flush.argtypes = [handle, ctypes.c_char_p, i]
+    lib.lame_get_lametag_frame.argtypes = [handle, ctypes.c_char_p, ctypes.c_size_t]
+    lib.lame_get_lametag_frame.restype = ctypes.c_size_t
+    return lib
+
+
+class _Lame:
+    """MP3 by the system's LAME (ctypes releases the GIL for each call): CBR at the format's bitrate, mono,
+    quality `compression_level` (LAME's -q). A stream is bare MP3 frames, as the mp3 muxer wrote with
+    `write_xing 0`; a whole file starts with LAME's Info frame, so decoders know its length and trim the
+    encoder's delay and padding."""
+
+    _MONO = 3  # LAME's MPEG_mode MONO
+
+    def __init__(self, lib: ctypes.CDLL, spec: SpeechFormat, sample_rate: int, whole: bool):
+        self.lib, self.whole = lib, whole
+        self._gf = lib.lame_init()
+        if not self._gf:
+            raise MemoryError("lame_init failed")
+        self._done = False
+        self._out: list[bytes] = []
+        for call, value in (("lame_set_in_samplerate", sample_rate), ("lame_set_out_samplerate", sample_rate),
+                            ("lame_set_num_channels", 1), ("lame_set_mode", self._MONO),
+                            ("lame_set_brate", spec.bits_per_second // 1000),
+                            ("lame_set_quality", int(spec.codec_options.get("compression_level", 7))),
+                            ("lame_set_bWriteVbrTag", int(whole))):
+            getattr(lib, call)(self._gf, value)
+        if lib.lame_init_params(self._gf) < 0:
+            self.close()
+            raise InvalidInput(f"LAME cannot encode {sample_rate} Hz mono at {spec.bitrate}")
+
+    def encode(self, audio: np.ndarray) -> bytes:
+        if len(audio):
+            x = np.ascontiguousarray(audio, dtype=np.float32)
+            buf = ctypes.create_string_buffer(len(x) * 5 // 4 + 7200)  # LAME's own worst case
+            n = self.lib.lame_encode_buffer_ieee_float(self._gf, x.ctypes.data, None, len(x), buf, len(buf))
+            if n < 0:
+                raise RuntimeError(f"LAME failed to encode ({n})")
+            data = buf.raw[:n]
+        else:
+            data = b""
+        if self.whole:
+            self._out.append(data)
+            return b""
+        return data
+
+    def finish(self) -> bytes:
+        if self._done:
+            return b""
+        buf = ctypes.create_string_buffer(7200)
+        n = self.lib.lame_encode_flush(self._gf, buf, len(buf))
+        tail = buf.raw[:max(n, 0)]
+        if not self.whole:
+            self.close()
+            return tail
+        data = bytearray(b"".join(self._out) + tail)
+        tag = ctypes.create_string_buffer(2880)
+        size = self.lib.lame_get_lametag_frame(self._gf, tag, len(tag))
+        if 0 < size <= len(tag):  # written over the placeholder frame LAME put first
+            data[:size] = tag.raw[:size]
+        self.close()
+        return bytes(data)
+
+    def close(self) -> None:
+        if not self._done:
+            self._done = True
+            self.lib.lame_close(self._gf)
+
+
+class _Libav:
+    """Any format of `FORMATS` by the libav PyAV bundles: a codec and its muxer writing to `_Sink` (or to
+    a seekable buffer with `whole`, so muxers go back and fill in lengths)."""
 
     def __init__(self, fmt: str, sample_rate: int, whole: bool = False):
         import av
 
         spec = FORMATS[fmt]
-        if spec.encoder is None:
-            raise InvalidInput(f"{fmt} is written without an encoder")
         self.whole = whole
         self._file = io.BytesIO() if whole else _Sink()
         options = {"flush_packets": "1"}
@@ -178,7 +290,6 @@ class Encoder:
             self._container.mux(packet)
 
     def encode(self, audio: np.ndarray) -> bytes:
-        """The bytes ready after this piece (possibly none yet: codecs hold back a frame or so)."""
         import av
 
         if len(audio):
@@ -190,7 +301,6 @@ class Encoder:
         return b"" if self.whole else self._file.take()
 
     def finish(self) -> bytes:
-        """The rest: the codec flushed, the trailer written. With `whole`, the complete file."""
         if not self._done:
             self._done = True
             self._mux(None)
@@ -198,7 +308,6 @@ class Encoder:
         return self._file.getvalue() if self.whole else self._file.take()
 
     def close(self) -> None:
-        """Let go of the codec without finishing (a client that left)."""
         if not self._done:
             self._done = True
             try:

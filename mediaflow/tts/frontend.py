@@ -11,7 +11,7 @@ comments, terminal escape sequences and control characters (`strip_markup`).
 Limits, so a short request cannot ask for hours of audio: `check_text` counts the characters sent
 (`MAX_CHARS`), `check_spoken` the words once written out (`MAX_WORDS`: "9" × 4000 is 4,000 words) and
 the seconds of audio they would make at the speed asked (`estimate_seconds`, against the caller's bound,
-`MAX_AUDIO_S` by default); `Voice` stops any synthesis whose audio passes that bound anyway. Phonemes come from hibari's G2P, a port of Kokoro's own misaki
+`MAX_AUDIO_S` by default); `Voice` stops any synthesis whose audio passes that bound anyway. Phonemes come from hibari's G2P (its tables packed: `mediaflow.tts.g2p`), a port of Kokoro's own misaki
 phonemiser, in Kokoro's alphabet; `ids` map them through the teacher's vocab.json.
 """
 
@@ -401,13 +401,11 @@ _G2P_LOCK = threading.Lock()  # the tagger and lexicon keep per-call state
 
 @lru_cache(maxsize=2)
 def _g2p(british: bool):
-    try:
-        from hibari.g2p import G2P
-    except ImportError as exc:
-        raise DependencyMissing("the English phonemiser needs hibari-tts: pip install hibari-tts==0.2.1") from exc
-    g2p = G2P(british=british)
-    _give_back_heap()  # parsing its lexicons and tagger (~8 MB of gzipped JSON) leaves ~25 MB of freed heap
-    return g2p
+    from mediaflow.tts.g2p import packed_g2p
+
+    # its tables packed (~10 MB, not ~100 MB of dicts); parsing each (~8 MB of gzipped JSON in all) leaves
+    # freed heap behind, handed back after each
+    return packed_g2p(british, trim=_give_back_heap)
 
 
 def _give_back_heap() -> None:
@@ -468,7 +466,9 @@ def phonemize_words(sentence: str, british: bool = False) -> tuple[str, list[tup
 
 
 def _hibari_normalize(text: str) -> str:
-    from hibari.g2p.normalize import normalize as hibari_normalize  # what G2P.__call__ applies first
+    from mediaflow.tts.g2p import g2p_submodule
+
+    hibari_normalize = g2p_submodule("normalize").normalize  # what G2P.__call__ applies first
 
     return hibari_normalize(text)
 

@@ -34,6 +34,7 @@ import numpy as np
 
 from mediaflow.audio import atomic_write_bytes
 from mediaflow.errors import DependencyMissing, InvalidInput, ModelUnavailable
+from mediaflow.tts import default_cache_dir
 from mediaflow.tts.frontend import KOKORO_MAX_TOKENS, Chunk, prepare
 
 SAMPLE_RATE = 24_000
@@ -52,15 +53,6 @@ VOICE_SHA256 = {
     "bf_emma": "669fe0647f9dd04fcab92f1439a40eeb4c8b4ab1f82e4996fe3d918ce4a63b73",
 }
 VOICE_BYTES = 510 * 256 * 4
-
-
-def default_cache_dir() -> Path:
-    """`MEDIAFLOW_TTS_CACHE`, else `$XDG_CACHE_HOME/mediaflow/tts` (~/.cache/mediaflow/tts)."""
-    env = os.environ.get("MEDIAFLOW_TTS_CACHE")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "mediaflow" / "tts"
 
 
 def _sha256(data: bytes) -> str:
