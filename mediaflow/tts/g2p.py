@@ -152,6 +152,7 @@ class PackedWeights:
 
     def __init__(self, index: _Index, ends: array, tag: array, weight: array, tags: list[str]):
         self.index, self.ends, self.tag, self.weight, self.tags = index, ends, tag, weight, tags
+        self.number = {t: i for i, t in enumerate(tags)}
 
     @classmethod
     def of(cls, weights: dict[str, dict[str, float]], tags: list[str]) -> "PackedWeights":
@@ -280,6 +281,26 @@ def packed_g2p(british: bool = False, trim=lambda: None):
     g2p = g2p_module()
     packed = tables(british, trim)
 
+    class PackedTagger(g2p.Tagger):
+        """hibari's tagger; `predict` sums the packed weights in place instead of building each feature's
+        dict: per tag the same additions in the same order, so the same scores and the same choice."""
+
+        def predict(self, feats):
+            w = self.weights
+            index, ends, tag, weight = w.index, w.ends, w.tag, w.weight
+            scores, hit = [0.0] * len(w.tags), False
+            for f in feats:
+                i = index.find(f)
+                if i >= 0:
+                    a, b = _span(ends, i)
+                    hit = hit or a < b
+                    for j in range(a, b):
+                        scores[tag[j]] += weight[j]
+            if not hit:
+                return "NN"
+            number = w.number
+            return max(self.tags, key=lambda t: (scores[number[t]] if t in number else 0, t))
+
     class PackedG2P(g2p.G2P):
         """hibari's G2P with its tables packed: every attribute its `__init__` sets, set to the same
         tables (tests/test_tts.py checks both give the same phonemes and have the same attributes)."""
@@ -287,7 +308,7 @@ def packed_g2p(british: bool = False, trim=lambda: None):
         def __init__(self):  # as G2P.__init__(oov=None, unk="", british=british)
             self.lexicon = g2p.Lexicon(packed["gold"], packed["silver"], british)
             self.tokenizer = g2p.Tokenizer(g2p._load_json("tokenizer_exceptions.json"))
-            self.tagger = g2p.Tagger(packed["tagger"])
+            self.tagger = PackedTagger(packed["tagger"])
             self._oov = None
             self.unk = ""
             self.british = british
