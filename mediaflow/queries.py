@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from mediaflow import llm, search
 
-METHOD = "episode-summary+queries-v3"  # with the chapters' method: a change redoes the chapter step
+METHOD = "episode-summary+queries-v5"  # with the chapters' method: a change redoes the chapter step
 SYSTEM = (
     "You help people find podcast episodes. List 6 different searches that a listener might type into a "
     "podcast app to find this episode: each 2 to 6 words, one per line, no numbering, no quotes. Write the "
@@ -22,6 +22,7 @@ SYSTEM = (
     "they might be:\nhow to make sourdough\nwhy bread goes stale\nyeast and gluten explained\n"
     "Use only names that appear in the text."
 )
+START = "how "  # the answer's first word
 MIN_WORDS, MAX_WORDS, MAX_CHARS, MAX_QUERIES = 2, 8, 70, 10
 _MARKER = re.compile(r"^\s*(?:[-*•]+|\d+\s*[.):\-]|\(\d+\))\s*")
 _PREFIX = re.compile(r"^\s*(?:search\s+)?(?:query|queries|q)\s*\d*\s*[:\-–—]\s*", re.IGNORECASE)
@@ -81,19 +82,19 @@ def _prompt(title: str | None, description: str | None, chapters: list, opts: Qu
     user = f"Episode: {title or 'untitled'}\n"
     if description:
         user += f"About: {_trim(description, opts.description_words)}\n"
-    lines, budget = [], opts.chapter_words
+    parts, budget = [], opts.chapter_words
     for c in chapters:
         t, s = _get(c, "title"), _get(c, "summary")
         if not s and _CONVENTIONAL.match(t or ""):
             continue  # "Introduction", "Closing Remarks": nothing a listener searches for
-        line = f"- {t}: {s}" if s else f"- {t}"
-        n = len(line.split())
-        if lines and n > budget:
+        part = f"{t} ({s.rstrip('.')})" if s else f"{t}"
+        n = len(part.split())
+        if parts and n > budget:
             break
-        lines.append(line)
+        parts.append(part)
         budget -= n
-    if lines:
-        user += "Chapters:\n" + "\n".join(lines) + "\n"
+    if parts:  # on one line: given as a list, the model listed the titles back
+        user += "It covers: " + "; ".join(parts) + ".\n"
     return user + "Write the search queries, one per line."
 
 
@@ -108,7 +109,8 @@ def write_queries(model: llm.LLM, title: str | None, description: str | None, ch
     opts = opts or QueryOptions()
     user = _prompt(title, description, chapters, opts)
     try:
-        g = model.generate(llm.chat(SYSTEM, user), max_tokens=opts.max_tokens, timeout_s=opts.timeout_s,
+        # begun for it: without, from titles alone, the model listed the chapter titles back
+        g = model.generate(llm.chat(SYSTEM, user, START), max_tokens=opts.max_tokens, timeout_s=opts.timeout_s,
                            stop=("<|im_end|>",))
     except Exception:
         llm.count_fallback("queries", "error")
@@ -116,7 +118,7 @@ def write_queries(model: llm.LLM, title: str | None, description: str | None, ch
     if g.timed_out:
         llm.count_fallback("queries", "timeout")
         return []
-    lines = g.text.splitlines()
+    lines = (START + g.text).splitlines()
     if g.generated_tokens >= opts.max_tokens and len(lines) > 1:
         lines = lines[:-1]  # the last line was cut off by the token cap
     titles = (title or "", *(_get(c, "title") or "" for c in chapters))
