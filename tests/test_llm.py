@@ -180,6 +180,24 @@ def test_titles_are_tidied_and_bad_ones_refused():
     assert llm.clean_sentence("Coffee spread from Yemen to", src) is None  # cut off by the token cap
 
 
+def test_real_answers_from_the_chapter_bench_are_kept_or_refused():
+    from mediaflow.chapters.abstractive import accept_title
+
+    # what the model answered on dev Crash Course chapters (bench/chapters.py --titles model)
+    episode = "The Bobo Beatdown: Crash Course Psychology #12"
+    src = ("Albert Bandura showed that conditioning is not the whole story of learning.", episode)
+    assert accept_title(" The Bobo Beatdown: Crash Course Psychology #13", src, [], episode) is None  # the episode's
+    assert accept_title(" Bandura's Conditioning: Beyond External Rewards", src, [], episode) == "Bandura's Conditioning"
+    assert accept_title(" Models in Psychology: Early Learning and Social Influence", src, [], episode) == \
+        "Models in Psychology"
+    assert accept_title(" Cognitive Maps", src, ["Cognitive maps"], episode) is None  # an earlier chapter's
+    cut = ("This chapter discusses the importance of models in psychology, emphasizing the role of early learning "
+           "and social influence in shaping behavior. It highlights the impact of positive, supportive, and loving "
+           "models on others, while also")
+    assert llm.clean_sentence(cut, cut) == ("This chapter discusses the importance of models in psychology, emphasizing "
+                                            "the role of early learning and social influence in shaping behavior.")
+
+
 def test_metrics_show_the_fallbacks(api):
     llm.count_fallback("summary", "invalid")
     text = api.get("/metrics").text

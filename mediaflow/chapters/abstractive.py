@@ -100,9 +100,9 @@ def write_chapters(
             except Exception:
                 llm.count_fallback("title", "error")
                 continue
-            t = None if g.timed_out else llm.clean_title(g.text, *sources)
-            if t and t.lower() not in {x.lower() for x in out_titles[:i]} and t.lower() not in (title or "").lower():
-                out_titles[i] = _title_case(t)
+            t = None if g.timed_out else accept_title(g.text, sources, out_titles[:i], title)
+            if t:
+                out_titles[i] = t
             else:
                 llm.count_fallback("title", "timeout" if g.timed_out else "invalid")
             if g.timed_out:
@@ -114,6 +114,15 @@ def write_chapters(
     if opts.summaries and pending:
         _summarise(pending, summaries, model, opts)
     return out_titles, summaries
+
+
+def accept_title(raw: str, sources: tuple[str, ...], earlier: list[str], episode_title: str | None) -> str | None:
+    """The model's title, tidied and title-cased, or None: it fails `llm.clean_title`, repeats an earlier
+    chapter's title, or is part of the episode's own title (the model's commonest failure)."""
+    t = llm.clean_title(raw, *sources)
+    if not t or t.lower() in {x.lower() for x in earlier} or t.lower() in (episode_title or "").lower():
+        return None
+    return _title_case(t)
 
 
 def _summarise(pending: list[tuple[int, str, tuple[str, ...]]], summaries: list[str | None], model: llm.LLM,
