@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from urllib.parse import unquote
 
@@ -164,3 +165,74 @@ def test_narration_output_is_bounded_in_the_library_too(catalogue_ids, env):
     with pytest.raises(InputTooLarge, match="of audio"):
         narration.narrate(catalogue_ids["coffee-1"], catalogue_ids["coffee-2"], config.get_settings(), voice="hibari")
     assert narration.narration_speed(0.71) == 0.75 and narration.narration_speed(4.0) == 4.0
+
+
+# -- the model's sentence -----------------------------------------------------------------------------
+def _needs_the_model():
+    from mediaflow import llm
+
+    if not llm.installed():
+        pytest.skip(f"the language model is not installed (missing: {', '.join(llm.missing_packages())})")
+
+
+def _wait_for_background_sentences() -> None:
+    from mediaflow import explain
+
+    for fut in list(explain._inflight.values()):
+        fut.result(timeout=900)
+
+
+def test_the_models_sentence_is_what_recommendations_show_and_the_narration_speaks(api, catalogue_ids, env, tmp_path):
+    """One model call for the pair: /recommendations writes and keeps it, /similar and the narration read it back."""
+    from mediaflow import audio, llm
+    from mediaflow.asr import Transcriber
+    from mediaflow.explain import facts
+    from mediaflow.recommend import Reason
+
+    _needs_the_model()
+    env("MEDIAFLOW_EXPLANATIONS", "model")
+    env("MEDIAFLOW_EXPLANATION_WAIT_S", "600")  # two shared cores: a sentence can take a minute
+    src = catalogue_ids["coffee-1"]
+    rec = api.post("/recommendations", json={"history": [{"episode_id": src}], "k": 1}, timeout=700).json()["items"][0]
+    other, text = rec["episode_id"], rec["explanation"]
+    assert rec["explanation_method"] == "model", text
+    f = facts(Reason.from_dict(rec["reason"]))
+    assert text.startswith(f.opening) and llm.invented_names(text, f.text) == []
+    kept = list((config.get_settings().data_path / "explanations").glob(f"{src}--{other}--*.json"))
+    assert len(kept) == 1 and json.loads(kept[0].read_text())["text"] == text
+
+    pair = api.get(f"/episodes/{src}/similar/{other}").json()  # another kind of reason, the same facts
+    assert pair["explanation"] == text and pair["explanation_method"] == "model"
+    said = api.get(pair["narration"], params={"voice": "hibari"}, headers=AUTH)
+    assert said.status_code == 200 and unquote(said.headers["x-explanation"]) == text
+    assert len(list(kept[0].parent.glob(f"{src}--{other}--*.json"))) == 1  # read back, not written again
+
+    mp3 = tmp_path / "why.mp3"
+    mp3.write_bytes(said.content)
+    heard = Transcriber("tiny.en", threads=2).transcribe(audio.decode(mp3)).text.lower()
+    key = {w for w in re.findall(r"[a-z]{5,}", text[len(f.opening):].lower())} | {"enjoyed", "love"}
+    assert len([w for w in key if w in heard]) >= 0.6 * len(key), (heard, key)
+
+
+def test_a_sentence_not_ready_in_time_is_the_template_and_is_kept_for_the_next_request(api, catalogue_ids, env):
+    from mediaflow import llm
+    from mediaflow.explain import explain
+    from mediaflow.recommend import Reason
+
+    _needs_the_model()
+    env("MEDIAFLOW_EXPLANATIONS", "model")
+    env("MEDIAFLOW_EXPLANATION_WAIT_S", "0")
+    src, other = catalogue_ids["volcanoes-1"], catalogue_ids["volcanoes-2"]
+    before = llm.fallback_counts().get(("explanation", "timeout"), 0)
+    first = api.get(f"/episodes/{src}/similar/{other}").json()
+    assert first["explanation_method"] == "template"
+    assert first["explanation"] == explain(Reason.from_dict(first["reason"])).text
+    metrics = api.get("/metrics").text
+    line = next(x for x in metrics.splitlines() if x.startswith("mediaflow_llm_fallbacks_total{")
+                and 'kind="explanation"' in x and 'reason="timeout"' in x)
+    assert float(line.rsplit(" ", 1)[1]) >= before + 1
+    _wait_for_background_sentences()  # the model's sentence was finished in the background and kept
+    again = api.get(f"/episodes/{src}/similar/{other}").json()
+    assert again["explanation_method"] == "model" and again["explanation"] != first["explanation"]
+    said = api.get(f"/episodes/{src}/similar/{other}/narration", params={"voice": "hibari"}, headers=AUTH)
+    assert unquote(said.headers["x-explanation"]) == again["explanation"]
