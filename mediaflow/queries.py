@@ -48,7 +48,7 @@ def _tidy(line: str) -> str:
     while prev != line:
         prev = line
         line = _PREFIX.sub("", _MARKER.sub("", line)).strip().strip(_QUOTES).strip()
-    return line.rstrip(".?!,;").strip()
+    return " ".join(line.rstrip(".?!,;").split())  # the model sometimes doubles its spaces
 
 
 def clean_queries(text: str, *sources: str, titles: tuple[str, ...] = (), limit: int = MAX_QUERIES) -> list[str]:
