@@ -32,8 +32,8 @@ def stem(word: str) -> str:
 
 
 def words(text: str | None) -> list[str]:
-    """The content words of `text`, lower-cased and stemmed, stop words left out."""
-    return [stem(w) for w in re.findall(r"[a-z0-9]+", (text or "").lower()) if w not in STOP]
+    """The content words of `text`, lower-cased and stemmed, stop words and single letters left out."""
+    return [stem(w) for w in re.findall(r"[a-z0-9]+", (text or "").lower()) if w not in STOP and len(w) > 1]
 
 
 def _phrase(text: str | None) -> str:

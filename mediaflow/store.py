@@ -322,7 +322,7 @@ class Store:
             )
 
         cond = contains(q)
-        each = list(dict.fromkeys(words(q)))[:8]
+        each = [w for w in dict.fromkeys(words(q)) if len(w) >= 3][:8]  # "e_h" is one term, not "e" and "h"
         if len(each) >= 2:  # "sleep and light" finds an episode that says both, apart
             cond = or_(cond, and_(*(contains(w) for w in each)))
         with self.session() as s:
