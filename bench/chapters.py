@@ -276,6 +276,7 @@ def main() -> None:
                     help="the language model's answers kept on disk: reruns read them ('' = always run it)")
     ap.add_argument("--split", choices=("all", "tune", "heldout"), default="all",
                     help="tune: episodes at even positions of each source's file order; heldout: odd ones")
+    ap.add_argument("--episodes", default="", help="only these episode ids (comma-separated), after --split")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "chapters.json"))
     args = ap.parse_args()
 
@@ -307,6 +308,8 @@ def main() -> None:
     # --limit counts episodes per source within the split asked for
     if args.split != "all":
         episodes = [ep for ep in episodes if ep["split"] == args.split]
+    if args.episodes:
+        episodes = [ep for ep in episodes if ep["id"] in args.episodes.split(",")]
     if args.limit:
         episodes = [ep for src in dict.fromkeys(e["source"] for e in episodes)
                     for ep in [e for e in episodes if e["source"] == src][:args.limit]]

@@ -22,8 +22,8 @@ SYSTEM = (
     "Do not reuse the episode's title or an earlier chapter's title. Use only names that appear in the text."
 )
 EPISODE_SYSTEM = (
-    "You summarise podcast episodes. Answer with one or two plain sentences saying what the episode "
-    "covers. Use only names that appear in the text."
+    "You summarise podcast episodes. Answer with one plain sentence of at most 30 words saying what the "
+    "episode covers. Use only names that appear in the text."
 )
 
 
@@ -37,6 +37,8 @@ class AbstractiveOptions:
     timeout_s: float = 90.0  # one chapter's title, wall clock; past it the extractive title stays
     summaries: bool = True
     group: int = 8  # chapters titled one after another, then summarised together in one batch
+    episode_summary_words: int = 12  # of each chapter's summary in the episode summary's prompt
+    episode_summary_tokens: int = 48
 
 
 def excerpt(sentences: list[str], emb: np.ndarray, words: int) -> str:
@@ -147,15 +149,16 @@ def write_episode_summary(
     titles: list[str], summaries: list[str | None], title: str | None, description: str | None,
     model: llm.LLM, opts: AbstractiveOptions = AbstractiveOptions(),
 ) -> str | None:
-    """One or two sentences for the whole episode from its chapters' titles and summaries (None on failure)."""
-    lines = [f"- {t}: {s}" if s else f"- {t}" for t, s in zip(titles, summaries)]
+    """One or two sentences for the whole episode from its chapters' titles and the beginnings of their
+    summaries (None on failure). The prompt is the cost: each chapter's line is kept short."""
+    lines = [f"- {t}: {_trim(s, opts.episode_summary_words)}" if s else f"- {t}" for t, s in zip(titles, summaries)]
     user = f"Episode: {title or 'untitled'}\n"
     if description:
         user += f"About: {_trim(description, opts.description_words)}\n"
     user += "Chapters:\n" + "\n".join(lines)
     try:
-        g = model.generate(llm.chat(EPISODE_SYSTEM, user), max_tokens=60, timeout_s=opts.timeout_s,
-                           stop=("<|im_end|>",))
+        g = model.generate(llm.chat(EPISODE_SYSTEM, user), max_tokens=opts.episode_summary_tokens,
+                           timeout_s=opts.timeout_s, stop=("\n",))
     except Exception:
         llm.count_fallback("episode_summary", "error")
         return None
