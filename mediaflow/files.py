@@ -39,10 +39,13 @@ def narration_path(settings: Settings, source_id: str, target_id: str, key: str)
     return settings.data_path / "narration" / f"{source_id}--{target_id}--{key}.mp3"
 
 
-def narration_files(episode_id: str, settings: Settings) -> list[Path]:
-    """Every narration file that names the episode, as source or target (for deletes)."""
-    root = settings.data_path / "narration"
-    return sorted(set(root.glob(f"{episode_id}--*")) | set(root.glob(f"*--{episode_id}--*"))) if root.is_dir() else []
+def pair_files(episode_id: str, settings: Settings) -> list[Path]:
+    """Every narration and kept explanation that names the episode, as source or target (for deletes)."""
+    found: set[Path] = set()
+    for root in (settings.data_path / "narration", settings.data_path / "explanations"):
+        if root.is_dir():
+            found |= set(root.glob(f"{episode_id}--*")) | set(root.glob(f"*--{episode_id}--*"))
+    return sorted(found)
 
 
 def sweep_stale_temp_files(settings: Settings, max_age_s: float = STALE_TEMP_S) -> list[Path]:
@@ -118,7 +121,7 @@ def delete_episode(episode_id: str, settings: Settings) -> None:
     store = get_store(settings.db_url)
     ep = store.get_episode(episode_id)
     root = settings.data_path
-    files = [root / ep.audio_path, *(root / "derived").glob(f"{episode_id}*"), *narration_files(episode_id, settings)]
+    files = [root / ep.audio_path, *(root / "derived").glob(f"{episode_id}*"), *pair_files(episode_id, settings)]
     trash = root / "trash" / uuid.uuid4().hex
     moved: list[tuple[Path, Path]] = []
     try:

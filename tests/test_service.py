@@ -46,6 +46,11 @@ def test_search_audio_etags_metrics_and_delete(api, settings, speech_wav, monkey
     config.get_settings.cache_clear()
     assert api.delete(f"/episodes/{eid}").status_code == 401
     api.get(f"/episodes/{eid}/chapters.mp3")  # a derived file to clean up
+    kept = {d: settings.data_path / d for d in ("narration", "explanations")}
+    for d, folder in kept.items():  # what a "why this?" for a pair leaves: the episode as source, as target
+        folder.mkdir(exist_ok=True)
+        for name in (f"{eid}--b--k.x", f"a--{eid}--k.x", "a--b--k.x"):
+            (folder / name).write_text(d)
     audio = settings.data_path / get_store(settings.db_url).get_episode(eid).audio_path
     r = api.delete(f"/episodes/{eid}", headers={"Authorization": "Bearer k3y"})
     assert r.status_code == 204
@@ -53,6 +58,7 @@ def test_search_audio_etags_metrics_and_delete(api, settings, speech_wav, monkey
     for product in ("transcript", "chapters", "features", "similar"):
         assert api.get(f"/episodes/{eid}/{product}").status_code == 404, product
     assert not audio.exists() and not list((settings.data_path / "derived").glob(f"{eid}*"))
+    assert all(sorted(p.name for p in folder.iterdir()) == ["a--b--k.x"] for folder in kept.values())
     assert not (settings.data_path / "trash").exists() or not any((settings.data_path / "trash").iterdir())
     assert api.delete(f"/episodes/{eid}", headers={"Authorization": "Bearer k3y"}).status_code == 404
     assert not other.exists()
