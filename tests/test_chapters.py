@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from mediaflow.chapters import Chapter, chapterize
+from mediaflow.chapters import Chapter, ChapterOptions, chapterize
 from mediaflow.chapters.formats import PODCAST_VERSION, export, parse_youtube, to_podcast, write_id3_chapters
+from mediaflow.chapters.segment import SegmentOptions
 from mediaflow.chapters.titles import MAX_TITLE
 from mediaflow.errors import InvalidInput
 from mediaflow.transcript import Segment, Transcript
@@ -130,6 +131,37 @@ def test_word_timestamps_and_pauses_place_the_boundary(tmp_path):
     # each chapter after the first starts in the long breath before its topic, half a second before the
     # topic's first word, so a player seeking there hears that sentence whole
     assert [c.start for c in chapters] == [0.0] + [round(o - 0.5, 2) for o in openings[1:]]
+
+
+def _captions(silence_after: int | None = None, silence: float = 6.0) -> tuple[Transcript, list[Segment]]:
+    """The four topics as caption lines without word times, each lasting as long as its text needs at
+    14 characters a second; the line `silence_after` lasts `silence` seconds longer (a pause, a cut)."""
+    segs, t = [], 0.0
+    for i, s in enumerate(x for v in TOPICS.values() for x in v):
+        dur = len(s) / 14.0 + (silence if i == silence_after else 0.0)
+        segs.append(Segment(i, t, t + dur, s))
+        t += dur
+    return Transcript(segs, "en", t, "captions"), segs
+
+
+def test_caption_lines_that_outlast_their_words_give_the_next_sentence_a_pause():
+    from mediaflow.chapters.sentences import from_transcript
+
+    sents = from_transcript(_captions(silence_after=14)[0])
+    assert sents[15].pause_before == pytest.approx(6.0, abs=0.3)
+    assert max(s.pause_before for i, s in enumerate(sents) if i != 15) < 0.3
+
+
+def test_a_long_silence_between_caption_lines_opens_a_chapter():
+    plain, _ = _captions()
+    assert [c.start for c in chapterize(plain)] == pytest.approx([0.0] + [s.start for s in plain.segments[10::10]],
+                                                                   abs=0.01)
+    quiet, segs = _captions(silence_after=14)
+    starts = [c.start for c in chapterize(quiet)]
+    # the chapter starts in the silence, half a second before the first line after it
+    assert any(abs(s - (segs[15].start - 0.5)) < 0.01 for s in starts), (starts, segs[15].start)
+    off = ChapterOptions(segment=SegmentOptions(pause_weight=0.0))
+    assert not any(abs(s - (segs[15].start - 0.5)) < 0.01 for s in (c.start for c in chapterize(quiet, options=off)))
 
 
 CHAPTERS = [Chapter(0.0, 65.0, "Introduction"), Chapter(65.0, 3700.5, "Social Learning"),

@@ -14,13 +14,14 @@ import numpy as np
 from mediaflow import llm
 from mediaflow.chapters.abstractive import AbstractiveOptions, write_chapters, write_episode_summary
 from mediaflow.chapters.cues import cue_scores
+from mediaflow.chapters.segment import METHOD as SEGMENTATION
 from mediaflow.chapters.segment import SegmentOptions, boundaries
 from mediaflow.chapters.sentences import Sentence, from_transcript
 from mediaflow.chapters.titles import TitleOptions, make_titles, name_conventional_chapters
 from mediaflow.transcript import Transcript
 
-METHOD = "embed-kdp-cues+keyphrase-v2"  # extractive titles
-MODEL_METHOD = f"embed-kdp-cues+{llm.MODEL_NAME}-titles-summaries-v1"
+METHOD = f"{SEGMENTATION}+keyphrase-v2"  # extractive titles
+MODEL_METHOD = f"{SEGMENTATION}+{llm.MODEL_NAME}-titles-summaries-v1"
 TITLE_METHODS = ("auto", "model", "extractive")
 
 

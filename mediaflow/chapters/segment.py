@@ -6,6 +6,7 @@ a bound, and K is chosen by how much each further chapter still explains, agains
 on chapter length that grows with the square root of the episode's duration (what creators do:
 ~1-minute chapters in a 10-minute video, ~3.5-minute chapters in a 2-hour podcast). So the count
 follows the content, and the prior only breaks near-ties. Duration bounds keep chapters listenable.
+Opening words ("So let's…") and long pauses before a sentence pay towards a chapter starting there.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+# Stored in the chapters' method id (mediaflow.chapters.METHOD): a change here makes the pipeline redo them.
+METHOD = "embed-kdp-cues-pauses"
 
 
 @dataclass
@@ -27,6 +31,8 @@ class SegmentOptions:
     max_relative: float = 4.0  # no chapter longer than this many expected lengths
     smooth: int = 3  # average each sentence with this many neighbours on each side
     pause_snap_s: float = 1.0  # move a boundary to a neighbouring sentence start after a longer pause
+    pause_weight: float = 0.5  # each second of pause beyond pause_floor_s pays this towards a chapter start
+    pause_floor_s: float = 1.0  # pauses up to this long are breaths, not transitions
     max_units: int = 2500  # longer transcripts are segmented over groups of sentences
 
 
@@ -42,6 +48,7 @@ def boundaries(
     """Indices of the sentences that start a chapter (always including 0).
 
     `cues`: per-sentence log-odds that a chapter opens there, from its wording (`cues.cue_scores`).
+    `pauses`: seconds of silence before each sentence; a long one pays towards a chapter start there.
     """
     n = len(emb)
     if n < 2:
@@ -53,6 +60,9 @@ def boundaries(
         emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-9)
         starts, ends = starts[idx], ends[np.minimum(idx + group, n) - 1]
         cues = None if cues is None else cues[idx]
+        pause_ev = np.asarray(pauses)[idx]
+    else:
+        pause_ev = np.asarray(pauses)
     x = _smooth(emb, opts.smooth)
     # Take out what the whole episode (and its title/description) is about: what is left is
     # what distinguishes one part from another.
@@ -71,10 +81,13 @@ def boundaries(
 
     scatter = max(float((x * x).sum(1).mean()), 1e-9)
     cost = _cost_matrix(x, starts, ends, min_s, max_s)
+    bonus = np.zeros(m + 1)
     if cues is not None and opts.cue_weight:
-        bonus = np.concatenate([np.clip(cues, -opts.cue_clip, opts.cue_clip), [0.0]])
-        bonus[0] = 0.0  # the first chapter starts at 0 whatever is said there
-        cost = cost - opts.cue_weight * scatter * bonus[:, None]
+        bonus[:m] += opts.cue_weight * np.clip(cues, -opts.cue_clip, opts.cue_clip)
+    if opts.pause_weight:
+        bonus[:m] += opts.pause_weight * np.clip(pause_ev - opts.pause_floor_s, 0.0, opts.cue_clip)
+    bonus[0] = 0.0  # the first chapter starts at 0 whatever is said there
+    cost = cost - scatter * bonus[:, None]
     k_max = int(min(m, max(2, 3 * k_prior)))
     totals, back = _partitions(cost, k_max)
     ks = np.arange(1, k_max + 1)

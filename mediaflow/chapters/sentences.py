@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import numpy as np
+
 from mediaflow.transcript import Transcript
 
 _SPLIT = re.compile(r"(?<=[.!?…])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
@@ -17,13 +19,15 @@ class Sentence:
     start: float
     end: float
     text: str
-    pause_before: float = 0.0  # silence before it, where word timestamps tell
+    pause_before: float = 0.0  # silence before it: from word timestamps, else estimated (`_caption_pauses`)
 
 
 def from_transcript(t: Transcript) -> list[Sentence]:
     """Split a transcript into sentences, timed by word timestamps where present."""
     out: list[Sentence] = []
-    for seg in t.segments:
+    held = _caption_pauses(t.segments)
+    for k, seg in enumerate(t.segments):
+        first = len(out)
         if seg.words:
             cur: list = []
             for w in seg.words:
@@ -35,11 +39,28 @@ def from_transcript(t: Transcript) -> list[Sentence]:
                 out.append(_from_words(cur))
         else:
             out.extend(_from_text(seg.start, seg.end, seg.text))
+        if k and len(out) > first:
+            out[first].pause_before = held[k - 1]
     out = [s for s in out if s.text]
     out = _merge_fragments(out)
     for prev, s in zip(out, out[1:]):
-        s.pause_before = max(0.0, round(s.start - prev.end, 3))
+        s.pause_before = round(s.pause_before + max(0.0, s.start - prev.end), 3)
     return out
+
+
+def _caption_pauses(segments) -> list[float]:
+    """Seconds each segment without word times lasts beyond what its text needs at the transcript's pace.
+
+    Caption lines run until the next one starts, so a silence (a pause, music, a cut) shows only as a
+    line that lasts too long for its words. Segments with word timestamps get 0: their gaps are measured.
+    """
+    timed = [(s.end - s.start, len(s.text.strip())) for s in segments if not s.words and s.end > s.start]
+    if len(timed) < 5:  # too few lines to know the pace
+        return [0.0] * len(segments)
+    pace = float(np.median([c / d for d, c in timed]))  # characters per second
+    if pace <= 0:
+        return [0.0] * len(segments)
+    return [0.0 if s.words else max(0.0, (s.end - s.start) - len(s.text.strip()) / pace) for s in segments]
 
 
 def _from_words(words) -> Sentence:
