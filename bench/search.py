@@ -6,7 +6,7 @@ text only). Each episode is indexed as the product indexes it (mediaflow/search.
   (a) title + our keyphrase chapter titles (the title/keyword search);
   (b) (a) + the language model's synthetic queries (+ its episode summary with --summaries).
 The model writes the queries from the episode title and our keyphrase chapter titles (the pipeline gives it
-the model's own titles and summaries; they cost ~15 min per episode on this machine, so not here).
+the model's own titles and summaries; they cost ~1,000 CPU-s per hour of audio, so not here).
 
 Test queries: the creator's chapter titles of the episode (Introduction / Sponsors / Review & Credits and the
 like left out): what the creators thought a listener looks for, never shown to the model, so not circular.
