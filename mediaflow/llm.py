@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from mediaflow.cache import cache_dir
 from mediaflow.errors import DependencyMissing
 
 MODEL_NAME = "qwen2.5-coder-1.5b-instruct-q4_k_m"
@@ -58,11 +59,7 @@ def installed() -> bool:
 
 def default_cache_dir() -> Path:
     """`MEDIAFLOW_LLM_CACHE`, else `$XDG_CACHE_HOME/mediaflow/llm` (~/.cache/mediaflow/llm)."""
-    env = os.environ.get("MEDIAFLOW_LLM_CACHE")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "mediaflow" / "llm"
+    return cache_dir("llm", "MEDIAFLOW_LLM_CACHE")
 
 
 def _part_paths() -> list[Path]:

@@ -4,15 +4,12 @@ student without PyTorch), `encoding` (the audio formats sent out)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from mediaflow.cache import cache_dir
 
 
 def default_cache_dir() -> Path:
     """`MEDIAFLOW_TTS_CACHE`, else `$XDG_CACHE_HOME/mediaflow/tts` (~/.cache/mediaflow/tts): Kokoro's voice
     packs and the packed phonemiser."""
-    env = os.environ.get("MEDIAFLOW_TTS_CACHE")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "mediaflow" / "tts"
+    return cache_dir("tts", "MEDIAFLOW_TTS_CACHE")
