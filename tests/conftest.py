@@ -221,3 +221,11 @@ def pytest_runtest_makereport(item, call):
             report.outcome = "failed"
             report.longrepr = f"CI=true: {needs[0]} is required under CI, and this test would have skipped: {reason}"
     return report
+
+
+def pytest_collection_modifyitems(items):
+    # schemathesis names each operation's item `test[GET /path]` but gives them all the test function's
+    # node id; pytest-xdist keys items by node id and would run one of them. The name makes it unique.
+    for item in items:
+        if "[" in item.name and not item.nodeid.endswith("]"):  # pytest 9 keeps the id parsed in `_id`
+            item._id = type(item._id).parse(f"{item.nodeid.rpartition('::')[0]}::{item.name}")
