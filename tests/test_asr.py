@@ -82,7 +82,9 @@ def test_fine_progress_moves_while_a_window_is_transcribed(transcriber, long_spe
     before_last = [s for s, n in seen if n < len(batches)]
     assert before_last and max(before_last) < t.duration  # progress was told before the last batch ran
     assert [s for s, _ in seen] == sorted(s for s, _ in seen) and seen[-1][0] == pytest.approx(t.duration, abs=0.1)
-    assert wer(" ".join(LONG_PARAGRAPHS), t.text) <= 0.1  # smaller batches, same words
+    # smaller batches, same words: against the plain transcript of the same (run-to-run varying) Piper audio
+    reference = " ".join(LONG_PARAGRAPHS)
+    assert wer(reference, t.text) <= wer(reference, transcriber.transcribe(long_speech_wav).text) + 0.05, t.text
 
 
 def test_unknown_model_is_a_clear_error(tmp_path):
