@@ -1,5 +1,6 @@
 """The creator-chaptered dev episodes (../shared/eval/chapters/dev) as timed sentences with their true
-chapters: what bench/chapters.py scores and bench/fit_chapter_cues.py fits the opening-cue table on.
+chapters: what bench/chapters.py and bench/segment_split.py score (with the metrics at the end of this
+file) and bench/fit_chapter_cues.py fits the opening-cue table on.
 
 An episode is a dict: source, id, title, sentences (`Sentence`s), duration (s), ref (indices of the
 sentences that open a creator chapter, always with 0), ref_spans ((start, end) s of each creator
@@ -81,3 +82,37 @@ def load(root: Path, sources: list[str], limit: int = 0) -> list[dict]:
         files = sorted((root / source).glob("*.json"))
         episodes += [LOADERS[source](f) for f in (files[:limit] if limit else files)]
     return episodes
+
+
+# -- metrics: Pk and WindowDiff in sentence units, boundary F1 in seconds ------------------------------
+def _seg_ids(cuts: list[int], n: int) -> np.ndarray:
+    ids = np.zeros(n, dtype=int)
+    for c in cuts[1:]:
+        ids[c:] += 1
+    return ids
+
+
+def pk_windowdiff(ref: list[int], hyp: list[int], n: int) -> tuple[float, float]:
+    r, h = _seg_ids(ref, n), _seg_ids(hyp, n)
+    k = max(2, int(round(n / (2 * max(len(ref), 1)))))
+    if n <= k:
+        return 0.0, 0.0
+    pk = np.mean((r[k:] == r[:-k]) != (h[k:] == h[:-k]))
+    wd = np.mean((r[k:] - r[:-k]) != (h[k:] - h[:-k]))
+    return float(pk), float(wd)
+
+
+def boundary_f1(ref_t: list[float], hyp_t: list[float], tol: float) -> float:
+    ref_t = [t for t in ref_t if t > 0]
+    hyp_t = [t for t in hyp_t if t > 0]
+    if not ref_t and not hyp_t:
+        return 1.0
+    used, hits = set(), 0
+    for t in hyp_t:
+        best = min((abs(t - r), i) for i, r in enumerate(ref_t) if i not in used) if len(used) < len(ref_t) else None
+        if best and best[0] <= tol:
+            used.add(best[1])
+            hits += 1
+    p = hits / len(hyp_t) if hyp_t else 0.0
+    r = hits / len(ref_t) if ref_t else 0.0
+    return 2 * p * r / (p + r) if p + r else 0.0

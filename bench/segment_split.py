@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from chapter_data import DEV, LOADERS, load  # noqa: E402
+from chapter_data import DEV, LOADERS, boundary_f1, load, pk_windowdiff  # noqa: E402
 from fit_chapter_cues import fit_table  # noqa: E402
 
 from mediaflow.chapters.cues import cue_scores  # noqa: E402
@@ -71,37 +71,6 @@ def embed_cached(ep: dict, embedder) -> tuple[np.ndarray, np.ndarray]:
     np.savez(tmp, emb=emb, context=context)
     tmp.replace(path)
     return emb, context
-
-
-# -- metrics (the conventions of bench/chapters.py) --------------------------------------------------
-def _seg_ids(cuts: list[int], n: int) -> np.ndarray:
-    ids = np.zeros(n, dtype=int)
-    for c in cuts[1:]:
-        ids[c:] += 1
-    return ids
-
-
-def pk_windowdiff(ref: list[int], hyp: list[int], n: int) -> tuple[float, float]:
-    r, h = _seg_ids(ref, n), _seg_ids(hyp, n)
-    k = max(2, int(round(n / (2 * max(len(ref), 1)))))
-    if n <= k:
-        return 0.0, 0.0
-    return float(np.mean((r[k:] == r[:-k]) != (h[k:] == h[:-k]))), float(np.mean((r[k:] - r[:-k]) != (h[k:] - h[:-k])))
-
-
-def boundary_f1(ref_t: list[float], hyp_t: list[float], tol: float) -> float:
-    ref_t, hyp_t = [t for t in ref_t if t > 0], [t for t in hyp_t if t > 0]
-    if not ref_t and not hyp_t:
-        return 1.0
-    used, hits = set(), 0
-    for t in hyp_t:
-        free = [(abs(t - r), i) for i, r in enumerate(ref_t) if i not in used]
-        best = min(free) if free else None
-        if best and best[0] <= tol:
-            used.add(best[1])
-            hits += 1
-    p, r = (hits / len(hyp_t) if hyp_t else 0.0), (hits / len(ref_t) if ref_t else 0.0)
-    return 2 * p * r / (p + r) if p + r else 0.0
 
 
 # -- variants ----------------------------------------------------------------------------------------
