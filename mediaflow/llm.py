@@ -484,6 +484,12 @@ def get_llm(threads: int = 0) -> LLM:
     return model
 
 
+def trim_words(text: str | None, words: int) -> str:
+    """The first `words` words of `text` for a prompt, "…" marking a cut."""
+    parts = (text or "").split()
+    return " ".join(parts[:words]) + (" …" if len(parts) > words else "")
+
+
 def chat(system: str, user: str, assistant_prefix: str = "") -> str:
     """A prompt in Qwen's ChatML. Put what prompts share first: the KV cache reuses a common prefix."""
     return (f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n"

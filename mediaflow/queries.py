@@ -38,11 +38,6 @@ class QueryOptions:
     timeout_s: float = 300.0  # wall clock; on a busy 2-core machine one answer took minutes
 
 
-def _trim(text: str | None, words: int) -> str:
-    parts = (text or "").split()
-    return " ".join(parts[:words]) + (" …" if len(parts) > words else "")
-
-
 def _tidy(line: str) -> str:
     prev = None
     while prev != line:
@@ -81,7 +76,7 @@ def clean_queries(text: str, *sources: str, titles: tuple[str, ...] = (), limit:
 def _prompt(title: str | None, description: str | None, chapters: list, opts: QueryOptions) -> str:
     user = f"Episode: {title or 'untitled'}\n"
     if description:
-        user += f"About: {_trim(description, opts.description_words)}\n"
+        user += f"About: {llm.trim_words(description, opts.description_words)}\n"
     parts, budget = [], opts.chapter_words
     for c in chapters:
         t, s = _get(c, "title"), _get(c, "summary")

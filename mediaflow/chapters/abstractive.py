@@ -60,11 +60,6 @@ def excerpt(sentences: list[str], emb: np.ndarray, words: int) -> str:
     return " ".join(text.split()[: words + 20])
 
 
-def _trim(text: str | None, words: int) -> str:
-    parts = (text or "").split()
-    return " ".join(parts[:words]) + (" …" if len(parts) > words else "")
-
-
 def write_chapters(
     chapter_texts: list[list[str]],
     chapter_embs: list[np.ndarray],
@@ -85,7 +80,7 @@ def write_chapters(
     still holds: the words a summary costs are decoded several at a time."""
     head = f"Episode: {title or 'untitled'}\n"
     if description:
-        head += f"About: {_trim(description, opts.description_words)}\n"
+        head += f"About: {llm.trim_words(description, opts.description_words)}\n"
     out_titles, summaries = list(titles), [None] * len(titles)
     pending: list[tuple[int, str, tuple[str, ...]]] = []  # (chapter, its prompt so far, sources)
     for i, sents in enumerate(chapter_texts):
@@ -151,10 +146,11 @@ def write_episode_summary(
 ) -> str | None:
     """One or two sentences for the whole episode from its chapters' titles and the beginnings of their
     summaries (None on failure). The prompt is the cost: each chapter's line is kept short."""
-    lines = [f"- {t}: {_trim(s, opts.episode_summary_words)}" if s else f"- {t}" for t, s in zip(titles, summaries)]
+    lines = [f"- {t}: {llm.trim_words(s, opts.episode_summary_words)}" if s else f"- {t}"
+             for t, s in zip(titles, summaries)]
     user = f"Episode: {title or 'untitled'}\n"
     if description:
-        user += f"About: {_trim(description, opts.description_words)}\n"
+        user += f"About: {llm.trim_words(description, opts.description_words)}\n"
     user += "Chapters:\n" + "\n".join(lines)
     try:
         g = model.generate(llm.chat(EPISODE_SYSTEM, user), max_tokens=opts.episode_summary_tokens,
