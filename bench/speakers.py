@@ -29,7 +29,7 @@ boundary), overlapping reference speech scored, and the best one-to-one mapping 
 (Hungarian). The one-speaker baseline gives every turn of our own output the same label, so it
 has the same speech detection and shows what the clustering adds.
 
-Separability (`--separability`): per conversation, on the pieces the method embeds (1 s, and 3 s for
+Separability (`--separability`): per conversation, on the pieces the method embeds (and 3 s ones for
 comparison), how alike the true speakers are to the encoder: the lowest mean cosine between two
 pieces of one speaker, the highest mean cosine across two speakers, and the highest cosine between
 two speakers' centroids. It shows whether a count is possible at all before any criterion is tuned.
@@ -291,12 +291,15 @@ def _speak(voice_id: str, text: str) -> np.ndarray:
     path = CACHE / "tts" / f"{voice_id}-{key}.npy"
     if path.exists():
         return np.load(path)
-    import soxr
+    from math import gcd
+
+    from scipy.signal import resample_poly
 
     from mediaflow.tts.voices import get_voice
 
     v = get_voice(voice_id, threads=2)
-    audio = soxr.resample(v.synthesize(text), v.sample_rate, SAMPLE_RATE).astype(np.float32)
+    g = gcd(v.sample_rate, SAMPLE_RATE)
+    audio = resample_poly(v.synthesize(text), SAMPLE_RATE // g, v.sample_rate // g).astype(np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, audio)
     return audio
@@ -358,9 +361,9 @@ def _speed_child(path: str) -> None:
     sampler.start()
     from faster_whisper.vad import get_vad_model
 
-    from mediaflow.diarize import _encoder, _mel_basis, diarize
+    from mediaflow.diarize import _encoder, diarize
 
-    _encoder(), _mel_basis(), get_vad_model()  # loading (the encoder's ONNX export: ~5 s) is not per hour
+    _encoder(), get_vad_model()  # loading is not per hour
     load_peak, loaded, peak[0] = peak[0], me.memory_info().rss, 0
     r0, c0, w0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN), time.time()
     d = diarize(path)
@@ -469,7 +472,7 @@ def main() -> None:
     ap.add_argument("--no-speed", action="store_true")
     ap.add_argument("--out", default=str(RESULTS / "speakers.json"))
     ap.add_argument("--separability", action="store_true",
-                    help="also print how far apart the true voices are in the encoder's space (1 s and 3 s pieces)")
+                    help="also print how far apart the true voices are in the encoder's space (the method's pieces and 3 s ones)")
     ap.add_argument("--speed-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.speed_child:
@@ -490,12 +493,12 @@ def main() -> None:
               f"count right {s['count_right']}, one-speaker DER {s['one_speaker_der_mean']:.1%}")
     sep = []
     if args.separability:
-        sep = [separability(c, p) for c in convs for p in (1.0, 3.0)]
+        sep = [separability(c, p) for c in convs for p in (D.DiarizeOptions().piece_s, 3.0)]
         print("\n| conversation | split | piece s | within min | cross max | centroid cosine max |")
         print("|---|---|---|---|---|---|")
         for r in sep:
             within = "–" if r["within_min"] is None else f"{r['within_min']:.3f}"
-            print(f"| {r['name']} | {r['split']} | {r['piece_s']:.0f} | {within} | {r['cross_max']:.3f} | "
+            print(f"| {r['name']} | {r['split']} | {r['piece_s']:.1f} | {within} | {r['cross_max']:.3f} | "
                   f"{r['centroid_cos_max']:.3f} |")
     sp = [] if args.no_speed else speed([c for c in convs if c.set != "sample"] or convs)
     for r in sp:

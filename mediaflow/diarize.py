@@ -8,9 +8,11 @@ speech) and one voiceprint per speaker. The method, `METHOD`:
    `vad_neg_threshold`, is padded by `speech_pad_s` and dropped under `min_speech_s`.
 2. **Pieces and embeddings.** A region is cut at its short pauses (`min_pause_s` and more: speakers
    often change there), and each part into equal pieces of about `piece_s`. Every piece is embedded by
-   Resemblyzer's GE2E voice encoder (a 3-layer LSTM over 40 mel bands, 256-d; its weights ship inside
-   the `resemblyzer` wheel). Pieces do not overlap, so the encoder reads each second of speech once;
-   it runs through onnxruntime on one thread, a third of the CPU torch spends on two.
+   pyannote's speaker embedding (SincNet filters over the waveform, an x-vector TDNN, statistics
+   pooling, 512-d; MIT), the ORT-format model compiled into moonshine-voice's library, read out of
+   the installed package (`encoder_bytes`). A piece cut shorter than `piece_s` by a pause is embedded
+   with the audio around it up to `piece_s`; otherwise pieces do not overlap, so the encoder reads each
+   second of speech about once (~15 ms of CPU per second on one onnxruntime thread).
 3. **How many speakers.** Agglomerative clustering with centroid linkage: two clusters merge while
    the cosine of their mean embeddings, corrected for their sizes (`_likeness`: a mean of few pieces
    is noisier), is at least `SAME_SPEAKER`. Two stages keep memory bounded: within blocks of
@@ -30,24 +32,23 @@ Limits: overlapping speech is ignored (each moment has at most one speaker: the 
 dominates the piece). A change of speaker with no pause at all is placed at a piece boundary (within
 about `piece_s`), and a turn shorter than a piece inside continuous speech is usually absorbed by its
 neighbours. Pieces under `min_piece_s` (a "yes" between pauses) are not clustered; they take the
-nearest speaker's label. Two voices that GE2E hears as very alike (two women in one room, say) can
-be counted as one; `num_speakers` then still separates them.
+nearest speaker's label. Two voices the encoder hears as very alike (two women talking over each
+other in one room, say) can be counted as one; `num_speakers` then still separates them.
 
 Memory: the audio is decoded in windows of ~33 s (`mediaflow.audio.stream_pcm`) and only the open
-speech region is kept; what grows with length is one 256-float embedding per piece (~3.5 MB per
+speech region is kept; what grows with length is one 512-float embedding per piece (~5 MB per
 hour of speech). No speech gives `turns == []`; one voice gives one speaker.
 
 `SAME_SPEAKER` is also the threshold of `match`, which finds an enrolled speaker's name from a
 voiceprint: a voiceprint is the mean raw embedding of a speaker's pieces, the vector step 3 compares
-(for means of many pieces `_likeness` is the plain cosine).
+(for means of many pieces `_likeness` is the plain cosine). Voiceprints of another method (another
+encoder, another size) are never compared with these.
 """
 
 from __future__ import annotations
 
 import bisect
-import io
 import threading
-import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -56,17 +57,15 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from mediaflow.audio import SAMPLE_RATE, stream_pcm
-from mediaflow.errors import InputTooLarge, InvalidInput
+from mediaflow.errors import InputTooLarge, InvalidInput, ModelUnavailable
 from mediaflow.features import decode_vector, encode_vector
 
-METHOD = "ge2e-ahc-v2"
-SAME_SPEAKER = 0.84
+METHOD = "xvector-ahc-v3"
+SAME_SPEAKER = 0.53
 
 _FRAME = 512  # Silero VAD reads 32 ms frames at 16 kHz
-_HOP = 160  # the encoder's mel frames: 10 ms
-_N_FFT = 400  # ... 25 ms long
-_RUN_PIECES = 64  # pieces per encoder call (the CPU cost per piece is the same from 8 to 512)
-_LEN_STEP = 20  # a piece's mel frames are cut to a multiple of this (the encoder reads >= 80 % of it)
+_DIM = 512  # the speaker encoder's embedding
+_MIN_INPUT = 5_000  # samples: the shortest audio the encoder's convolutions accept
 _DECODE_WINDOW_S = 1024 * _FRAME / SAMPLE_RATE  # 32.768 s: a whole number of VAD frames
 
 
@@ -81,7 +80,7 @@ class DiarizeOptions:
     min_speech_s: float = 0.25  # shorter regions are dropped
     speech_pad_s: float = 0.1  # regions widened by this much on each side
     max_region_s: float = 30.0  # longer regions are cut here (keeps the buffer bounded)
-    piece_s: float = 1.0  # regions are cut into equal pieces of about this length for embedding
+    piece_s: float = 1.5  # regions are cut into equal pieces of about this length for embedding
     min_piece_s: float = 0.5  # shorter pieces are labelled by their nearest speaker, not clustered
     same_speaker: float = SAME_SPEAKER  # centroid cosine above which two clusters merge
     block_pieces: int = 400  # first-stage clustering block (memory bound: block² similarities)
@@ -89,11 +88,11 @@ class DiarizeOptions:
     min_speaker_s: float = 2.0
     min_speaker_share: float = 0.05
     speaker_s: float = 60.0
-    rho: float = 0.75  # expected cosine of two pieces of one voice (see `_likeness`)
+    rho: float = 0.40  # expected cosine of two pieces of one voice (see `_likeness`)
     refine: int = 3  # k-means rounds after the count, on centred embeddings
     flip_margin: float = 0.1  # an isolated piece this close to its neighbours' speaker joins them
     max_gap_s: float = 1.0  # same-speaker pieces closer than this form one turn
-    batch_pieces: int = 256  # pieces queued for the encoder (batched by length; ~4 MB of mels)
+    batch_pieces: int = 64  # pieces queued for the encoder (~4 MB of audio)
 
 
 @dataclass(frozen=True)
@@ -107,7 +106,7 @@ class Turn:
 class Diarization:
     """Turns, sorted and non-overlapping, with the consecutive turns of one speaker merged when the
     pause between them is at most `DiarizeOptions.max_gap_s`; a longer pause separates two turns
-    of the same speaker. `voiceprints`: label → unit-length mean embedding (float32, 256-d)."""
+    of the same speaker. `voiceprints`: label → unit-length mean embedding (float32, 512-d)."""
 
     turns: list[Turn]
     voiceprints: dict[str, np.ndarray]
@@ -161,12 +160,13 @@ class Diarization:
 
 
 def match(voiceprint: np.ndarray, library: dict[str, np.ndarray], threshold: float = SAME_SPEAKER) -> str | None:
-    """The enrolled name whose voiceprint is closest to `voiceprint` by cosine, if above `threshold`."""
-    if not library:
+    """The enrolled name whose voiceprint is closest to `voiceprint` by cosine, if above `threshold`.
+    Enrolled prints of another size (an older encoder's) are skipped: they live in another space."""
+    v = np.asarray(voiceprint, dtype=np.float32)
+    names = [n for n in library if np.shape(library[n]) == v.shape]
+    if not names:
         return None
-    names = list(library)
-    sims = _unit(np.stack([np.asarray(library[n], dtype=np.float32) for n in names])) @ _unit(
-        np.asarray(voiceprint, dtype=np.float32))
+    sims = _unit(np.stack([np.asarray(library[n], dtype=np.float32) for n in names])) @ _unit(v)
     best = int(np.argmax(sims))
     return names[best] if sims[best] > threshold else None
 
@@ -217,14 +217,14 @@ class _Pieces:
 
     starts: list[float] = field(default_factory=list)
     ends: list[float] = field(default_factory=list)
-    vectors: list[np.ndarray] = field(default_factory=list)  # one (n, 256) array per encoder batch
+    vectors: list[np.ndarray] = field(default_factory=list)  # one (n, _DIM) array per encoder batch
 
     def __len__(self) -> int:
         return len(self.starts)
 
     def matrix(self) -> np.ndarray:
         if len(self.vectors) != 1:  # joined once, then shared
-            self.vectors = [np.concatenate(self.vectors) if self.vectors else np.zeros((0, 256), np.float32)]
+            self.vectors = [np.concatenate(self.vectors) if self.vectors else np.zeros((0, _DIM), np.float32)]
         return self.vectors[0]
 
 
@@ -286,7 +286,7 @@ def _embed_speech(windows: Iterable[np.ndarray], opts: DiarizeOptions) -> tuple[
     vad = get_vad_model()
     regions = _Regions(opts)
     pieces = _Pieces()
-    queue: list[tuple[float, float, np.ndarray]] = []  # pieces waiting for the encoder: start, end, mel
+    queue: list[tuple[float, float, np.ndarray]] = []  # pieces waiting for the encoder: start, end, audio
     pad = int(opts.speech_pad_s * SAMPLE_RATE)
     buf = np.zeros(0, np.float32)
     buf_at = 0  # sample index of buf[0]
@@ -346,68 +346,33 @@ def _pauses(p: np.ndarray, opts: DiarizeOptions) -> list[int]:
 
 def _queue_region(x: np.ndarray, at: float, cuts: list[int], opts: DiarizeOptions, queue: list) -> None:
     """Cut one speech region (samples, starting at `at` s) at its pauses (`cuts`, in samples), each
-    part into equal pieces of about `piece_s`, and queue the pieces' mels for the encoder."""
-    if len(x) < _HOP * 10:
-        return
-    x = _normalize(x)
-    mel = _mel(x)
+    part into equal pieces of about `piece_s`, and queue each piece with the audio the encoder reads:
+    the piece, widened to `piece_s` inside the region when it is shorter (a piece cut short by a
+    pause still gets a full window's worth of voice)."""
+    if len(x) < _MIN_INPUT:
+        x = np.pad(x, (0, _MIN_INPUT - len(x)))
     bounds = [0] + [c for c in cuts if 0 < c < len(x)] + [len(x)]
+    need = max(_MIN_INPUT, int(opts.piece_s * SAMPLE_RATE))
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         n = max(1, round((hi - lo) / SAMPLE_RATE / opts.piece_s))
         edges = np.linspace(lo, hi, n + 1).astype(int)
         for a, b in zip(edges[:-1], edges[1:]):
-            fa, fb = a // _HOP, b // _HOP
-            frames = (fb - fa) // _LEN_STEP * _LEN_STEP  # lengths in steps, so that batches share one
-            if frames >= _LEN_STEP:
-                queue.append((at + a / SAMPLE_RATE, at + b / SAMPLE_RATE, mel[fa:fa + frames].copy()))
-
-
-def _normalize(x: np.ndarray, target_dbfs: float = -30.0) -> np.ndarray:
-    """The encoder reads linear mel power, trained on audio at -30 dBFS: bring each region there."""
-    rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
-    if rms < 1e-6:
-        return x
-    return (x * (10 ** (target_dbfs / 20) / rms)).astype(np.float32)
-
-
-def _mel(x: np.ndarray) -> np.ndarray:
-    """The encoder's input: 40-band mel power, 25 ms Hann windows every 10 ms, centred with zero
-    padding. The same numbers as resemblyzer's `wav_to_mel_spectrogram` (librosa), at a fraction of
-    its CPU."""
-    import scipy.fft
-
-    n = 1 + len(x) // _HOP
-    window, basis = _mel_basis()
-    frames = np.lib.stride_tricks.sliding_window_view(np.pad(x, _N_FFT // 2), _N_FFT)[::_HOP][:n] * window
-    f = scipy.fft.rfft(frames, axis=1)
-    return (f.real ** 2 + f.imag ** 2) @ basis
-
-
-@lru_cache(maxsize=1)
-def _mel_basis() -> tuple[np.ndarray, np.ndarray]:
-    import scipy.signal
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import librosa
-
-    window = scipy.signal.get_window("hann", _N_FFT, fftbins=True).astype(np.float32)
-    return window, librosa.filters.mel(sr=SAMPLE_RATE, n_fft=_N_FFT, n_mels=40).T.astype(np.float32)
+            wa, wb = a, b
+            if wb - wa < need:  # centred, shifted back inside the region at its edges
+                wa = min(max(0, (a + b - need) // 2), max(0, len(x) - need))
+                wb = min(len(x), wa + need)
+            queue.append((at + a / SAMPLE_RATE, at + b / SAMPLE_RATE, x[wa:wb].copy()))
 
 
 def _flush(queue: list, pieces: _Pieces) -> None:
-    """Embed the queued pieces, batched by length, and append them in time order."""
+    """Embed the queued pieces, one encoder call each, and append them in time order."""
     if not queue:
         return
     session = _encoder()
-    out = np.zeros((len(queue), 256), np.float32)
-    by_len: dict[int, list[int]] = {}
-    for i, (_, _, mel) in enumerate(queue):
-        by_len.setdefault(len(mel), []).append(i)
-    for same in by_len.values():
-        for b in range(0, len(same), _RUN_PIECES):  # the LSTM's buffers grow with the batch: keep it small
-            idx = same[b:b + _RUN_PIECES]
-            out[idx] = session.run(None, {"mels": np.stack([queue[i][2] for i in idx]).astype(np.float32)})[0]
+    out = np.zeros((len(queue), _DIM), np.float32)
+    for i, (_, _, wave) in enumerate(queue):
+        # one at a time: the exported graph's instance norm takes a batch of one only
+        out[i] = session.run(None, {"waveform": wave[None].astype(np.float32)})[0][0]
     pieces.starts.extend(q[0] for q in queue)
     pieces.ends.extend(q[1] for q in queue)
     pieces.vectors.append(_unit(out))
@@ -416,28 +381,46 @@ def _flush(queue: list, pieces: _Pieces) -> None:
 
 _encoder_lock = threading.Lock()
 
+# pyannote's speaker embedding (SincNet + x-vector TDNN, 512-d, MIT) as the ORT-format model that
+# moonshine-voice 0.0.49 (MIT) compiles into its library: where it lies in that file, and its sha256.
+_ENCODER_PACKAGE = "moonshine_voice"
+_ENCODER_FILE = "libmoonshine.so"
+_ENCODER_SPAN = (982_496, 17_639_174)
+_ENCODER_SHA256 = "22c29180ce01c7763d03a9d1b1f10ffb2e9e18900bf9da0ed6bad8e6c4c56ccf"
+
+
+def encoder_bytes() -> bytes:
+    """The speaker encoder's model, read from the installed moonshine-voice package (not imported:
+    only its library file is read) and checked against its pinned digest."""
+    import hashlib
+    import importlib.util
+
+    spec = importlib.util.find_spec(_ENCODER_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelUnavailable("the speaker encoder needs the moonshine-voice==0.0.49 package")
+    path = Path(list(spec.submodule_search_locations)[0]) / _ENCODER_FILE
+    offset, length = _ENCODER_SPAN
+    with open(path, "rb") as f:
+        f.seek(offset)
+        blob = f.read(length)
+    if hashlib.sha256(blob).hexdigest() != _ENCODER_SHA256:
+        raise ModelUnavailable(f"{path} does not hold the pinned speaker encoder (moonshine-voice==0.0.49 needed)")
+    return blob
+
 
 @lru_cache(maxsize=1)
 def _encoder():
-    """Resemblyzer's GE2E encoder (weights from its wheel) as an onnxruntime session on one thread.
-    Exported in memory once per process; nothing is downloaded."""
+    """The speaker encoder as an onnxruntime session on one thread (leaves the other core to Whisper)."""
     import onnxruntime as ort
-    import torch
 
-    with _encoder_lock, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from resemblyzer import VoiceEncoder
-
-        model = VoiceEncoder("cpu", verbose=False).eval()
-        buf = io.BytesIO()
-        torch.onnx.export(model, (torch.zeros(2, 150, 40),), buf, input_names=["mels"], output_names=["emb"],
-                          dynamic_axes={"mels": {0: "batch", 1: "frames"}}, opset_version=17, dynamo=False)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    so.enable_cpu_mem_arena = False  # give the LSTM's buffers back after each call
-    return ort.InferenceSession(buf.getvalue(), so, providers=["CPUExecutionProvider"])
+    with _encoder_lock:
+        blob = encoder_bytes()
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        so.enable_cpu_mem_arena = False  # pieces differ in length: an arena would keep every size's buffers
+        return ort.InferenceSession(blob, so, providers=["CPUExecutionProvider"])
 
 
 # -- clusters ----------------------------------------------------------------------------------------
@@ -496,7 +479,7 @@ def _cluster(pieces: _Pieces, opts: DiarizeOptions, k: int | None) -> tuple[np.n
 
     The count comes from `_count` (raw embeddings, one threshold), or is `k`. The pieces are then
     assigned by spherical k-means on embeddings centred on this recording's mean: what all its
-    voices share (the room, the microphone, what GE2E gives every voice) drops out, and two similar
+    voices share (the room, the microphone, what the encoder gives every voice) drops out, and two similar
     voices that the count could only just tell apart are split along what differs between them.
     """
     x = pieces.matrix()

@@ -268,8 +268,8 @@ def identify(episode_id: str, settings: Settings) -> Speakers:
     if previous is not None:  # names a person gave keep their voice when the turns are redone
         old = Speakers.from_dict(previous[0])
         for label, named in old.names.items():
-            if named.source == "person" and label in old.diarization.voiceprints:
-                new = diarize.match(old.diarization.voiceprints[label], diar.voiceprints)
+            if named.source == "person":
+                new = _same_voice(old.diarization, label, diar)
                 if new:
                     speakers.names[new] = named
     if ep.show:
@@ -285,6 +285,30 @@ def identify(episode_id: str, settings: Settings) -> Speakers:
     store.save_speakers(episode_id, speakers.to_dict(), diar.method)
     _enroll(store, ep.show, speakers)
     return speakers
+
+
+def _same_voice(old, label: str, new) -> str | None:
+    """The label in `new` (a Diarization) of the voice `old` called `label`: by voiceprint when both
+    come from one encoder, else (the method's encoder changed) by which new speaker's turns cover
+    that label's old turns most, when they cover at least half of them."""
+    import numpy as np
+
+    from mediaflow import diarize
+
+    print_ = old.voiceprints.get(label)
+    if print_ is not None and any(np.shape(v) == np.shape(print_) for v in new.voiceprints.values()):
+        return diarize.match(print_, new.voiceprints)
+    spans = [t for t in old.turns if t.speaker == label]
+    cover: dict[str, float] = {}
+    for t in spans:
+        for u in new.turns:
+            o = min(t.end, u.end) - max(t.start, u.start)
+            if o > 0:
+                cover[u.speaker] = cover.get(u.speaker, 0.0) + o
+    if not cover:
+        return None
+    best = max(cover, key=cover.__getitem__)
+    return best if cover[best] >= 0.5 * sum(t.end - t.start for t in spans) else None
 
 
 def _enroll(store, show: str | None, speakers: Speakers) -> None:

@@ -442,6 +442,8 @@ class Store:
             else:
                 old = decode_vector(row.vector)
             v = np.asarray(vector, dtype=np.float32)
+            if old is not None and old.shape != v.shape:  # an older encoder's print: start the mean again
+                old, row.episodes = None, 0
             v = v if old is None else old * (row.episodes or 0) + v  # the running mean, kept unit-length
             v = v / (np.linalg.norm(v) or 1.0)
             row.vector, row.episodes = encode_vector(v), (row.episodes or 0) + 1

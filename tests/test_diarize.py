@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soxr
+from scipy.signal import resample_poly
 
 from mediaflow.audio import SAMPLE_RATE, encode
 from mediaflow.diarize import METHOD, SAME_SPEAKER, Diarization, Turn, diarize, match
@@ -44,11 +44,18 @@ LINES = {
 }
 
 
+def _resample(x: np.ndarray, sr: int, target: int) -> np.ndarray:
+    from math import gcd
+
+    g = gcd(sr, target)
+    return resample_poly(x, target // g, sr // g).astype(np.float32)
+
+
 def _voice(voice_id: str, text: str) -> np.ndarray:
     from mediaflow.tts.voices import get_voice
 
     v = get_voice(voice_id, threads=2)
-    return soxr.resample(v.synthesize(text), v.sample_rate, SAMPLE_RATE).astype(np.float32)
+    return _resample(v.synthesize(text), v.sample_rate, SAMPLE_RATE).astype(np.float32)
 
 
 def _conversation(voices: list[str], pauses=(0.6, 0.2, 0.9, 0.4)) -> tuple[np.ndarray, list[tuple[float, float, str]]]:
@@ -180,11 +187,11 @@ def test_music_like_tones_give_at_most_one_speaker():
 
 def test_telephone_band_audio_still_finds_the_voices(two_voices):
     audio, ref = two_voices
-    phone = soxr.resample(audio, SAMPLE_RATE, 8000)
+    phone = _resample(audio, SAMPLE_RATE, 8000)
     spectrum = np.fft.rfft(phone)
     freqs = np.fft.rfftfreq(len(phone), 1 / 8000)
     spectrum[(freqs < 300) | (freqs > 3400)] = 0
-    phone = soxr.resample(np.fft.irfft(spectrum, len(phone)).astype(np.float32), 8000, SAMPLE_RATE)
+    phone = _resample(np.fft.irfft(spectrum, len(phone)).astype(np.float32), 8000, SAMPLE_RATE)
     d = diarize(phone.astype(np.float32))
     assert 1 <= len(d.speakers) <= 2
     if len(d.speakers) == 2:
@@ -266,3 +273,20 @@ def test_der_scores_labels_by_their_best_mapping():
     assert fa["false_alarm"] == pytest.approx(4.75 / 19.0, abs=0.01) and fa["miss"] == 0
     overlap = der(ref + [(5.0, 7.0, "c")], [(0.0, 10.0, "x"), (10.0, 20.0, "y")])
     assert overlap["miss"] == pytest.approx(1.5 / 19.5, abs=0.01)  # the overlapped speaker counts as missed
+
+
+def test_the_encoder_is_refused_when_the_package_holds_other_bytes(tmp_path, monkeypatch):
+    """The speaker encoder is read out of moonshine-voice's library by a pinned offset: a package that
+    holds anything else (another version, a damaged file) gives a clear error, not wrong embeddings."""
+    from mediaflow import diarize as D
+    from mediaflow.errors import ModelUnavailable
+
+    real = D.encoder_bytes()
+    assert len(real) == D._ENCODER_SPAN[1]
+    fake = tmp_path / "moonshine_voice"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("")
+    (fake / "libmoonshine.so").write_bytes(b"\0" * (D._ENCODER_SPAN[0] + 100))  # too short, wrong bytes
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ModelUnavailable, match="moonshine-voice==0.0.49"):
+        D.encoder_bytes()

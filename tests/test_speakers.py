@@ -323,3 +323,28 @@ def test_the_feeds_host_is_the_host_even_when_a_guest_opens():
     assert (facts.count, facts.host, facts.host_share, facts.guests) == (3, "Arthur Pendleton", 0.2, ["Maya Okafor"])
     untagged = [{**r, "role": None} for r in rows]  # no tags: the opener is taken to be the host
     assert SpeakerFacts.from_summary(untagged).host == "Maya Okafor"
+
+
+def test_a_new_encoder_keeps_given_names_and_restarts_the_show_library(settings):
+    """When the method's encoder changes (voiceprints of another size), a name a person gave follows
+    its voice by the turns, `match` never compares the two spaces, and the show's library restarts."""
+
+    from mediaflow.diarize import Diarization, Turn, match
+
+    rng = np.random.default_rng(0)
+    unit = lambda n: (lambda v: v / np.linalg.norm(v))(rng.standard_normal(n).astype(np.float32))  # noqa: E731
+    old = Diarization([Turn(0, 10, "S1"), Turn(10, 20, "S2"), Turn(20, 30, "S1")],
+                      {"S1": unit(256), "S2": unit(256)}, "old-encoder", 30.0)
+    new = Diarization([Turn(0.4, 9.8, "S2"), Turn(10.1, 19.7, "S1"), Turn(20.2, 30, "S2")],
+                      {"S1": unit(512), "S2": unit(512)}, "new-encoder", 30.0)
+    assert speakers._same_voice(old, "S1", new) == "S2" and speakers._same_voice(old, "S2", new) == "S1"
+    assert match(old.voiceprints["S1"], new.voiceprints) is None  # other sizes: never compared
+    assert match(new.voiceprints["S2"], {"Ann": old.voiceprints["S1"], "Bo": new.voiceprints["S2"]}) == "Bo"
+    silent = Diarization([Turn(40, 50, "S1")], {"S1": unit(512)}, "new-encoder", 50.0)
+    assert speakers._same_voice(old, "S1", silent) is None  # no new turn covers the old ones
+
+    store = get_store(settings.db_url)
+    store.enroll_voiceprint("Encoder Show", "Ann", old.voiceprints["S1"])
+    store.enroll_voiceprint("Encoder Show", "Ann", new.voiceprints["S2"])
+    kept = store.voiceprints("Encoder Show")["Ann"]
+    assert kept.shape == (512,) and float(kept @ new.voiceprints["S2"]) > 0.999
