@@ -328,7 +328,6 @@ def test_the_feeds_host_is_the_host_even_when_a_guest_opens():
 def test_a_new_encoder_keeps_given_names_and_restarts_the_show_library(settings):
     """When the method's encoder changes (voiceprints of another size), a name a person gave follows
     its voice by the turns, `match` never compares the two spaces, and the show's library restarts."""
-
     from mediaflow.diarize import Diarization, Turn, match
 
     rng = np.random.default_rng(0)
