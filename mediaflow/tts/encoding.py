@@ -49,8 +49,9 @@ class SpeechFormat:
     muxer: str | None = None
     bitrate: str | None = None
     options: tuple[str, ...] = ()  # muxer options for low latency
-    # encoder options in-process: LAME -q 7, Opus complexity 5, AAC's fast coder: 2-4x faster than the
-    # defaults (measured on speech, bench/tts.py --route), the same bitrates
+    # encoder options in-process: LAME -q 7, Opus complexity 3, AAC's fast coder without perceptual
+    # noise substitution or temporal noise shaping: 2-4x faster than the defaults (measured on speech,
+    # bench/tts.py --route; Opus 5 -> 3 and AAC's two tools off took another ~20 %), the same bitrates
     codec_options: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -66,8 +67,9 @@ FORMATS: dict[str, SpeechFormat] = {
                         {"compression_level": "7"}),
     # 200 ms Ogg pages instead of the default 1 s, so audio leaves in small steps
     "ogg-opus": SpeechFormat("ogg-opus", "audio/ogg", "libopus", "ogg", "32k", ("-page_duration", "200000"),
-                             {"compression_level": "5"}),
-    "aac": SpeechFormat("aac", "audio/aac", "aac", "adts", "64k", (), {"aac_coder": "fast"}),
+                             {"compression_level": "3"}),
+    "aac": SpeechFormat("aac", "audio/aac", "aac", "adts", "64k", (),
+                        {"aac_coder": "fast", "aac_pns": "0", "aac_tns": "0"}),
     "flac": SpeechFormat("flac", "audio/flac", "flac", "flac"),
 }
 
