@@ -63,6 +63,9 @@ TEMPLATES: dict[str, list[str]] = {
     ],
 }
 
+# chapters every episode has: nothing to say about why this one
+_CONVENTIONAL = re.compile(r"\b(intro(duction)?|outro|sponsors?|ad(vertisement)?s?|credits?|closing|"
+                           r"housekeeping|review|recap|wrap[- ]?up|conclusion)\b", re.I)
 _BOILER = re.compile(r"podcast|\bepisode\b|\bep\.?\s*\d|#\s*\d|\bseason\s+\d|\bseries\b", re.I)
 _SPLIT = re.compile(r"(\s+[|–—-]\s+|:\s+|\s+\|\s*)")
 _TAIL = frozenset("a an and as at by for from in of on or the to with vs &".split())
@@ -233,7 +236,7 @@ EXPLAIN_SYSTEM = (
     "facts do not list, and claim nothing else."
 )
 # The prompt's version: part of every cached sentence's method, so a changed prompt writes them again.
-PROMPT_VERSION = "explain-2"
+PROMPT_VERSION = "explain-3"  # 3: ", which" opening, first sentence kept
 _QUOTE_MARKS = '"“”«»`'
 
 
@@ -248,7 +251,7 @@ class Facts:
     """What the model is told about a reason, and the sentence's opening it must continue."""
 
     text: str  # one fact a line
-    opening: str  # "Because you enjoyed “A”, you'll love “B”": the titles, in order, as the template writes them
+    opening: str  # "Because you enjoyed “A”, you'll love “B”, which": the titles, in order, as the template writes them
     titles: list[str]
     topics: list[str]
     people: list[str]
@@ -262,15 +265,22 @@ def facts(reason: Reason) -> Facts | None:
         return None
     tgt = short_title(reason.target_title, 48, reason.target_show)
     src = short_title(reason.source_title, 48, reason.source_show)
-    topics = _distinct([t for t in (reason.shared_terms or reason.target_terms) if t.strip()])[:3]
-    topics = [_clean(t) for t in topics]
+    show_words = {w for w in re.findall(r"\w+", (reason.target_show or "").lower()) if len(w) > 3}
+    topics = [_clean(t) for t in _distinct([t for t in (reason.shared_terms or reason.target_terms) if t.strip()])
+              # "episode", "episode of Crash": the show talking about itself
+              if not _BOILER.search(t) and not show_words & set(re.findall(r"\w+", t.lower()))][:3]
     people = [clean_title(p) for p in reason.shared_people[:2] if clean_title(p)]
     chapter = short_title(reason.target_chapter, 48) if reason.target_chapter else ""
+    if _CONVENTIONAL.search(chapter):  # "Review & Credits" is closest to every episode of its show
+        chapter = ""
     if not (topics or people or chapter):
         return None
+    show = _clean(reason.target_show)
+    # Another show's name is news; the heard episode's own show is not, and a model told it tends to
+    # start with "from the show X." and then a second sentence.
+    other = show and show.lower() != _clean(reason.source_show or "").lower()
     lines = [f"Episode the listener heard: {_q(src)}",
-             f"Recommended episode: {_q(tgt)}" + (f", from the show {_clean(reason.target_show)}"
-                                                   if _clean(reason.target_show) else "")]
+             f"Recommended episode: {_q(tgt)}" + (f", from the show {show}" if other else "")]
     if topics:
         lines.append(("What both episodes cover: " if reason.shared_terms else "What it covers: ") + ", ".join(topics))
     if people:
@@ -278,17 +288,19 @@ def facts(reason: Reason) -> Facts | None:
     if chapter:
         lines.append(f"Its closest chapter: {_q(chapter)}")
     # The opening is given, not asked for: left to itself this model swaps the two episodes or lower-cases
-    # a title (docs/llm.md); it writes the part that says why.
-    return Facts("\n".join(lines), f"Because you enjoyed {_q(src)}, you'll love {_q(tgt)}", [src, tgt], topics, people)
+    # a title (docs/llm.md); it writes the part that says why. Ending it on ", which" keeps that part about
+    # the recommended episode: after a bare title the model wrote "as well." and then a second sentence.
+    return Facts("\n".join(lines), f"Because you enjoyed {_q(src)}, you'll love {_q(tgt)}, which", [src, tgt],
+                 topics, people)
 
 
 def write_explanation(reason: Reason, model, seed: int | str = 0, max_words: int = 45,
                       timeout_s: float = 30.0) -> Explanation:
     """The reason's sentence by the language model (`mediaflow.llm.LLM`) from `facts(reason)` alone.
 
-    The model continues the opening (both titles, the heard one first) with why; the whole must be one
-    finished sentence of at most `max_words`, with no quotes, prefix or line break of the model's and no
-    capitalised word that the facts do not have. Otherwise, or on a timeout or error, the template's
+    The model continues the opening (both titles, the heard one first, then ", which") with why. Its first
+    finished sentence is kept (what it adds after that is dropped); the whole must be at most `max_words`,
+    with no quotes, prefix or line break of the model's and no capitalised word the facts do not have. Otherwise, or on a timeout or error, the template's
     sentence is returned and a fallback counted (`llm.count_fallback("explanation", why)`); `template` is
     "model" when the model's sentence is used."""
     return _write(reason, model, seed, max_words, timeout_s)[0]
@@ -327,10 +339,18 @@ def check_continuation(f: Facts, continuation: str, max_words: int = 45) -> str 
     from mediaflow import llm
 
     tail = continuation.strip()
-    if not tail or "\n" in tail or any(q in tail for q in _QUOTE_MARKS) or len(re.findall(r"\w+", tail)) < 3:
+    if not tail or "\n" in tail:
+        return None
+    end = re.search(r"[.!?](?=\s+[A-Z“\"']|$)", tail)  # the model's first finished sentence: the rest is dropped
+    if end is None:  # cut off by the token cap
+        return None
+    tail = tail[:end.end()]
+    if any(q in tail for q in _QUOTE_MARKS) or len(re.findall(r"\w+", tail)) < 3:
         return None
     text = f.opening + ("" if tail[0] in ",;:—–-" else " ") + tail
-    text = llm.clean_sentence(text, f.text, max_sentences=1, max_words=max_words)
+    # a title's own full stops ("Brains vs. Bias") are not sentence ends of the model's
+    in_opening = len(re.findall(r"[.!?](?:\s|$)", f.opening))
+    text = llm.clean_sentence(text, f.text, max_sentences=1 + in_opening, max_words=max_words)
     if text is None or not text.startswith(f.opening):  # clean_sentence dropped a cut-off end, or a prefix
         return None
     return text

@@ -81,6 +81,8 @@ class Catalogue:
         self._items: dict[str, CatalogueItem] = {}
         self._index = index
         self._df: Counter = Counter()  # how many episodes have each normalised term
+        self._show_df: dict[str, Counter] = {}  # ... per show
+        self._show_n: Counter = Counter()  # episodes per show
         self._content: dict[str, np.ndarray] = {}  # `content_vector`s, made on first use
         self.model_id: str | None = None
         self.dim: int | None = None
@@ -118,9 +120,9 @@ class Catalogue:
                 f"uses {self.model_id} ({self.dim}-d); recompute its features")
         old = self._items.get(item.episode_id)
         if old is not None:
-            self._df.subtract(_term_keys(old))
+            self._count(old, -1)
         self._items[item.episode_id] = item
-        self._df.update(_term_keys(item))
+        self._count(item, 1)
         self._content.pop(item.episode_id, None)
         if has_speech(f):
             self.index.upsert([item.episode_id], f.embedding[None, :])
@@ -131,8 +133,14 @@ class Catalogue:
         old = self._items.pop(episode_id, None)
         self._content.pop(episode_id, None)
         if old is not None:
-            self._df.subtract(_term_keys(old))
+            self._count(old, -1)
             self.index.remove([episode_id])
+
+    def _count(self, item: CatalogueItem, sign: int) -> None:
+        keys = Counter({k: sign for k in _term_keys(item)})
+        self._df.update(keys)
+        self._show_df.setdefault(item.show or "", Counter()).update(keys)
+        self._show_n[item.show or ""] += sign
 
     def content(self, episode_id: str) -> np.ndarray:
         """The episode's `content_vector`, kept until its features change."""
@@ -144,6 +152,11 @@ class Catalogue:
     def term_share(self, key: str) -> float:
         """Share of the catalogue's episodes whose terms include `key` (a `normalize`d phrase)."""
         return max(0, self._df[key]) / max(1, len(self._items))
+
+    def show_term_share(self, key: str, show: str) -> tuple[float, int]:
+        """Share of `show`'s episodes whose terms include `key`, and how many episodes the show has."""
+        n = self._show_n[show or ""]
+        return max(0, self._show_df.get(show or "", Counter())[key]) / max(1, n), n
 
 
 def _term_keys(item: CatalogueItem) -> set[str]:
@@ -405,10 +418,16 @@ def shared_terms(src: CatalogueItem, tgt: CatalogueItem, catalogue: Catalogue, l
 
 
 def _boilerplate(text: str, catalogue: Catalogue, item: CatalogueItem) -> bool:
+    """A term that names the show, that most of the catalogue has, or that most of the show's own
+    episodes have (its hosts, crew, sponsors and sign-offs recur in every episode: "Nicholas Jenkins",
+    "Subbable", "Athletic Greens"), says nothing about why two episodes belong together."""
     key = normalize(text)
     if key and key in normalize(item.show):
         return True
-    return len(catalogue) >= 4 and catalogue.term_share(key) > 0.5
+    if len(catalogue) >= 4 and catalogue.term_share(key) > 0.5:
+        return True
+    share, n = catalogue.show_term_share(key, item.show)
+    return n >= 4 and share > 0.5
 
 
 def best_chapter_pair(a: EpisodeFeatures, b: EpisodeFeatures) -> tuple[int | None, int | None, float]:

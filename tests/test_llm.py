@@ -275,18 +275,34 @@ def test_the_checks_refuse_continuations_that_leave_the_facts():
     from mediaflow.explain import check_continuation, facts
 
     f = facts(_coffee_reason())
-    assert check_continuation(f, ", which also gets into coffee and Yemen.") == (
-        f"{f.opening}, which also gets into coffee and Yemen.")
-    for bad in (", which Ada Lovelace also loved.",  # a name the facts do not have
-                ', which "covers" coffee.',  # the model's own quotes
-                ", which covers coffee.\nTitle: More",  # a second line
-                ", which covers coffee and",  # cut off by the token cap
-                ", which covers coffee. It also covers Yemen. And more.",  # more than one sentence
-                ", which " + "covers coffee and " * 12 + "Yemen.",  # too long
-                "."):  # says nothing
+    assert f.opening.endswith(", which")
+    assert check_continuation(f, "also gets into coffee and Yemen.") == f"{f.opening} also gets into coffee and Yemen."
+    # the first finished sentence is kept, what follows dropped
+    assert check_continuation(f, "covers fine coffee. It also covers Yemen. And more.") == f"{f.opening} covers fine coffee."
+    for bad in ("Ada Lovelace also loved.",  # a name the facts do not have
+                'also "covers" coffee.',  # the model's own quotes
+                "covers coffee.\nTitle: More",  # a second line
+                "covers coffee and",  # cut off by the token cap
+                "covers " + "coffee and " * 20 + "Yemen.",  # too long
+                "as well.",  # says nothing
+                "."):
         assert check_continuation(f, bad) is None, bad
     assert facts(_coffee_reason(shared_terms=[], target_terms=[])) is None  # nothing to add: the template
     assert facts(_coffee_reason(kind="newest", source_id=None, source_title=None)) is None
+
+
+def test_the_facts_leave_out_what_every_episode_of_a_show_has():
+    """Seen on real pairs: the model was told "Its closest chapter: Review & Credits", the topic "episode
+    of Crash" and the heard episode's own show, and wrote a second sentence about them."""
+    from mediaflow.explain import check_continuation, facts
+
+    f = facts(_coffee_reason(shared_terms=["episode", "Curious facts", "coffee"], target_chapter="Review & Credits"))
+    assert f.topics == ["coffee"] and "Review" not in f.text and "Curious Hour" not in f.text
+    abbreviated = facts(_coffee_reason(target_title="Brains vs. Bias"))  # a title's full stop is no sentence end
+    assert check_continuation(abbreviated, "also covers coffee.") == f"{abbreviated.opening} also covers coffee."
+    other = facts(_coffee_reason(target_show="Morning Brew", target_chapter="The First Coffee Houses"))
+    assert "from the show Morning Brew" in other.text and "Its closest chapter: “The First Coffee Houses”" in other.text
+    assert facts(_coffee_reason(shared_terms=["episode"], target_terms=[], target_chapter="Sponsors")) is None
 
 
 def test_a_real_answer_naming_what_the_reason_does_not_gives_the_template_and_is_counted_in_metrics(model, tmp_path):

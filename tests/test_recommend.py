@@ -366,3 +366,34 @@ def test_a_guest_both_episodes_have_is_given_as_a_reason():
     assert text.endswith("It also features Sarah Mitchell.") and "Ravi" not in text
     assert explain_pair(src, other, catalogue, kind="similar").shared_people == []
     assert "also features" not in explain(explain_pair(src, other, catalogue, kind="similar")).text
+
+
+def test_what_every_episode_of_a_show_says_is_not_a_reason():
+    """A show's host and sponsor come up in all its episodes: shared, but no reason to pick this one."""
+    from mediaflow.recommend import shared_terms
+
+    topics = {
+        "green": ["Green tea leaves are steamed right after picking in Japan.",
+                  "Steaming keeps green tea leaves bright and grassy."],
+        "black": ["Black tea leaves are rolled and left to oxidise for hours.",
+                  "Oxidised leaves give black tea its malty taste."],
+        "oolong": ["Oolong tea is only partly oxidised, between green and black.",
+                   "Oolong leaves are rolled into tight balls."],
+        "matcha": ["Matcha is green tea ground into a fine powder.",
+                   "Matcha powder is whisked into hot water, not steeped."],
+        "chai": ["Masala chai is black tea boiled with milk and spices.",
+                 "Cardamom and ginger give masala chai its warmth."],
+    }
+    cat = make_catalogue()
+    for n, (key, said) in enumerate(topics.items()):
+        f = tea_episode(f"Tea Time: {key}", ["Welcome to Tea Time, I am your host Miriam Okafor.", *said,
+                                             "This show is brought to you by Leafy Greens."])
+        cat.upsert(CatalogueItem(f"tea-{key}", "Tea Time", f"Tea Time: {key}", NOW - timedelta(days=n), f))
+    a, b = cat.get("tea-green"), cat.get("tea-matcha")
+    host = [t.text for t in a.features.terms() if "okafor" in t.text.lower()]
+    assert host, [t.text for t in a.features.terms()]  # the host is one of the episode's terms ...
+    share, n = cat.show_term_share(normalize(host[0]), "Tea Time")
+    assert n == 5 and share > 0.5 and cat.term_share(normalize(host[0])) < 0.5
+    picked = shared_terms(a, b, cat)
+    assert picked and not any("okafor" in t.lower() or "leafy" in t.lower() for t in picked), picked  # ... not a reason
+    assert any("green" in t.lower() or "tea" in t.lower() for t in picked), picked
