@@ -141,6 +141,19 @@ class Diarization:
             i += 1
         return max(overlap, key=overlap.__getitem__) if overlap else None
 
+    def nearest_speaker(self, start: float, end: float, within: float) -> str | None:
+        """The speaker of the turn closest to [start, end], if it is at most `within` seconds away: for
+        words Whisper heard where no turn is (a short "Hello?" the speech detection left out)."""
+        if len(self._ends) != len(self.turns):
+            self._ends = [t.end for t in self.turns]
+        i = bisect.bisect_left(self._ends, start)
+        best, gap = None, within
+        for t in self.turns[max(0, i - 1):i + 1]:
+            d = max(t.start - end, start - t.end, 0.0)
+            if d <= gap:
+                best, gap = t.speaker, d
+        return best
+
     def to_dict(self) -> dict:
         return {
             "method": self.method,

@@ -73,21 +73,25 @@ class Speakers:
 
 
 # -- attribution -----------------------------------------------------------------------------------
+NEAR_S = 1.5  # a word outside every turn takes the nearest turn's speaker up to this far
+
+
 def attribute(transcript: Transcript, speakers: Speakers, names: bool = True) -> Transcript:
-    """Each word gets the speaker whose turn covers it most; a segment is split where the speaker
+    """Each word gets the speaker whose turn covers it most (outside every turn: the word before it in
+    its segment, else the nearest turn within `NEAR_S`); a segment is split where the speaker
     changes. `names=False` keeps the labels (S1, S2…) instead of display names."""
     diar = speakers.diarization
     show = speakers.name_of if names else (lambda label: label)
     out: list[Segment] = []
     for seg in transcript.segments:
         if not seg.words:
-            label = diar.speaker_at(seg.start, seg.end)
+            label = diar.speaker_at(seg.start, seg.end) or diar.nearest_speaker(seg.start, seg.end, NEAR_S)
             out.append(Segment(len(out), seg.start, seg.end, seg.text, [], show(label)))
             continue
         run: list[Word] = []
         run_label = None
         for w in seg.words:
-            label = diar.speaker_at(w.start, w.end) or run_label
+            label = diar.speaker_at(w.start, w.end) or run_label or diar.nearest_speaker(w.start, w.end, NEAR_S)
             if run and label != run_label:
                 out.append(_piece(len(out), run, show(run_label)))
                 run = []

@@ -347,3 +347,20 @@ def test_a_new_encoder_keeps_given_names_and_restarts_the_show_library(settings)
     store.enroll_voiceprint("Encoder Show", "Ann", new.voiceprints["S2"])
     kept = store.voiceprints("Encoder Show")["Ann"]
     assert kept.shape == (512,) and float(kept @ new.voiceprints["S2"]) > 0.999
+
+
+def test_a_word_outside_every_turn_takes_the_nearest_speaker_close_by():
+    """Whisper hears a short "Hello?" that the speech detection left out of every turn: it belongs to
+    the voice that speaks right after it, not to nobody; a word far from any turn stays unattributed."""
+    from mediaflow.diarize import Diarization, Turn
+    from mediaflow.transcript import Segment, Transcript, Word
+
+    diar = Diarization([Turn(2.0, 5.0, "S1"), Turn(8.0, 10.0, "S2")], {}, "m", 30.0)
+    words = [Word(0.8, 1.2, " Hello?", 0.9), Word(2.1, 2.5, " Hi", 0.9), Word(8.1, 8.6, " Yes.", 0.9)]
+    far = [Word(20.0, 20.5, " Bye.", 0.9)]
+    t = Transcript([Segment(0, 0.8, 8.6, "Hello? Hi Yes.", words), Segment(1, 20.0, 20.5, "Bye.", far)],
+                   "en", 30.0, "m")
+    out = speakers.attribute(t, speakers.Speakers(diar), names=False)
+    assert [(s.text, s.speaker) for s in out.segments] == [("Hello? Hi", "S1"), ("Yes.", "S2"), ("Bye.", None)]
+    assert diar.nearest_speaker(6.2, 6.4, 1.0) is None and diar.nearest_speaker(6.2, 6.4, 1.5) == "S1"
+    assert diar.nearest_speaker(6.6, 6.8, 1.5) == "S2"  # the closer of the two
