@@ -61,6 +61,8 @@ from mediaflow.errors import InputTooLarge, InvalidInput, ModelUnavailable
 from mediaflow.features import decode_vector, encode_vector
 
 METHOD = "xvector-ahc-v3"
+# SAME_SPEAKER, `rho` and `piece_s` were chosen on bench/speakers.py's tune conversations only, by a rule
+# fixed beforehand (docs/benchmarks.md, "Speakers"): the middle of the thresholds that count them all right.
 SAME_SPEAKER = 0.53
 
 _FRAME = 512  # Silero VAD reads 32 ms frames at 16 kHz
@@ -88,7 +90,7 @@ class DiarizeOptions:
     min_speaker_s: float = 2.0
     min_speaker_share: float = 0.05
     speaker_s: float = 60.0
-    rho: float = 0.40  # expected cosine of two pieces of one voice (see `_likeness`)
+    rho: float = 0.40  # expected cosine of two pieces of one voice (see `_likeness`): the tune set's mean
     refine: int = 3  # k-means rounds after the count, on centred embeddings
     flip_margin: float = 0.1  # an isolated piece this close to its neighbours' speaker joins them
     max_gap_s: float = 1.0  # same-speaker pieces closer than this form one turn
