@@ -397,30 +397,36 @@ def _flush(queue: list, pieces: _Pieces) -> None:
 _encoder_lock = threading.Lock()
 
 # pyannote's speaker embedding (SincNet + x-vector TDNN, 512-d, MIT) as the ORT-format model that
-# moonshine-voice 0.0.49 (MIT) compiles into its library: where it lies in that file, and its sha256.
+# moonshine-voice 0.0.49 (MIT) compiles into its library. The same bytes sit in each of its wheels'
+# libraries (libmoonshine.so for x86_64 and aarch64 Linux, moonshine.dll, libmoonshine.dylib) at
+# different offsets, so they are found by the ORT format's file identifier and checked by their digest.
 _ENCODER_PACKAGE = "moonshine_voice"
-_ENCODER_FILE = "libmoonshine.so"
-_ENCODER_SPAN = (982_496, 17_639_174)
+_ENCODER_LENGTH = 17_639_174
 _ENCODER_SHA256 = "22c29180ce01c7763d03a9d1b1f10ffb2e9e18900bf9da0ed6bad8e6c4c56ccf"
+_ORT_IDENTIFIER = b"ORTM"  # a flatbuffer's identifier: bytes 4-8 of the model
 
 
 def encoder_bytes() -> bytes:
-    """The speaker encoder's model, read from the installed moonshine-voice package (not imported:
-    only its library file is read) and checked against its pinned digest."""
+    """The speaker encoder's model, read out of the installed moonshine-voice package's library (the
+    package is not imported) and checked against its pinned digest."""
     import hashlib
     import importlib.util
 
     spec = importlib.util.find_spec(_ENCODER_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise ModelUnavailable("the speaker encoder needs the moonshine-voice==0.0.49 package")
-    path = Path(list(spec.submodule_search_locations)[0]) / _ENCODER_FILE
-    offset, length = _ENCODER_SPAN
-    with open(path, "rb") as f:
-        f.seek(offset)
-        blob = f.read(length)
-    if hashlib.sha256(blob).hexdigest() != _ENCODER_SHA256:
-        raise ModelUnavailable(f"{path} does not hold the pinned speaker encoder (moonshine-voice==0.0.49 needed)")
-    return blob
+    folder = Path(list(spec.submodule_search_locations)[0])
+    for path in sorted(folder.glob("*moonshine*.*")):
+        if path.suffix not in (".so", ".dll", ".dylib"):
+            continue
+        data = path.read_bytes()
+        at = data.find(_ORT_IDENTIFIER, 4)
+        while at >= 0:
+            blob = data[at - 4:at - 4 + _ENCODER_LENGTH]
+            if len(blob) == _ENCODER_LENGTH and hashlib.sha256(blob).hexdigest() == _ENCODER_SHA256:
+                return blob
+            at = data.find(_ORT_IDENTIFIER, at + 1)
+    raise ModelUnavailable(f"no library in {folder} holds the pinned speaker encoder (moonshine-voice==0.0.49 needed)")
 
 
 @lru_cache(maxsize=1)

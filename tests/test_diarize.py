@@ -275,18 +275,24 @@ def test_der_scores_labels_by_their_best_mapping():
     assert overlap["miss"] == pytest.approx(1.5 / 19.5, abs=0.01)  # the overlapped speaker counts as missed
 
 
-def test_the_encoder_is_refused_when_the_package_holds_other_bytes(tmp_path, monkeypatch):
-    """The speaker encoder is read out of moonshine-voice's library by a pinned offset: a package that
-    holds anything else (another version, a damaged file) gives a clear error, not wrong embeddings."""
+def test_the_encoder_is_found_in_any_of_the_packages_libraries_and_refused_when_absent(tmp_path, monkeypatch):
+    """The speaker encoder is read out of moonshine-voice's library by its digest, wherever the platform's
+    library keeps it; a package that holds anything else (another version, a damaged file) gives a
+    clear error, not wrong embeddings."""
     from mediaflow import diarize as D
     from mediaflow.errors import ModelUnavailable
 
     real = D.encoder_bytes()
-    assert len(real) == D._ENCODER_SPAN[1]
+    assert len(real) == D._ENCODER_LENGTH and real[4:8] == b"ORTM"
     fake = tmp_path / "moonshine_voice"
     fake.mkdir()
     (fake / "__init__.py").write_text("")
-    (fake / "libmoonshine.so").write_bytes(b"\0" * (D._ENCODER_SPAN[0] + 100))  # too short, wrong bytes
     monkeypatch.syspath_prepend(str(tmp_path))
+    # as Windows' wheel has it: another file name, another offset, a decoy identifier before it
+    (fake / "moonshine.dll").write_bytes(b"MZ" + b"\0" * 1000 + b"ORTM" + b"\1" * 5000 + real + b"\0" * 64)
+    assert D.encoder_bytes() == real
+    mid = len(real) // 2
+    damaged = real[:mid] + bytes([real[mid] ^ 1]) + real[mid + 1:]  # one bit flipped
+    (fake / "moonshine.dll").write_bytes(b"MZ" + damaged + b"\0" * 64)
     with pytest.raises(ModelUnavailable, match="moonshine-voice==0.0.49"):
         D.encoder_bytes()
