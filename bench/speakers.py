@@ -15,8 +15,8 @@ Sets (each conversation is `tune` or `held-out`; the settings in `mediaflow.diar
   hotword clip). Each speaker's clips are split between tune and held-out conversations.
 - `tts`: conversations of the TTS voices `teacher` (Kokoro af_heart), `kokoro-michael`, `kokoro-emma`,
   `piper-joe` and `hibari`, speaking the sentences of bench/tts_sentences.txt (first half: tune,
-  second half: held-out). hibari is a student of af_heart and sounds like it (their voiceprints have
-  cosine 0.99), so the two never meet in one conversation. One conversation per split is "latched":
+  second half: held-out). hibari is a student of af_heart and sounds like it (GE2E put their
+  voiceprints at cosine 0.99), so the two never meet in one conversation. One conversation per split is "latched":
   the next voice starts within 0.1 s, so no pause marks the change.
 
 A built conversation places each clip once, in turn order, with 0.15-0.8 s pauses (some under the
