@@ -566,6 +566,11 @@ def _strip(text: str) -> str:
     return text
 
 
+def clean_answer(text: str) -> str:
+    """An answer's first line without quotes, markdown emphasis or a "Title:"-like prefix."""
+    return _strip(text)
+
+
 def clean_title(text: str, *sources: str, max_words: int = 6, max_chars: int = 60) -> str | None:
     """The title the model wrote, tidied (no quotes, no "Title:", no end stop), or None if it fails a check:
     empty, longer than `max_words`/`max_chars`, more than one line of thought, or naming what no source names."""

@@ -191,6 +191,10 @@ def test_real_answers_from_the_chapter_bench_are_kept_or_refused():
     assert accept_title(" Models in Psychology: Early Learning and Social Influence", src, [], episode) == \
         "Models in Psychology"
     assert accept_title(" Cognitive Maps", src, ["Cognitive maps"], episode) is None  # an earlier chapter's
+    # the episode's title joined to a chapter's: the chapter's part is kept
+    assert accept_title(" Bobo Beatdown: Brain Signals and Planning", src, [], episode) == "Brain Signals and Planning"
+    assert accept_title(" Emotion, Stress, and Health: Crash Course Psychology #", src, [],
+                        "Emotion, Stress, and Health: Crash Course Psychology #26") is None  # both parts the episode's
     cut = ("This chapter discusses the importance of models in psychology, emphasizing the role of early learning "
            "and social influence in shaping behavior. It highlights the impact of positive, supportive, and loving "
            "models on others, while also")

@@ -9,6 +9,8 @@ and both count as fallbacks. Episode prompts share their beginning, which the KV
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,12 +116,28 @@ def write_chapters(
 
 
 def accept_title(raw: str, sources: tuple[str, ...], earlier: list[str], episode_title: str | None) -> str | None:
-    """The model's title, tidied and title-cased, or None: it fails `llm.clean_title`, repeats an earlier
-    chapter's title, or is part of the episode's own title (the model's commonest failure)."""
-    t = llm.clean_title(raw, *sources)
-    if not t or t.lower() in {x.lower() for x in earlier} or t.lower() in (episode_title or "").lower():
+    """The model's title, tidied and title-cased, or None. The model's commonest failure is to answer with
+    the episode's own title ("Trauma and Addiction: Crash Course Psychology #31"), often joined by a colon
+    to a title of the chapter ("Bobo Beatdown: Brain Signals and Planning"): of the parts either side of a
+    colon, the first that passes `llm.clean_title`, is not an earlier chapter's title and is not a run of
+    the episode title's words is taken."""
+    if llm.invented_names(llm.clean_answer(raw), *sources):  # the whole answer: "City of Coffee: Paris" names Paris
         return None
-    return _title_case(t)
+    said = {x.lower() for x in earlier}
+    for part in llm.clean_answer(raw).split(":"):
+        t = llm.clean_title(part, *sources)
+        if t and t.lower() not in said and not _only_episode_words(t, episode_title):
+            return _title_case(t)
+    return None
+
+
+def _only_episode_words(t: str, episode_title: str | None) -> bool:
+    """True if t's words, numbers and signs left out, run in a row in the episode's title
+    ("Crash Course Psychology #13" in "The Bobo Beatdown: Crash Course Psychology #12")."""
+    def words(x: str) -> str:
+        return " " + " ".join(re.findall(r"[a-z]+(?:'[a-z]+)?", x.lower())) + " "
+    w = words(t)
+    return w.strip() != "" and w in words(episode_title or "")
 
 
 def _summarise(pending: list[tuple[int, str, tuple[str, ...]]], summaries: list[str | None], model: llm.LLM,
