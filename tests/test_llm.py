@@ -195,6 +195,11 @@ def test_real_answers_from_the_chapter_bench_are_kept_or_refused():
     assert accept_title(" Bobo Beatdown: Brain Signals and Planning", src, [], episode) == "Brain Signals and Planning"
     assert accept_title(" Emotion, Stress, and Health: Crash Course Psychology #", src, [],
                         "Emotion, Stress, and Health: Crash Course Psychology #26") is None  # both parts the episode's
+    memory = "Memory: Crash Course Psychology #13"
+    src = ("Encoding memories depends on context and on the state you are in when you learn.", memory)
+    assert accept_title(" Memory: Contextual vs. State vs", src, [], memory, cut=True) is None  # unfinished
+    assert accept_title(" Memory: Contextual and State Cues", src, [], memory) == "Contextual and State Cues"
+    assert accept_title(" Encoding Memories: Contextual vs. State vs", src, [], memory, cut=True) == "Encoding Memories"
     cut = ("This chapter discusses the importance of models in psychology, emphasizing the role of early learning "
            "and social influence in shaping behavior. It highlights the impact of positive, supportive, and loving "
            "models on others, while also")

@@ -99,7 +99,8 @@ def write_chapters(
             except Exception:
                 llm.count_fallback("title", "error")
                 continue
-            t = None if g.timed_out else accept_title(g.text, sources, out_titles[:i], title)
+            t = None if g.timed_out else accept_title(g.text, sources, out_titles[:i], title,
+                                                        cut=g.generated_tokens >= opts.max_tokens)
             if t:
                 out_titles[i] = t
             else:
@@ -115,16 +116,19 @@ def write_chapters(
     return out_titles, summaries
 
 
-def accept_title(raw: str, sources: tuple[str, ...], earlier: list[str], episode_title: str | None) -> str | None:
+def accept_title(raw: str, sources: tuple[str, ...], earlier: list[str], episode_title: str | None,
+                 cut: bool = False) -> str | None:
     """The model's title, tidied and title-cased, or None. The model's commonest failure is to answer with
     the episode's own title ("Trauma and Addiction: Crash Course Psychology #31"), often joined by a colon
     to a title of the chapter ("Bobo Beatdown: Brain Signals and Planning"): of the parts either side of a
     colon, the first that passes `llm.clean_title`, is not an earlier chapter's title and is not a run of
-    the episode title's words is taken."""
+    the episode title's words is taken. `cut`: the answer ran into the token cap, so its last part is
+    unfinished ("Memory: Contextual vs. State vs") and never taken."""
     if llm.invented_names(llm.clean_answer(raw), *sources):  # the whole answer: "City of Coffee: Paris" names Paris
         return None
     said = {x.lower() for x in earlier}
-    for part in llm.clean_answer(raw).split(":"):
+    parts = llm.clean_answer(raw).split(":")
+    for part in parts[:-1] if cut else parts:
         t = llm.clean_title(part, *sources)
         if t and t.lower() not in said and not _only_episode_words(t, episode_title):
             return _title_case(t)
