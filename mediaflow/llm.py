@@ -557,7 +557,8 @@ def invented_names(text: str, *sources: str) -> list[str]:
     return bad
 
 
-def _strip(text: str) -> str:
+def clean_answer(text: str) -> str:
+    """An answer's first line without quotes, markdown emphasis or a "Title:"-like prefix."""
     text = text.strip().splitlines()[0] if text.strip() else ""
     prev = None
     while prev != text:
@@ -566,15 +567,10 @@ def _strip(text: str) -> str:
     return text
 
 
-def clean_answer(text: str) -> str:
-    """An answer's first line without quotes, markdown emphasis or a "Title:"-like prefix."""
-    return _strip(text)
-
-
 def clean_title(text: str, *sources: str, max_words: int = 6, max_chars: int = 60) -> str | None:
     """The title the model wrote, tidied (no quotes, no "Title:", no end stop), or None if it fails a check:
     empty, longer than `max_words`/`max_chars`, more than one line of thought, or naming what no source names."""
-    t = _strip(text).rstrip(".!;:,").strip()
+    t = clean_answer(text).rstrip(".!;:,").strip()
     if invented_names(t, *sources):  # the whole answer: "City of Coffee: Paris" names Paris
         return None
     if ":" in t:  # "Pavlov's Dogs: The Bobo Beatdown": the part before the colon is the title
@@ -591,7 +587,7 @@ def clean_title(text: str, *sources: str, max_words: int = 6, max_chars: int = 6
 def clean_sentence(text: str, *sources: str, max_sentences: int = 2, max_words: int = 60) -> str | None:
     """One or two sentences (a summary), tidied, or None if empty, too long, with no finished sentence,
     or naming what no source names. A sentence cut off by the token cap is dropped."""
-    t = _strip(text)
+    t = clean_answer(text)
     if t and t[-1] not in ".!?":  # cut off by the token cap: keep the sentences it finished
         ends = [m.end() for m in re.finditer(r"[.!?](?=\s)", t)]
         t = t[: ends[-1]] if ends else ""

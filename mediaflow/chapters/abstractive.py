@@ -10,7 +10,6 @@ and both count as fallbacks. Episode prompts share their beginning, which the KV
 from __future__ import annotations
 
 import re
-
 from dataclasses import dataclass
 
 import numpy as np
@@ -124,18 +123,19 @@ def accept_title(raw: str, sources: tuple[str, ...], earlier: list[str], episode
     colon, the first that passes `llm.clean_title`, is not an earlier chapter's title and is not a run of
     the episode title's words is taken. `cut`: the answer ran into the token cap, so its last part is
     unfinished ("Memory: Contextual vs. State vs") and never taken."""
-    if llm.invented_names(llm.clean_answer(raw), *sources):  # the whole answer: "City of Coffee: Paris" names Paris
+    answer = llm.clean_answer(raw)
+    if llm.invented_names(answer, *sources):  # the whole answer: "City of Coffee: Paris" names Paris
         return None
     said = {x.lower() for x in earlier}
-    parts = llm.clean_answer(raw).split(":")
+    parts = answer.split(":")
     for part in parts[:-1] if cut else parts:
         t = llm.clean_title(part, *sources)
-        if t and t.lower() not in said and not _only_episode_words(t, episode_title):
+        if t and t.lower() not in said and not _in_episode_title(t, episode_title):
             return _title_case(t)
     return None
 
 
-def _only_episode_words(t: str, episode_title: str | None) -> bool:
+def _in_episode_title(t: str, episode_title: str | None) -> bool:
     """True if t's words, numbers and signs left out, run in a row in the episode's title
     ("Crash Course Psychology #13" in "The Bobo Beatdown: Crash Course Psychology #12")."""
     def words(x: str) -> str:
