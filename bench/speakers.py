@@ -217,7 +217,7 @@ def build(name: str, set_: str, split: str, turns: list[tuple[str, np.ndarray]],
     return Conversation(name, set_, split, audio, ref, note)
 
 
-def in_room(conv: Conversation, seed: int) -> Conversation:
+def in_room(conv: Conversation, seed: int, set_: str = "room") -> Conversation:
     """The conversation as if recorded in one room: one reverberation, one band-pass and one noise
     floor for the whole mix (see the `room` set)."""
     from scipy.signal import butter, fftconvolve, sosfilt
@@ -238,7 +238,7 @@ def in_room(conv: Conversation, seed: int) -> Conversation:
     noise = 0.3 * rng.standard_normal(len(y)) + rumble
     noise *= np.sqrt(np.mean(y ** 2) / np.mean(noise ** 2)) / 10 ** (rng.uniform(20, 40) / 20)
     y = (y + noise) / max(1.0, float(np.max(np.abs(y + noise))))
-    return Conversation(f"{conv.name} (room)", "room", conv.split, y.astype(np.float32), conv.reference,
+    return Conversation(f"{conv.name} (room)", set_, conv.split, y.astype(np.float32), conv.reference,
                         f"{conv.note}, one room" if conv.note else "one room")
 
 
@@ -283,6 +283,46 @@ def real_conversations() -> list[Conversation]:
         build("hotword + libri + licence-de", "real", "held-out",
               _alternate({"hotword": [hot], "libri": [L["0880"], L["0920"]], "licence-de": de[3:]}), 6, note),
     ]
+
+
+def real_solos() -> list[Conversation]:
+    """One person talking, from the same recordings as `real_conversations` (each split its own clips):
+    the count must stay one."""
+    if not POCKETSPHINX.is_dir() or not SHARED.is_dir():
+        return []
+    libri = {p.stem[-4:]: decode(p) for p in sorted((POCKETSPHINX / "librivox").glob("*.wav"))}
+    cards = {p.stem: decode(p) for p in sorted((POCKETSPHINX / "cards").glob("*.wav"))}
+    ml = decode(SHARED / "multilingual.mp3")
+    en, de = _chunks(ml[: int(29.3 * SAMPLE_RATE)], 5.0), _chunks(ml[int(29.3 * SAMPLE_RATE):], 5.0)
+    note = "one real person"
+    return [
+        build("libri alone", "solo", "tune", [("libri", libri[k]) for k in ("0870", "0890", "0930")], 11, note),
+        build("licence-en alone", "solo", "tune", [("licence", c) for c in en], 12, note),
+        build("cards alone", "solo", "tune", [("cards", cards[k]) for k in ("001", "003", "005")], 13, note),
+        build("libri alone", "solo", "held-out", [("libri", libri[k]) for k in ("0880", "0920")], 14, note),
+        # not the two halves together: whether one person reads both is not stated, and the encoder hears
+        # them about as far apart as two people (so each half is its own speaker in the conversations too)
+        build("licence-de alone", "solo", "held-out", [("licence", c) for c in de], 15, note),
+        build("cards alone", "solo", "held-out", [("cards", cards[k]) for k in ("002", "004")], 16, note),
+    ]
+
+
+SOLO_PLAN = [("kokoro-michael", "tune"), ("piper-joe", "tune"), ("kokoro-emma", "held-out"),
+             ("hibari", "held-out"), ("teacher", "held-out")]
+
+
+def tts_solos(sentences: int = 8) -> list[Conversation]:
+    """One TTS voice reading `sentences` of its split's half of the sentences (from the end, so
+    mostly not the sentences of the conversations)."""
+    sents = _sentences()
+    half = len(sents) // 2
+    pools = {"tune": sents[:half], "held-out": sents[half:]}
+    out = []
+    for n, (voice, split) in enumerate(SOLO_PLAN):
+        texts = pools[split][-(n + 1) * sentences:][:sentences]
+        out.append(build(f"{voice} alone", "solo", split, [(voice, _speak(voice, t)) for t in texts], 200 + n,
+                         "one TTS voice"))
+    return out
 
 
 def decode_channel(path: Path, channel: int) -> np.ndarray:
@@ -499,12 +539,15 @@ def conversations(sets: list[str]) -> list[Conversation]:
         if not built:
             built = real_conversations() + tts_conversations()
         out += [in_room(c, seed) for seed, c in enumerate(built)]
+    if "solo" in sets:
+        solos = real_solos() + tts_solos()
+        out += solos + [in_room(c, 100 + seed, "solo") for seed, c in enumerate(solos)]
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sets", default="sample,real,tts,room")
+    ap.add_argument("--sets", default="sample,real,tts,room,solo")
     ap.add_argument("--no-speed", action="store_true")
     ap.add_argument("--out", default=str(RESULTS / "speakers.json"))
     ap.add_argument("--separability", action="store_true",

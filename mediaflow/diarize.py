@@ -20,6 +20,11 @@ speech) and one voiceprint per speaker. The method, `METHOD`:
    `min_speaker_share` of the speech (at least `min_speaker_s`, at most `speaker_s`) is no speaker:
    its pieces join the nearest one, so an odd stretch of one voice (a laugh, a shout, a clip played
    again) does not become a speaker of its own, while a guest with one minute in three hours does.
+   When this finds one speaker, its pieces are split in two once more (k-means on the centred
+   embeddings, as in step 4), and the halves are two speakers when their `_likeness` is under
+   `TWO_VOICES` and each talks enough to be a speaker: two people in one room share what the encoder
+   hears of the room and microphone, so their voices can sit closer than `SAME_SPEAKER` (which keeps
+   apart voices that differ by recording too), while the two halves of one voice stay well above it.
    `num_speakers`, when given, replaces this step.
 4. **Who speaks each piece.** Spherical k-means (`refine` rounds, started from those clusters; from
    k-means++ when the count was given) on the embeddings centred on the recording's mean, which
@@ -60,10 +65,13 @@ from mediaflow.audio import SAMPLE_RATE, stream_pcm
 from mediaflow.errors import InputTooLarge, InvalidInput, ModelUnavailable
 from mediaflow.features import decode_vector, encode_vector
 
-METHOD = "xvector-ahc-v3"
+METHOD = "xvector-ahc-v4"
 # SAME_SPEAKER, `rho` and `piece_s` were chosen on bench/speakers.py's tune conversations only, by a rule
 # fixed beforehand (docs/benchmarks.md, "Speakers"): the middle of the thresholds that count them all right.
 SAME_SPEAKER = 0.53
+# The lowest likeness of the two halves of any one voice in the tune split (each voice of the tune
+# conversations alone, and the tune solo recordings): 0.686, less 0.05 (docs/benchmarks.md, "Speakers").
+TWO_VOICES = 0.64
 
 _FRAME = 512  # Silero VAD reads 32 ms frames at 16 kHz
 _DIM = 512  # the speaker encoder's embedding
@@ -90,6 +98,7 @@ class DiarizeOptions:
     min_speaker_s: float = 2.0
     min_speaker_share: float = 0.05
     speaker_s: float = 60.0
+    two_voices: float = TWO_VOICES  # one speaker found: two halves less alike than this are two (0: never)
     rho: float = 0.40  # expected cosine of two pieces of one voice (see `_likeness`): the tune set's mean
     refine: int = 3  # k-means rounds after the count, on centred embeddings
     flip_margin: float = 0.1  # an isolated piece this close to its neighbours' speaker joins them
@@ -510,19 +519,19 @@ def _cluster(pieces: _Pieces, opts: DiarizeOptions, k: int | None) -> tuple[np.n
     solid = dur >= opts.min_piece_s
     if not solid.any():
         solid = dur >= dur.max()
+    weight = np.where(solid, dur, 0.0).astype(np.float32)
+    y = _unit(x - weight @ x / weight.sum())
     if k is None:
         init = _count(x[solid], dur[solid], opts)
+        if init.max() == 0 and opts.two_voices > 0:
+            init = _two_voices(x[solid], y[solid], dur[solid], opts)
         k = int(init.max()) + 1
     else:
         k, init = min(k, int(solid.sum())), None
     if k == 1:
         return np.zeros(len(x), int), (x @ _unit((x[solid] * dur[solid, None]).sum(0)))[:, None]
-    weight = np.where(solid, dur, 0.0).astype(np.float32)
-    y = _unit(x - weight @ x / weight.sum())
     if init is None:
-        from sklearn.cluster import KMeans
-
-        init = KMeans(k, n_init=10, random_state=0).fit(y[solid], sample_weight=dur[solid]).labels_
+        init = _kmeans(y[solid], dur[solid], k)
     lab = np.full(len(x), -1)
     lab[solid] = init
     for _ in range(max(1, opts.refine)):  # k-means rounds from the clusters found
@@ -531,6 +540,33 @@ def _cluster(pieces: _Pieces, opts: DiarizeOptions, k: int | None) -> tuple[np.n
         lab = np.where(solid, np.argmax(y @ centroids.T, axis=1), -1)
     sims = y @ centroids.T
     return np.argmax(sims, axis=1), sims
+
+
+def _kmeans(y: np.ndarray, dur: np.ndarray, k: int) -> np.ndarray:
+    from sklearn.cluster import KMeans
+
+    return KMeans(k, n_init=10, random_state=0).fit(y, sample_weight=dur).labels_
+
+
+def _speaker_talk(talk: np.ndarray, opts: DiarizeOptions) -> np.ndarray:
+    """Which clusters, by their seconds of speech, talk enough to be speakers."""
+    return talk >= min(max(opts.min_speaker_s, opts.min_speaker_share * talk.sum()), opts.speaker_s)
+
+
+def _two_voices(x: np.ndarray, y: np.ndarray, dur: np.ndarray, opts: DiarizeOptions) -> np.ndarray:
+    """The pieces `_count` took for one speaker (raw `x`, centred `y`) split in two: labels 0/1 when the
+    halves are less alike than `two_voices` and each talks enough to be a speaker, else all 0."""
+    none = np.zeros(len(x), int)
+    if len(x) < 4:
+        return none
+    lab = _kmeans(y, dur, 2)
+    w, cnt = x * dur[:, None], dur / opts.piece_s
+    sums = np.stack([w[lab == c].sum(0) for c in (0, 1)])
+    counts = np.array([cnt[lab == c].sum() for c in (0, 1)])
+    alike = _likeness(sums[:1], counts[:1], sums[1:], counts[1:], opts.rho)[0, 0]
+    if alike >= opts.two_voices or not _speaker_talk(np.bincount(lab, weights=dur, minlength=2), opts).all():
+        return none
+    return lab if lab[0] == 0 else 1 - lab
 
 
 def _count(x: np.ndarray, dur: np.ndarray, opts: DiarizeOptions) -> np.ndarray:
@@ -549,8 +585,7 @@ def _count(x: np.ndarray, dur: np.ndarray, opts: DiarizeOptions) -> np.ndarray:
             sub_sums.append(wb[lab == c].sum(0))
             sub_cnt.append(cb[lab == c].sum())
     lab = _ahc(np.stack(sub_sums), np.array(sub_cnt), opts.same_speaker, opts.rho)[sub_of]
-    talk = np.bincount(lab, weights=dur)
-    big = talk >= min(max(opts.min_speaker_s, opts.min_speaker_share * talk.sum()), opts.speaker_s)
+    big = _speaker_talk(np.bincount(lab, weights=dur), opts)
     if not big.any():
         big = talk >= talk.max()
     centroids = _unit(np.stack([w[lab == c].sum(0) for c in np.flatnonzero(big)]))

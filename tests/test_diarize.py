@@ -163,6 +163,42 @@ def test_one_voice_is_one_speaker():
     assert sum(t.end - t.start for t in d.turns) > 0.8 * len(audio) / SAMPLE_RATE
 
 
+def test_two_voices_as_alike_as_two_people_in_one_room_are_split_in_two(two_voices):
+    """Two real voices' pieces pulled towards each other until their centroids are as alike as the
+    pyannote sample's two people (past SAME_SPEAKER, short of TWO_VOICES): the count first finds one
+    speaker, and the second split gives each voice back its own."""
+    from dataclasses import replace
+
+    from mediaflow import diarize as D
+
+    audio, ref = two_voices
+    st, en, x = D.embed_pieces(audio)
+    who = np.array([max(ref, key=lambda r: min(e, r[1]) - max(s, r[0]))[2] for s, e in zip(st, en)])
+    dur = en - st
+    offset = {v: (x[who == v] * dur[who == v, None]).sum(0) / dur[who == v].sum() for v in set(who)}
+    mean = (x * dur[:, None]).sum(0) / dur.sum()
+
+    def pulled(a: float) -> tuple[np.ndarray, float]:
+        y = D._unit(x - (1 - a) * np.stack([offset[v] - mean for v in who]))
+        sums = [(y[who == v] * dur[who == v, None]).sum(0)[None] for v in sorted(set(who))]
+        n = [np.array([dur[who == v].sum() / 1.5]) for v in sorted(set(who))]
+        return y, float(D._likeness(sums[0], n[0], sums[1], n[1], D.DiarizeOptions().rho)[0, 0])
+
+    lo, hi = 0.0, 1.0  # how much of each voice's own offset is kept
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if pulled(mid)[1] > 0.59 else (lo, mid)
+    y, alike = pulled(lo)
+    assert SAME_SPEAKER < alike < D.TWO_VOICES
+    pieces = D._Pieces(list(st), list(en), [y])
+    once, _ = D._cluster(pieces, replace(D.DiarizeOptions(), two_voices=0), None)
+    assert once.max() == 0  # the count alone: one speaker
+    labels, _ = D._cluster(pieces, D.DiarizeOptions(), None)
+    assert labels.max() == 1
+    agree = np.mean([(lab == labels[0]) == (w == who[0]) for lab, w in zip(labels, who)])
+    assert agree >= 0.9, agree
+
+
 def test_silence_has_no_turns():
     d = diarize(np.zeros(30 * SAMPLE_RATE, np.float32))
     assert d.turns == [] and d.voiceprints == {}
