@@ -584,6 +584,31 @@ def clean_title(text: str, *sources: str, max_words: int = 6, max_chars: int = 6
     return t
 
 
+# Words a title keeps in lower case, and never ends on.
+SMALL_WORDS = frozenset("a an and as at but by for in of on or the to vs via with".split())
+# A title's head ends before one of these: what follows is a modifier ("Red Light Therapy | for Sleep").
+_TITLE_BREAKS = frozenset("for on in during through to with via from across among after before at by into about "
+                          "within without while when where as".split())
+
+
+def shorten_title(text: str, max_words: int = 6, cut: bool = False) -> str | None:
+    """A title too long to keep (over `max_words`, or `cut` short by the token cap, so its last word may be
+    unfinished) cut back to its longest head of 2 to `max_words` words that ends before a preposition
+    or at its first comma ("Stimulants and Their Impact on Sleep, Learning, and" → "Stimulants and Their
+    Impact on Sleep"); never at a small word, never inside the last word of a cut answer. None if it has
+    no such head; a title short enough and not cut is returned as it is."""
+    words = text.split()
+    if not cut and len(words) <= max_words:
+        return text
+    best = None
+    first_comma = next((k + 1 for k, w in enumerate(words) if w.endswith(",")), None)
+    for k in range(2, min(len(words), max_words + 1)):  # head = words[:k], always before the last word
+        if (words[k].lower() in _TITLE_BREAKS or k == first_comma) and \
+                words[k - 1].rstrip(",").lower() not in SMALL_WORDS:
+            best = k
+    return " ".join(words[:best]).rstrip(",") if best else None
+
+
 def clean_sentence(text: str, *sources: str, max_sentences: int = 2, max_words: int = 60) -> str | None:
     """One or two sentences (a summary), tidied, or None if empty, too long, with no finished sentence,
     or naming what no source names. A sentence cut off by the token cap is dropped."""

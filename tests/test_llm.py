@@ -180,6 +180,18 @@ def test_titles_are_tidied_and_bad_ones_refused():
     assert llm.clean_sentence("Coffee spread from Yemen to", src) is None  # cut off by the token cap
 
 
+def test_a_long_title_keeps_its_head():
+    assert llm.shorten_title("Sex Differences in Sleep, Learning, and Metabolism") == "Sex Differences in Sleep"
+    assert llm.shorten_title("Using Failures, Movement & Balance to Learn Faster") == \
+        "Using Failures, Movement & Balance"
+    assert llm.shorten_title("The Impact of Illness on Testosterone & Estrogen") == "The Impact of Illness"
+    assert llm.shorten_title("Sleep Paralysis") == "Sleep Paralysis"  # short enough: as it is
+    assert llm.shorten_title("Sleep Paralysis", cut=True) is None  # cut, and no head before its last word
+    assert llm.shorten_title("Contextual vs. State vs", cut=True) is None
+    assert llm.shorten_title("Proactive and Retroactive Interference Explained Simply Here Today") is None  # no break
+    assert llm.shorten_title("Memory and for the Rest of the Long Day Ahead") is None  # its only head ends on "and"
+
+
 def test_real_answers_from_the_chapter_bench_are_kept_or_refused():
     from mediaflow.chapters.abstractive import accept_title
 
@@ -200,6 +212,22 @@ def test_real_answers_from_the_chapter_bench_are_kept_or_refused():
     assert accept_title(" Memory: Contextual vs. State vs", src, [], memory, cut=True) is None  # unfinished
     assert accept_title(" Memory: Contextual and State Cues", src, [], memory) == "Contextual and State Cues"
     assert accept_title(" Encoding Memories: Contextual vs. State vs", src, [], memory, cut=True) == "Encoding Memories"
+    # long interview chapters (Huberman Lab): over six words, or cut by the token cap; the head is kept
+    episode = "Optimize Sleep, Learning & Metabolism"
+    src = ("Red light therapy in the evening, stimulants late in the day, magnesium threonate, carbohydrate rich "
+           "meals, shift work, jet lag and age-dependent changes all change sleep, learning and metabolism.", episode)
+    assert accept_title(" Red Light Therapy for Sleep, Learning, and Metabolism", src, [], episode) == \
+        "Red Light Therapy for Sleep"
+    assert accept_title(" Stimulants and Their Impact on Sleep, Learning, and", src, [], episode, cut=True) == \
+        "Stimulants and Their Impact on Sleep"
+    assert accept_title(" Magnesium Threonate and Its Effects on Sleep and Met", src, [], episode, cut=True) == \
+        "Magnesium Threonate and Its Effects"
+    assert accept_title(" Carbohydrate-Rich Meals for Optimal Sleep, Learning", src, [], episode, cut=True) == \
+        "Carbohydrate-Rich Meals for Optimal Sleep"  # six words, but its last may be unfinished
+    assert accept_title(" Shift Work, Jet Lag, and Age-Dependent Changes", src, [], episode) == "Shift Work"
+    assert accept_title(" Optimize Sleep, Learning, & Metabolism", src, [], episode) is None  # the episode's
+    assert accept_title(' "Other times I\'m less good at that"', src + ("Other times I'm less good at that.",), [],
+                        episode) is None  # a quoted line, not a title: not cut down to one
     cut = ("This chapter discusses the importance of models in psychology, emphasizing the role of early learning "
            "and social influence in shaping behavior. It highlights the impact of positive, supportive, and loving "
            "models on others, while also")

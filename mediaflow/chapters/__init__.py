@@ -21,7 +21,7 @@ from mediaflow.chapters.titles import TitleOptions, make_titles, name_convention
 from mediaflow.transcript import Transcript
 
 METHOD = f"{SEGMENTATION}+keyphrase-v2"  # extractive titles
-MODEL_METHOD = f"{SEGMENTATION}+{llm.MODEL_NAME}-titles-summaries-v3"
+MODEL_METHOD = f"{SEGMENTATION}+{llm.MODEL_NAME}-titles-summaries-v4"
 TITLE_METHODS = ("auto", "model", "extractive")
 
 

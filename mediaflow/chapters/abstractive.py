@@ -121,15 +121,20 @@ def accept_title(raw: str, sources: tuple[str, ...], earlier: list[str], episode
     the episode's own title ("Trauma and Addiction: Crash Course Psychology #31"), often joined by a colon
     to a title of the chapter ("Bobo Beatdown: Brain Signals and Planning"): of the parts either side of a
     colon, the first that passes `llm.clean_title`, is not an earlier chapter's title and is not a run of
-    the episode title's words is taken. `cut`: the answer ran into the token cap, so its last part is
-    unfinished ("Memory: Contextual vs. State vs") and never taken."""
+    the episode title's words is taken. A part over six words keeps its head (`llm.shorten_title`: "Red
+    Light Therapy for Sleep, Learning, and Metabolism" → "Red Light Therapy for Sleep"). `cut`: the answer
+    ran into the token cap, so its last part is unfinished ("Memory: Contextual vs. State vs") and only a
+    head that ends before its last word can be taken."""
     answer = llm.clean_answer(raw)
     if llm.invented_names(answer, *sources):  # the whole answer: "City of Coffee: Paris" names Paris
         return None
     said = {x.lower() for x in earlier}
+    quoted = raw.strip()[:1] in "\"“'‘"  # a line quoted from the chapter, not a title: never cut down to one
     parts = answer.split(":")
-    for part in parts[:-1] if cut else parts:
-        t = llm.clean_title(part, *sources)
+    for i, part in enumerate(parts):
+        part = part.strip().rstrip(".!;:,")
+        head = part if quoted else llm.shorten_title(part, cut=cut and i == len(parts) - 1)
+        t = llm.clean_title(head, *sources) if head else None
         if t and t.lower() not in said and not _in_episode_title(t, episode_title):
             return _title_case(t)
     return None
@@ -186,13 +191,10 @@ def write_episode_summary(
     return s
 
 
-_SMALL = frozenset("a an and as at but by for in of on or the to vs via with".split())
-
-
 def _title_case(t: str) -> str:
     """Capitalise as the extractive titles do, keeping what the model already capitalised (names, acronyms)."""
     words = t.split()
     return " ".join(
-        w if (w[:1].isupper() or (i and w.lower() in _SMALL)) else w[:1].upper() + w[1:]
+        w if (w[:1].isupper() or (i and w.lower() in llm.SMALL_WORDS)) else w[:1].upper() + w[1:]
         for i, w in enumerate(words)
     )
