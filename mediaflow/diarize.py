@@ -585,7 +585,8 @@ def _count(x: np.ndarray, dur: np.ndarray, opts: DiarizeOptions) -> np.ndarray:
             sub_sums.append(wb[lab == c].sum(0))
             sub_cnt.append(cb[lab == c].sum())
     lab = _ahc(np.stack(sub_sums), np.array(sub_cnt), opts.same_speaker, opts.rho)[sub_of]
-    big = _speaker_talk(np.bincount(lab, weights=dur), opts)
+    talk = np.bincount(lab, weights=dur)
+    big = _speaker_talk(talk, opts)
     if not big.any():
         big = talk >= talk.max()
     centroids = _unit(np.stack([w[lab == c].sum(0) for c in np.flatnonzero(big)]))

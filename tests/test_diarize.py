@@ -199,6 +199,20 @@ def test_two_voices_as_alike_as_two_people_in_one_room_are_split_in_two(two_voic
     assert agree >= 0.9, agree
 
 
+def test_two_voices_too_short_to_be_speakers_give_the_one_that_talks_most(two_voices):
+    """Under `min_speaker_s` of speech in all: no cluster talks enough to be a speaker, so the one that
+    talks most stands for all (the count's fallback), without an error."""
+    from mediaflow import diarize as D
+
+    audio, ref = two_voices
+    st, en, x = D.embed_pieces(audio)
+    who = np.array([max(ref, key=lambda r: min(e, r[1]) - max(s, r[0]))[2] for s, e in zip(st, en)])
+    pick = np.concatenate([np.flatnonzero(who == v)[:1] for v in sorted(set(who))])
+    dur = np.array([0.9, 0.6])
+    labels = D._count(x[pick], dur, D.DiarizeOptions())
+    assert labels.tolist() == [0, 0]
+
+
 def test_silence_has_no_turns():
     d = diarize(np.zeros(30 * SAMPLE_RATE, np.float32))
     assert d.turns == [] and d.voiceprints == {}
