@@ -61,6 +61,7 @@ import tempfile
 import time
 import zipfile
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -253,6 +254,17 @@ def _alternate(groups: dict[str, list[np.ndarray]]) -> list[tuple[str, np.ndarra
     return out
 
 
+@lru_cache(maxsize=1)
+def _real_clips() -> tuple[dict, dict, list, list]:
+    """The real recordings both real sets draw on, decoded once: the LibriVox clips and the `cards` clips by
+    name, and the licence read in English and in German, each cut into ~5 s chunks."""
+    libri = {p.stem[-4:]: decode(p) for p in sorted((POCKETSPHINX / "librivox").glob("*.wav"))}
+    cards = {p.stem: decode(p) for p in sorted((POCKETSPHINX / "cards").glob("*.wav"))}
+    ml = decode(SHARED / "multilingual.mp3")
+    en, de = _chunks(ml[: int(29.3 * SAMPLE_RATE)], 5.0), _chunks(ml[int(29.3 * SAMPLE_RATE):], 5.0)
+    return libri, cards, en, de
+
+
 def real_conversations() -> list[Conversation]:
     if not POCKETSPHINX.is_dir():
         print(f"real: {POCKETSPHINX} missing (apt-get install pocketsphinx-testdata); skipped", file=sys.stderr)
@@ -260,10 +272,7 @@ def real_conversations() -> list[Conversation]:
     if not SHARED.is_dir():
         print(f"real: {SHARED} missing; skipped", file=sys.stderr)
         return []
-    libri = {p.stem[-4:]: decode(p) for p in sorted((POCKETSPHINX / "librivox").glob("*.wav"))}
-    cards = {p.stem: decode(p) for p in sorted((POCKETSPHINX / "cards").glob("*.wav"))}
-    ml = decode(SHARED / "multilingual.mp3")
-    en, de = _chunks(ml[: int(29.3 * SAMPLE_RATE)], 5.0), _chunks(ml[int(29.3 * SAMPLE_RATE):], 5.0)
+    libri, cards, en, de = _real_clips()
     jfk = _chunks(decode(SHARED / "jfk.flac"), 5.0)
     hot = decode(SHARED / "hotwords.mp3")
     left, right = (decode_channel(SHARED / "stereo_diarization.wav", c) for c in (0, 1))
@@ -290,10 +299,7 @@ def real_solos() -> list[Conversation]:
     the count must stay one."""
     if not POCKETSPHINX.is_dir() or not SHARED.is_dir():
         return []
-    libri = {p.stem[-4:]: decode(p) for p in sorted((POCKETSPHINX / "librivox").glob("*.wav"))}
-    cards = {p.stem: decode(p) for p in sorted((POCKETSPHINX / "cards").glob("*.wav"))}
-    ml = decode(SHARED / "multilingual.mp3")
-    en, de = _chunks(ml[: int(29.3 * SAMPLE_RATE)], 5.0), _chunks(ml[int(29.3 * SAMPLE_RATE):], 5.0)
+    libri, cards, en, de = _real_clips()
     note = "one real person"
     return [
         build("libri alone", "solo", "tune", [("libri", libri[k]) for k in ("0870", "0890", "0930")], 11, note),
