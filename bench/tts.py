@@ -1,11 +1,12 @@
 """TTS benchmark: the yardstick every voice is measured with (a trained student adds its row).
 
     .venv/bin/python bench/tts.py [--limit N] [--voices teacher,piper-joe,hibari,student] [--student CHECKPOINT]
-                                  [--out bench/results/tts.json]
+                                  [--set bench|own] [--out bench/results/tts.json]
     .venv/bin/python bench/tts.py --route [VOICE] [--repeats 7]    # what a request costs beyond the model
     .venv/bin/python bench/tts.py --lean [--repeats 5]             # issue 17's lean-runtime targets, one table
 
-For each voice, on the held-out sentences in bench/tts_sentences.txt:
+For each voice, on the held-out sentences in bench/tts_sentences.txt (`--set own`: the student's second
+held-out set, bench/tts_sentences_own.txt, written by hand before the version 2 corpus was trained on):
 - speed: median real-time factor (synthesis seconds / audio seconds, per sentence, text frontend
   included, after one warm-up call), the same with process CPU seconds (which other work on the
   machine does not inflate), and time to first audio for a 20-word sentence (`stream`, median of 3);
@@ -48,8 +49,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results"
-SENTENCES = ROOT / "bench" / "tts_sentences.txt"
-AUDIO = RESULTS / "tts_audio"
+SENTENCE_SETS = {"bench": ROOT / "bench" / "tts_sentences.txt", "own": ROOT / "bench" / "tts_sentences_own.txt"}
+SET_ENV = "MEDIAFLOW_TTS_BENCH_SET"  # which set the synthesis workers read
 FIRST_AUDIO_TEXT = (  # 20 words
     "Because you listened to The History Hour last night, try Deep Time next: "
     "it gets into volcanoes and ancient oceans."
@@ -57,8 +58,13 @@ FIRST_AUDIO_TEXT = (  # 20 words
 DEFAULT_VOICES = "teacher,piper-joe,hibari"  # and "student" once its checkpoint exists
 
 
+def audio_dir() -> Path:
+    return RESULTS / ("tts_audio_own" if os.environ.get(SET_ENV) == "own" else "tts_audio")
+
+
 def load_sentences(limit: int | None = None) -> list[str]:
-    lines = [ln.strip() for ln in SENTENCES.read_text(encoding="utf-8").splitlines()]
+    path = SENTENCE_SETS[os.environ.get(SET_ENV, "bench")]
+    lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
     out = [ln for ln in lines if ln and not ln.startswith("#")]
     return out[:limit] if limit else out
 
@@ -78,7 +84,7 @@ def synth_worker(voice_id: str, limit: int | None, threads: int) -> dict:
     voice = get_voice(voice_id, threads=threads)
     load_s = time.perf_counter() - t0
     voice.synthesize("Warm up.")
-    out_dir = AUDIO / voice_id
+    out_dir = audio_dir() / voice_id
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for i, text in enumerate(load_sentences(limit)):
@@ -127,7 +133,7 @@ def transcribe_all(voice_ids: list[str], n: int, threads: int) -> dict[str, list
     from mediaflow.audio import decode
 
     tr = Transcriber("tiny.en", threads=threads)
-    return {v: [tr.transcribe(decode(AUDIO / v / f"{i:03d}.wav")).text for i in range(n)] for v in voice_ids}
+    return {v: [tr.transcribe(decode(audio_dir() / v / f"{i:03d}.wav")).text for i in range(n)] for v in voice_ids}
 
 
 # -- mel-cepstral distortion -------------------------------------------------------------------------
@@ -475,7 +481,9 @@ def main() -> None:
     ap.add_argument("--student", metavar="CHECKPOINT", default=None,
                     help="the student voice's checkpoint (default: MEDIAFLOW_TTS_STUDENT, else the shipped one)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default=str(RESULTS / "tts.json"))
+    ap.add_argument("--set", choices=sorted(SENTENCE_SETS), default=None,
+                    help="the held-out sentences: bench (default) or own (the hand-written second set)")
+    ap.add_argument("--out", default=None, help="JSON path (default bench/results/tts.json, tts_own.json for --set own)")
     ap.add_argument("--route", metavar="VOICE", nargs="?", const="student", default=None,
                     help="only measure what a request costs beyond the model, for VOICE (default student), "
                          "writing bench/results/tts_route.json")
@@ -490,6 +498,9 @@ def main() -> None:
     ap.add_argument("--worker", metavar="VOICE", help=argparse.SUPPRESS)
     ap.add_argument("--route-worker", metavar="VOICE", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.set:  # the workers inherit it
+        os.environ[SET_ENV] = args.set
+    args.out = args.out or str(RESULTS / ("tts_own.json" if os.environ.get(SET_ENV) == "own" else "tts.json"))
     if args.student:  # the synthesis workers inherit it
         os.environ["MEDIAFLOW_TTS_STUDENT"] = str(Path(args.student).resolve())
     if args.worker:
@@ -540,7 +551,7 @@ def main() -> None:
     for v in voice_ids:
         s = synth[v]
         hyps = [words(h) for h in heard[v]]
-        mcds = [mcd(AUDIO / reference / f"{i:03d}.wav", AUDIO / v / f"{i:03d}.wav") for i in range(len(texts))] \
+        mcds = [mcd(audio_dir() / reference / f"{i:03d}.wav", audio_dir() / v / f"{i:03d}.wav") for i in range(len(texts))] \
             if v != reference else []
         for row, hyp, text in zip(s["sentences"], heard[v], texts):
             row.update(text=text, heard=hyp, wer=round(jiwer.wer(words(text), words(hyp)), 4))

@@ -1,7 +1,8 @@
 """Distilling the Kokoro teacher into the small student voice (`models/tts_student`), step by step.
 
-    write_corpus(data_dir)                 # 1. code-generated sentences, benchmark held out
-    synthesize(data_dir, part=0, parts=2)  # 2. the teacher speaks them: ids, durations, audio (resumable shards)
+    write_corpus(data_dir)                 # 1. sentences from three sources (corpus.py), both held-out sets out
+    synthesize(data_dir, part=0, parts=2)  # 2. the teacher speaks them, shard by shard in turn in each of
+                                           #    `voices`: ids, durations, audio (resumable shards)
     features(data_dir)                     # 3. log-mel targets (torchaudio)
     train(data_dir, preset="cpu")          # 4. acoustic model + vocoder (models/tts_student/train.py)
     evaluate(checkpoint)                   # 5. the yardstick (bench/tts.py) on held-out sentences
@@ -31,10 +32,13 @@ from models.tts_student import corpus, data
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_SENTENCES = ROOT / "bench" / "tts_sentences.txt"
+OWN_SENTENCES = ROOT / "bench" / "tts_sentences_own.txt"  # the second held-out set, written by hand
 SHIPPED = ROOT / "models" / "tts_student" / "student.pt"
 MODEL_CARD = ROOT / "docs" / "student.md"
 SAMPLES = ROOT / "docs" / "samples"
-SHARD_SIZE = 40  # sentences per shard: a lost shard costs about a minute of teacher time
+SHARD_SIZE = 40  # sentences per shard: a lost shard costs a few minutes of one core's teacher time
+# The teacher's voices the student learns, female and male; shard k is spoken by VOICES[k % len(VOICES)].
+VOICES = ("af_heart", "am_michael")
 
 
 def default_data_dir() -> Path:
@@ -42,18 +46,23 @@ def default_data_dir() -> Path:
 
 
 def held_out() -> list[str]:
-    """The benchmark's sentences: never trained on."""
-    lines = [ln.strip() for ln in BENCH_SENTENCES.read_text(encoding="utf-8").splitlines()]
+    """Both held-out sets (the benchmark's sentences and our hand-written ones): never trained on."""
+    return read_sentences(BENCH_SENTENCES) + read_sentences(OWN_SENTENCES)
+
+
+def read_sentences(path: Path) -> list[str]:
+    lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
     return [ln for ln in lines if ln and not ln.startswith("#")]
 
 
 # -- 1. corpus --------------------------------------------------------------------------------------
-def write_corpus(data_dir: str | Path | None = None, n: int = 3200, seed: int = 0) -> Path:
-    """corpus.txt: `n` generated sentences, one a line; kept as is when it already exists."""
+def write_corpus(data_dir: str | Path | None = None, n: int = 12_000, seed: int = 0, version: int = 2) -> Path:
+    """corpus.txt: `n` sentences (~12 h of teacher speech for 12,000), one a line; kept as is when it
+    already exists."""
     path = Path(data_dir or default_data_dir()) / "corpus.txt"
     if path.is_file():
         return path
-    lines = corpus.generate(n, seed, held_out())
+    lines = corpus.generate(n, seed, held_out(), version=version)
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
     return path
 
@@ -72,35 +81,39 @@ def shard_path(data_dir: Path, k: int) -> Path:
 
 def synthesize(
     data_dir: str | Path | None = None, part: int = 0, parts: int = 1, threads: int = 1,
-    voice: str = "af_heart", log=print,
+    voices: tuple[str, ...] = VOICES, log=print,
 ) -> int:
-    """Have the teacher speak shard k for every k ≡ part (mod parts) that is not on disk yet.
+    """Have the teacher speak shard k for every k ≡ part (mod parts) that is not on disk yet, in
+    voice `voices[k % len(voices)]`.
 
     Run `parts` processes side by side with one thread each (better throughput than one process with
     several). Each shard is one .npz written atomically: an interruption loses at most one shard.
-    Returns the number of shards written.
+    The teacher costs about 1.9 CPU-seconds per second of speech here (its vocoder), so 12 h of speech
+    is ~23 CPU-hours: run it where there are cores. Returns the number of shards written.
     """
     from mediaflow.tts.kokoro import KokoroTeacher  # onnxruntime: loaded by the steps that speak
 
     data_dir = Path(data_dir or default_data_dir())
     lines = read_corpus(data_dir)
-    teacher = KokoroTeacher(voice, threads=threads)
+    teachers: dict[str, KokoroTeacher] = {}
     n_shards = (len(lines) + SHARD_SIZE - 1) // SHARD_SIZE
     written = 0
     for k in range(part, n_shards, parts):
         path = shard_path(data_dir, k)
         if path.is_file():
             continue
+        voice = voices[k % len(voices)]
+        teacher = teachers.get(voice) or teachers.setdefault(voice, KokoroTeacher(voice, threads=threads))
         t0 = time.perf_counter()
         items = []
         for text in lines[k * SHARD_SIZE: (k + 1) * SHARD_SIZE]:
             items.extend(teacher.synthesize_with_alignment(text))
         atomic_write_bytes(path, data.write_shard([
-            {"text": a.text, "phonemes": a.phonemes, "ids": a.ids, "durations": a.durations, "audio": a.audio}
-            for a in items]))
+            {"text": a.text, "phonemes": a.phonemes, "ids": a.ids, "durations": a.durations, "audio": a.audio,
+             "voice": voice} for a in items]))
         written += 1
         seconds = sum(a.seconds for a in items)
-        log(f"shard {k}/{n_shards}: {len(items)} utterances, {seconds:.0f} s audio in {time.perf_counter() - t0:.0f} s")
+        log(f"shard {k}/{n_shards} ({voice}): {len(items)} utterances, {seconds:.0f} s audio in {time.perf_counter() - t0:.0f} s")
     return written
 
 

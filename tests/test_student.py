@@ -40,13 +40,33 @@ def student():
 # -- corpus -----------------------------------------------------------------------------------------
 def test_the_corpus_is_varied_and_holds_out_every_benchmark_sentence():
     held = steps.held_out()
-    lines = corpus.generate(3000, seed=0, held_out=held)
+    lines = corpus.generate(3000, seed=0, held_out=held, version=1)
     assert len(set(lines)) == 3000
     assert all(5 <= len(s.split()) <= 20 for s in lines)
     assert not set(lines) & set(held)
     bench_runs = set().union(*(corpus.ngrams(s) for s in held))
     assert not any(corpus.ngrams(s) & bench_runs for s in lines)
     assert sum(s.endswith("?") for s in lines) > 200 and sum(any(c.isdigit() for c in s) for s in lines) > 500
+
+
+def test_the_second_corpus_draws_on_three_sources_and_holds_out_both_sets():
+    held = steps.held_out()
+    own = steps.read_sentences(steps.OWN_SENTENCES)
+    assert len(own) >= 40 and set(own) <= set(held)  # the hand-written set is held out too
+    lines = corpus.generate(2000, seed=3, held_out=held)
+    assert lines == corpus.generate(2000, seed=3, held_out=held)  # the seed decides it
+    assert len(set(lines)) == 2000 and all(2 <= len(s.split()) <= 32 for s in lines)
+    runs = set().union(*(corpus.ngrams(s) for s in held))
+    assert not any(corpus.ngrams(s) & runs for s in lines) and not set(lines) & set(held)
+    # sentences people wrote, next to the frames
+    quotes = set(corpus.quotes())
+    assert len(quotes) > 5000 and 300 < sum(s in quotes for s in lines) < 700
+    # what the student stumbled on: names from other languages, addresses, prices, long and short
+    assert sum(bool(re.search(r"[À-ɏḀ-ỿ]", s)) for s in lines) > 40
+    assert sum("@" in s for s in lines) > 10 and sum(bool(re.search(r"https?://|www\.|\.(com|org|net)\b", s)) for s in lines) > 20
+    assert sum(bool(re.search(r"[$€£¥]\d", s)) for s in lines) > 40
+    assert sum(s.endswith("!") for s in lines) > 40 and sum(s.endswith("?") for s in lines) > 150
+    assert sum(len(s.split()) >= 22 for s in lines) > 40 and sum(len(s.split()) <= 4 for s in lines) > 10
 
 
 # -- training ---------------------------------------------------------------------------------------

@@ -56,8 +56,11 @@ class LogMel(torch.nn.Module):
         return torch.log(m.clamp_min(self.cfg.floor)).transpose(-1, -2)
 
 
+DEFAULT_VOICE = "af_heart"  # the teacher voice of shards that do not name theirs
+
+
 def write_shard(items: list[dict]) -> bytes:
-    """Utterances ({text, phonemes, ids, durations, audio float32}) → the bytes of one .npz shard."""
+    """Utterances ({text, phonemes, ids, durations, audio float32, voice}) → the bytes of one .npz shard."""
     buf = io.BytesIO()
     np.savez(
         buf,
@@ -67,12 +70,14 @@ def write_shard(items: list[dict]) -> bytes:
         n_ids=np.array([len(u["ids"]) for u in items], np.int32),
         audio=np.concatenate([np.clip(u["audio"] * 32767, -32768, 32767) for u in items]).astype(np.int16),
         n_audio=np.array([len(u["audio"]) for u in items], np.int32),
+        voice=np.array([u.get("voice", DEFAULT_VOICE) for u in items]),
     )
     return buf.getvalue()
 
 
 def read_shard(path: str | Path) -> list[dict]:
-    """A shard as utterances: {text, ids int64, durations int64, audio int16}."""
+    """A shard as utterances: {text, ids int64, durations int64, audio int16, voice} (shards written
+    before voices were recorded are the first teacher voice's, `DEFAULT_VOICE`)."""
     with np.load(path) as z:  # each z[key] reads and decompresses anew: once per array, not per utterance
         z = {k: z[k] for k in z.files}
     out, i0, a0 = [], 0, 0
@@ -80,6 +85,7 @@ def read_shard(path: str | Path) -> list[dict]:
         out.append({
             "text": str(z["text"][j]), "ids": z["ids"][i0: i0 + ni].astype(np.int64),
             "durations": z["durations"][i0: i0 + ni].astype(np.int64), "audio": z["audio"][a0: a0 + na],
+            "voice": str(z["voice"][j]) if "voice" in z else DEFAULT_VOICE,
         })
         i0, a0 = i0 + ni, a0 + na
     return out
