@@ -215,6 +215,9 @@ def model_card(voice, path: Path, scores: dict | None = None) -> str:
     Paths are the repository's or the data dir's own names, never where the training machine kept them."""
     meta = voice.meta
     settings, trained_on = meta.get("train_settings", {}), meta.get("data", {})
+    learned = list(getattr(voice, "voices", None) or ["af_heart"])
+    taught = (f"`{learned[0]}` voice" if len(learned) == 1 else
+              " and ".join(f"`{v}`" for v in learned) + " voices (one learned speaker vector each)")
     lines = [
         "# The TTS student: model card", "",
         f"`{path.name}`: {voice.parameters / 1e6:.2f} M parameters (acoustic model and vocoder), "
@@ -223,7 +226,7 @@ def model_card(voice, path: Path, scores: dict | None = None) -> str:
         "learned from.", "",
         "A FastSpeech-2-style transformer acoustic model (phoneme encoder, duration predictor, length "
         "regulator, decoder) and a Vocos-style iSTFT vocoder (`models/tts_student/`), distilled from the "
-        "Kokoro-82M teacher's `af_heart` voice by sequence-level knowledge distillation: it learned only "
+        f"Kokoro-82M teacher's {taught} by sequence-level knowledge distillation: it learned only "
         "from what the teacher said (its audio and per-phoneme durations), never from human recordings.", "",
         "## Data", "",
         f"- {trained_on.get('train_utterances', '?')} teacher utterances for training and "

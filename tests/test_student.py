@@ -105,6 +105,49 @@ def test_a_tiny_student_trained_on_teacher_speech_lowers_its_loss_and_loads(tmp_
     assert str(tmp_path) not in text and "the distillation data dir" in text  # no path of this machine
 
 
+def test_a_student_of_two_teacher_voices_speaks_in_each_and_the_registry_serves_both(tmp_path, monkeypatch):
+    data_dir = tmp_path / "distill"
+    data_dir.mkdir()
+    (data_dir / "corpus.txt").write_text("Try this show next.\nIt gets into ocean storms.\n"
+                                         "What happened in 1999?\nThanks for listening.\n")
+    monkeypatch.setattr(steps, "SHARD_SIZE", 2)  # two shards: the first in af_heart, the second in am_michael
+    assert steps.synthesize(data_dir, threads=2) == 2
+    from models.tts_student.data import read_shard
+
+    assert [{u["voice"] for u in read_shard(p)} for p in steps.shards(data_dir)] == [{"af_heart"}, {"am_michael"}]
+    steps.features(data_dir)
+    checkpoint = steps.train(data_dir, preset="tiny", parallel=False)
+    student = load_voice(checkpoint)
+    assert student.voices == ["af_heart", "am_michael"]
+    assert student.acoustic.speaker.weight.shape == (2, student.acoustic.cfg.d_model)
+    ids = [0, 50, 83, 156, 16, 0]
+    (a0, d0), (a1, d1) = student.from_ids(ids, speaker=0), student.from_ids(ids, speaker=1)
+    assert len(a0) == d0.sum() * 600 and len(a1) == d1.sum() * 600 and not np.allclose(a0[:len(a1)], a1[:len(a0)])
+    # the ONNX encoder takes the speaker; each voice speaks as under PyTorch
+    onnx_student = OnnxStudent(export_onnx(checkpoint))
+    assert onnx_student.voices == ["af_heart", "am_michael"]
+    for k, (audio, durations) in enumerate(((a0, d0), (a1, d1))):
+        o_audio, o_durations = onnx_student.from_ids(ids, speaker=k)
+        assert (o_durations == durations).all() and np.abs(o_audio - audio).max() < 1e-3
+    # the registry: `student` is the first voice, `student-male` the second
+    monkeypatch.setenv(voices.STUDENT_ENV, str(checkpoint))
+    assert voices.voice_info("student-male").available
+    female, male = voices.get_voice("student", threads=1), voices.get_voice("student-male", threads=1)
+    assert (female.speaker, male.speaker) == (0, 1)
+    assert "`af_heart` and `am_michael` voices" in steps.model_card(student, checkpoint)
+    text = "Try this show next."
+    assert not np.array_equal(female.synthesize(text), male.synthesize(text))
+
+
+def test_student_male_is_listed_unavailable_while_the_student_knows_one_voice(tmp_path, monkeypatch):
+    info = voices.voice_info("student-male")
+    if voices.student_checkpoint().is_file() and "am_michael" not in voices.student.learned_voices(
+            voices.student_checkpoint()):
+        assert not info.available and "both teacher voices" in info.install
+        with pytest.raises(ModelUnavailable, match="am_michael"):
+            voices.student.MaleStudentVoice(threads=1)
+
+
 # -- the shipped student ----------------------------------------------------------------------------
 def test_the_shipped_model_card_is_what_the_card_writer_says_of_the_shipped_checkpoint():
     shipped = steps.SHIPPED

@@ -22,6 +22,7 @@ from mediaflow.errors import DependencyMissing, ModelUnavailable
 
 CONTEXT = 32  # mel frames either side of a streamed piece: more than the vocoder's receptive field (29)
 PARTS = ("encoder", "decoder", "vocoder")
+DEFAULT_VOICE = "af_heart"  # the teacher voice of a student that learned one
 
 
 def _session(path: Path, threads: int):
@@ -60,6 +61,9 @@ class OnnxStudent:
             self.parameters = int(meta["parameters"])
             self.checkpoint_sha256 = meta["checkpoint_sha256"]
             self.config = json.loads(meta["config"])
+            learned = json.loads(self.sessions["encoder"].get_modelmeta().custom_metadata_map["config"]).get("voices")
+            # the teacher voices, by speaker index; a one-voice student learned the first teacher's (no speaker input)
+            self.several, self.voices = bool(learned), list(learned or [DEFAULT_VOICE])
         except (KeyError, ValueError) as exc:
             raise ModelUnavailable(f"{self.paths['vocoder']} is not a student vocoder graph: {exc}") from exc
         if self.n_fft % self.hop:
@@ -67,9 +71,13 @@ class OnnxStudent:
         self.window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(self.n_fft) / self.n_fft)).astype(np.float32)
 
     # -- the acoustic model ------------------------------------------------------------------------
-    def mel(self, ids: list[int], speed: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-        """ids with their pads → (mel (2T, n_mels), durations (N,) in frames of hop × frames_per_step samples)."""
-        h, log_d = self.sessions["encoder"].run(None, {"ids": np.asarray([ids], dtype=np.int64)})
+    def mel(self, ids: list[int], speed: float = 1.0, speaker: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """ids with their pads → (mel (2T, n_mels), durations (N,) in frames of hop × frames_per_step samples).
+        `speaker`: the index of the voice, for a student of several (`voices`)."""
+        feed = {"ids": np.asarray([ids], dtype=np.int64)}
+        if self.several:
+            feed["speaker"] = np.asarray([speaker], dtype=np.int64)
+        h, log_d = self.sessions["encoder"].run(None, feed)
         durations = durations_from_log(log_d[0], speed)
         frames, where = regulate(h[0], durations)
         (mel,) = self.sessions["decoder"].run(None, {"h": frames[None], "where": where[None]})
@@ -96,12 +104,13 @@ class OnnxStudent:
         return y / np.maximum(env, 1e-11)
 
     # -- what the voice calls ----------------------------------------------------------------------
-    def from_ids(self, ids: list[int], speed: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    def from_ids(self, ids: list[int], speed: float = 1.0, speaker: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Phoneme ids *with* the 0 pad at each end → (audio, durations in frames per id)."""
-        mel, durations = self.mel(ids, speed)
+        mel, durations = self.mel(ids, speed, speaker)
         return self.vocode(mel), durations
 
-    def pieces(self, ids: list[int], speed: float = 1.0, first: int = 16, size: int = 1600) -> Iterator[np.ndarray]:
+    def pieces(self, ids: list[int], speed: float = 1.0, first: int = 16, size: int = 1600,
+               speaker: int = 0) -> Iterator[np.ndarray]:
         """The audio of `from_ids` in pieces, `first` mel frames then the rest, `size` at most (20 s), each
         vocoded with CONTEXT frames either side so the pieces join into the audio of one call.
 
@@ -109,7 +118,7 @@ class OnnxStudent:
         frames); the rest of a sentence is one call, because every seam costs 2 × CONTEXT frames of
         vocoding again: 0.2 s then the rest costs 8 % more CPU than one call for an 8 s sentence, 0.5 s
         pieces 23 % (bench/tts.py --lean). Encoding overlaps with the next sentence instead."""
-        mel, _ = self.mel(ids, speed)
+        mel, _ = self.mel(ids, speed, speaker)
         start, n = 0, len(mel)
         while start < n:
             end = min(n, start + (first if start == 0 else size))

@@ -2,6 +2,7 @@
 
     voice = load_voice("models/tts_student/student.pt", threads=2)
     audio, durations = voice.from_ids([0, *ids, 0], speed=1.0)          # float32, 24 kHz
+    voice.voices                                                        # the teacher voices it speaks in
     for part in voice.pieces([0, *ids, 0]): ...                         # the same audio, as it is made
 
 Phoneme ids in Kokoro's vocab, one sentence per call; text becomes ids in mediaflow's shared frontend
@@ -30,6 +31,7 @@ from models.tts_student.export import FORMAT, VERSION, unpack
 from models.tts_student.model import AcousticModel, StudentConfig
 from models.tts_student.vocoder import Vocoder, VocoderConfig
 
+DEFAULT_VOICE = "af_heart"  # the teacher voice a one-voice student learned
 CONTEXT = 32  # mel frames either side of a streamed piece; the vocoder sees 27 (7-wide convolutions × 9) + 2 (iSTFT)
 
 
@@ -52,23 +54,29 @@ class StudentModel:
     def parameters(self) -> int:
         return sum(p.numel() for m in (self.acoustic, self.vocoder) for p in m.parameters())
 
+    @property
+    def voices(self) -> list[str]:
+        """The teacher voices it learned, by index (`speaker`); a one-voice student's is the first."""
+        return list(self.acoustic.cfg.voices) or [DEFAULT_VOICE]
+
     @torch.inference_mode()
-    def from_ids(self, ids: list[int], speed: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    def from_ids(self, ids: list[int], speed: float = 1.0, speaker: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Phoneme ids *with* the 0 pad at each end → (audio, durations in 600-sample frames per id)."""
-        mel, durations = self.acoustic.infer(torch.as_tensor(ids, dtype=torch.long), speed)
+        mel, durations = self.acoustic.infer(torch.as_tensor(ids, dtype=torch.long), speed, speaker)
         return self._vocode(mel), durations.numpy()
 
     def _vocode(self, mel: torch.Tensor) -> np.ndarray:
         return self.vocoder(mel[None])[0].clamp(-1, 1).numpy().astype(np.float32)
 
     @torch.inference_mode()
-    def pieces(self, ids: list[int], speed: float = 1.0, first: int = 40, size: int = 400) -> Iterator[np.ndarray]:
+    def pieces(self, ids: list[int], speed: float = 1.0, first: int = 40, size: int = 400,
+               speaker: int = 0) -> Iterator[np.ndarray]:
         """The audio of `from_ids` in pieces: `first` mel frames (0.5 s) as soon as they are made, then `size`.
 
         Each piece is vocoded with CONTEXT frames either side, more than the vocoder's receptive field,
         so the pieces join into exactly the audio of one call: streaming costs a little, changes nothing.
         """
-        mel, _ = self.acoustic.infer(torch.as_tensor(ids, dtype=torch.long), speed)
+        mel, _ = self.acoustic.infer(torch.as_tensor(ids, dtype=torch.long), speed, speaker)
         start, n = 0, len(mel)
         while start < n:
             end = min(n, start + (first if start == 0 else size))

@@ -92,7 +92,8 @@ def onnx_paths(checkpoint: Path) -> dict[str, Path]:
 def export_onnx(checkpoint: Path, opset: int = 17) -> dict[str, Path]:
     """student.pt → three ONNX graphs beside it (written atomically), the same network without PyTorch:
 
-        encoder   ids (1, N) int64                → h (1, N, d), log_d (1, N): log(1 + frames) per id
+        encoder   ids (1, N) int64 [, speaker (1,)] → h (1, N, d), log_d (1, N): log(1 + frames) per id
+                  (speaker: the voice's index, only in a student of several voices)
         decoder   h (1, T, d), where (1, T, 2)    → mel (1, 2T, n_mels)          (T duration frames)
         vocoder   mel (1, M, n_mels)              → mag, phase (1, n_fft/2 + 1, M)
 
@@ -122,10 +123,13 @@ def export_onnx(checkpoint: Path, opset: int = 17) -> dict[str, Path]:
             self.acoustic, self.vocoder = acoustic, vocoder
 
     class Encoder(Part):
-        def forward(self, ids):
+        def forward(self, ids, speaker=None):
             mask = torch.ones_like(ids, dtype=torch.float32)[..., None]
-            h = self.acoustic.encode(ids, mask)
+            h = self.acoustic.encode(ids, mask, speaker)
             return h, self.acoustic.duration(h, mask)
+
+    several = acoustic.speaker is not None
+    enc_args = (torch.zeros(1, 12, dtype=torch.long),) + ((torch.zeros(1, dtype=torch.long),) if several else ())
 
     class Decoder(Part):
         def forward(self, h, where):
@@ -142,7 +146,7 @@ def export_onnx(checkpoint: Path, opset: int = 17) -> dict[str, Path]:
 
     n, t = 12, 30
     graphs = {
-        "encoder": (Encoder(), (torch.zeros(1, n, dtype=torch.long),), ["ids"], ["h", "log_d"],
+        "encoder": (Encoder(), enc_args, ["ids", "speaker"][:len(enc_args)], ["h", "log_d"],
                     {"ids": {1: "N"}, "h": {1: "N"}, "log_d": {1: "N"}}),
         "decoder": (Decoder(), (torch.zeros(1, t, cfg.d_model), torch.rand(1, t, 2)), ["h", "where"], ["mel"],
                     {"h": {1: "T"}, "where": {1: "T"}, "mel": {1: "M"}}),

@@ -4,6 +4,10 @@
                                         └─ length regulator (× teacher durations, or predicted ones)
                                              ─ decoder (FFT blocks, 40 frames/s) ─ linear → 2 mel frames per step
 
+A student of several teacher voices (`StudentConfig.voices`, two or more) adds a learned speaker vector
+to every encoder output, so the duration predictor and the decoder both hear who is speaking; index 0
+is the first voice. A one-voice student has no such vector (and reads the checkpoints made before).
+
 Durations are in the teacher's units: frames of 600 samples (25 ms). The decoder runs at that rate and
 emits two 300-sample mel frames per step, so the vocoder sees 80 frames/s while attention and the
 feed-forward convolutions pay for only 40. An FFT block is FastSpeech's: self-attention, then a
@@ -15,7 +19,7 @@ and the phoneme's length), which does not depend on how long the sentence is.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn as nn
@@ -39,9 +43,14 @@ class StudentConfig:
     frames_per_step: int = 2  # mel frames (hop 300) per duration frame (600 samples)
     sample_rate: int = 24_000
     hop: int = 300
+    voices: list[str] = field(default_factory=list)  # the teacher voices learned, when two or more
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def n_speakers(self) -> int:
+        return max(1, len(self.voices))
 
 
 def sinusoids(length: int, dim: int, device=None) -> torch.Tensor:
@@ -150,12 +159,21 @@ class AcousticModel(nn.Module):
         self.dec_ln = nn.LayerNorm(cfg.d_model)
         self.to_mel = nn.Linear(cfg.d_model, cfg.n_mels * cfg.frames_per_step)
         self.scale = math.sqrt(cfg.d_model)
+        self.speaker = nn.Embedding(cfg.n_speakers, cfg.d_model) if cfg.n_speakers > 1 else None
+        if self.speaker is not None:
+            nn.init.normal_(self.speaker.weight, std=0.1)
 
-    def encode(self, ids, id_mask):
+    def encode(self, ids, id_mask, speaker=None):
+        """speaker: (B,) voice indices (None: the first voice); ignored by a one-voice model."""
         x = self.embed(ids) * self.scale + sinusoids(ids.shape[1], self.cfg.d_model, ids.device)
         for block in self.encoder:
             x = block(x, id_mask)
-        return self.enc_ln(x) * id_mask
+        x = self.enc_ln(x)
+        if self.speaker is not None:
+            if speaker is None:
+                speaker = torch.zeros(ids.shape[0], dtype=torch.long, device=ids.device)
+            x = x + self.speaker(speaker)[:, None, :]
+        return x * id_mask
 
     def decode(self, h, frame_mask, where):
         x = h + self.where(where)  # place within the phoneme instead of absolute position: any length works
@@ -165,21 +183,21 @@ class AcousticModel(nn.Module):
         mel = self.to_mel(self.dec_ln(x)).view(B, T * self.cfg.frames_per_step, self.cfg.n_mels)
         return mel, frame_mask.repeat_interleave(self.cfg.frames_per_step, 1)
 
-    def forward(self, ids, id_lengths, durations):
-        """Teacher forcing: ids (B, N), id_lengths (B,), teacher durations (B, N) →
+    def forward(self, ids, id_lengths, durations, speaker=None):
+        """Teacher forcing: ids (B, N), id_lengths (B,), teacher durations (B, N), speaker (B,) or None →
         mel (B, 2T, n_mels), mel mask (B, 2T, 1), predicted log durations (B, N)."""
         id_mask = (torch.arange(ids.shape[1], device=ids.device)[None] < id_lengths[:, None]).float()[..., None]
-        h = self.encode(ids, id_mask)
+        h = self.encode(ids, id_mask, speaker)
         log_d = self.duration(h.detach(), id_mask)  # FastSpeech 2: the predictor does not steer the encoder
         mel, mel_mask = self.decode(*regulate(h, durations * id_mask[..., 0].long()))
         return mel, mel_mask, log_d
 
     @torch.inference_mode()
-    def infer(self, ids: torch.Tensor, speed: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-        """One utterance: ids (N,) with pads → (mel (2T, n_mels), durations (N,))."""
+    def infer(self, ids: torch.Tensor, speed: float = 1.0, speaker: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """One utterance: ids (N,) with pads, in voice `speaker` → (mel (2T, n_mels), durations (N,))."""
         ids = ids[None]
         id_mask = torch.ones(1, ids.shape[1], 1, device=ids.device)
-        h = self.encode(ids, id_mask)
+        h = self.encode(ids, id_mask, torch.tensor([speaker], device=ids.device))
         d = durations_from_log(self.duration(h, id_mask), id_mask[..., 0], speed)
         mel, _ = self.decode(*regulate(h, d))
         return mel[0], d[0]

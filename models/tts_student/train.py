@@ -103,8 +103,9 @@ def configure(argv: list[str]) -> dict:
     return {k: g[k] for k in SETTINGS}
 
 
-def model_config() -> StudentConfig:
-    return StudentConfig(**model_overrides)
+def model_config(voices: list[str] = ()) -> StudentConfig:
+    """The acoustic model's config; two or more teacher voices in the data give it a speaker vector each."""
+    return StudentConfig(**{**model_overrides, "voices": list(voices) if len(voices) > 1 else []})
 
 
 def vocoder_config() -> VocoderConfig:
@@ -142,7 +143,8 @@ def collate(us: list[dict]) -> dict:
         ids[b, : len(u["ids"])] = torch.from_numpy(u["ids"])
         dur[b, : len(u["ids"])] = torch.from_numpy(u["durations"])
         mel[b, : len(u["mel"])] = torch.from_numpy(u["mel"].astype(np.float32))
-    return {"ids": ids, "lengths": torch.tensor([len(u["ids"]) for u in us]), "durations": dur, "mel": mel}
+    return {"ids": ids, "lengths": torch.tensor([len(u["ids"]) for u in us]), "durations": dur, "mel": mel,
+            "speaker": torch.tensor([u.get("speaker", 0) for u in us])}
 
 
 def vocoder_batch(utts: list[dict], batch: int, segment: int, rng: random.Random, hop: int) -> dict:
@@ -171,7 +173,7 @@ def gta_mels(utts: list[dict], ckpt: Path, log=print) -> list[dict]:
     for k in range(0, len(order), 16):
         idx = order[k: k + 16]
         b = _to(collate([utts[i] for i in idx]))
-        mel, _, _ = model(b["ids"], b["lengths"], b["durations"])
+        mel, _, _ = model(b["ids"], b["lengths"], b["durations"], b["speaker"])
         for row, i in enumerate(idx):
             out[i]["mel"] = mel[row, : len(utts[i]["mel"])].cpu().numpy().astype(np.float16)
     log(f"gta: {len(out)} mels from {ckpt.name} (step {ck['step']})")
@@ -180,7 +182,7 @@ def gta_mels(utts: list[dict], ckpt: Path, log=print) -> list[dict]:
 
 # -- losses ---------------------------------------------------------------------------------------
 def acoustic_loss(model, b: dict) -> tuple[torch.Tensor, dict]:
-    mel, mask, log_d = model(b["ids"], b["lengths"], b["durations"])
+    mel, mask, log_d = model(b["ids"], b["lengths"], b["durations"], b["speaker"])
     target = b["mel"][:, : mel.shape[1]]
     n = mask.sum() * mel.shape[2]
     mel_l1 = ((mel - target).abs() * mask).sum() / n
@@ -222,7 +224,7 @@ def lr_at(step: int, elapsed: float, steps: int, minutes: float, peak: float, wa
     return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def run(which: str, train: list[dict], val: list[dict], log=print) -> Path:
+def run(which: str, train: list[dict], val: list[dict], log=print, voices: list[str] = ()) -> Path:
     """Train one part until its steps or minutes run out; resumes from {out_dir}/{which}.pt."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -230,7 +232,7 @@ def run(which: str, train: list[dict], val: list[dict], log=print) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / f"{which}.pt"
     if which == "acoustic":
-        cfg, steps, minutes, peak, warmup = model_config(), ac_steps, ac_minutes, ac_lr, ac_warmup
+        cfg, steps, minutes, peak, warmup = model_config(voices), ac_steps, ac_minutes, ac_lr, ac_warmup
         model = AcousticModel(cfg)
         with torch.no_grad():  # start the output at the average frame: the first steps are not wasted on it
             model.to_mel.bias.copy_(torch.from_numpy(np.concatenate([u["mel"] for u in train[:200]]).mean(0)
@@ -260,7 +262,7 @@ def run(which: str, train: list[dict], val: list[dict], log=print) -> Path:
         step, elapsed, history = ck["step"], ck["elapsed_s"], ck["history"]
         rng.seed(seed + step)
         log(f"{which}: resumed at step {step} ({elapsed / 60:.1f} min)")
-    seen = {"train_utterances": len(train), "val_utterances": len(val),
+    seen = {"train_utterances": len(train), "val_utterances": len(val), "voices": list(voices),
             "train_hours": round(sum(len(u["audio"]) for u in train) / MelConfig.sample_rate / 3600, 2)}
     n_params = sum(p.numel() for p in model.parameters())
     log(f"{which}: {n_params / 1e6:.2f} M parameters, {len(train)} train / {len(val)} val utterances")
@@ -319,7 +321,9 @@ def _to(batch: dict) -> dict:
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def load_data(log=print) -> tuple[list[dict], list[dict]]:
+def load_data(log=print) -> tuple[list[dict], list[dict], list[str]]:
+    """Train and validation utterances, each with its `speaker` index into the voices returned (in the
+    order the shards first name them: shard 0's voice is index 0)."""
     from models.tts_student.data import write_mels
 
     shards = sorted((Path(data_dir) / "shards").glob("*.npz"))
@@ -329,9 +333,12 @@ def load_data(log=print) -> tuple[list[dict], list[dict]]:
     for s in shards:
         write_mels(s, logmel)
     utts = load_corpus(shards)
+    voices = list(dict.fromkeys(u["voice"] for u in utts))
+    for u in utts:
+        u["speaker"] = voices.index(u["voice"])
     hours = sum(len(u["audio"]) for u in utts) / MelConfig.sample_rate / 3600
-    log(f"data: {len(utts)} utterances, {hours:.2f} h of teacher audio from {len(shards)} shards")
-    return split(utts)
+    log(f"data: {len(utts)} utterances, {hours:.2f} h of teacher audio from {len(shards)} shards, voices {voices}")
+    return (*split(utts), voices)
 
 
 def main(argv: list[str]) -> None:
@@ -345,9 +352,9 @@ def main(argv: list[str]) -> None:
         raise SystemExit(f"unknown --part {', '.join(sorted(unknown))}")
     training = [p for p in parts if p != "export" and (p != "gta" or gta_steps)]
     if training:
-        train, val = load_data(log)
+        train, val, voices = load_data(log)
         for which in training:
-            run(which, train, val, log)
+            run(which, train, val, log, voices)
     if "export" in parts:
         path = export_mod.export(Path(out_dir), Path(out_dir) / "student.pt", export_dtype,
                                  meta={"train_settings": settings, "data_dir": str(data_dir)})

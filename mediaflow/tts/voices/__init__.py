@@ -49,6 +49,7 @@ REGISTRY: dict[str, Entry] = {e.id: e for e in (
     hibari.ENTRY,
     piper.ENTRY,
     student.ENTRY,
+    student.MALE_ENTRY,
 )}
 
 DEFAULT = "default"  # in OPENAI_VOICES: the configured default voice (`default_voice_id`)

@@ -74,9 +74,11 @@ def _sha256(path: Path, stamp: tuple[int, int]) -> str:  # stamp: size and mtime
 
 
 class StudentVoice(Voice):
-    """The distilled student, fed sentence by sentence by the shared frontend; streams half-second pieces."""
+    """The distilled student, fed sentence by sentence by the shared frontend; streams half-second pieces.
+    A student of several teacher voices speaks in the one named `teacher` (its `speaker` index)."""
 
     voice_id = "student"
+    teacher = "af_heart"
 
     def __init__(self, threads: int):
         self.path = student_checkpoint()
@@ -86,6 +88,10 @@ class StudentVoice(Voice):
         if self.runtime == "torch":  # chosen, or the graphs are of another checkpoint
             self.model = self._torch(threads)
         self.sample_rate = self.model.sample_rate
+        if self.teacher not in self.model.voices:
+            raise ModelUnavailable(f"the student at {self.path} learned {', '.join(self.model.voices)}, not "
+                                   f"{self.teacher}: train one with both voices (python -m flows.distill)")
+        self.speaker = self.model.voices.index(self.teacher)
 
     def _onnx(self, threads: int):
         from mediaflow.tts.student_onnx import OnnxStudent
@@ -121,11 +127,11 @@ class StudentVoice(Voice):
 
     def speak(self, text: str, speed: float) -> Iterator[np.ndarray]:
         chunks = self._ids(text)
-        return (piece for ids in chunks for piece in self.model.pieces([0, *ids, 0], speed))
+        return (piece for ids in chunks for piece in self.model.pieces([0, *ids, 0], speed, speaker=self.speaker))
 
     def speak_whole(self, text: str, speed: float) -> np.ndarray:
         """One model call per sentence, no streaming pieces."""
-        return np.concatenate([self.model.from_ids([0, *ids, 0], speed)[0] for ids in self._ids(text)])
+        return np.concatenate([self.model.from_ids([0, *ids, 0], speed, self.speaker)[0] for ids in self._ids(text)])
 
     timed = True
 
@@ -133,7 +139,7 @@ class StudentVoice(Voice):
         """One model call per sentence, with the durations its duration predictor chose."""
         frame = 600  # durations are in the teacher's frames: 600 samples at 24 kHz
         for c in prepare(text, self.model.max_tokens, group=False):
-            audio, durations = self.model.from_ids([0, *c.ids, 0], speed)
+            audio, durations = self.model.from_ids([0, *c.ids, 0], speed, self.speaker)
             yield audio, c, np.asarray(durations, dtype=np.int64) * frame
 
     def files(self) -> list[Path]:
@@ -166,3 +172,47 @@ def _info(available: bool) -> VoiceInfo:
 
 
 ENTRY = Entry("student", _info, lambda: student_checkpoint().is_file(), StudentVoice)
+
+
+class MaleStudentVoice(StudentVoice):
+    """The same student in its second teacher voice, Kokoro am_michael, when it learned that one."""
+
+    voice_id = "student-male"
+    teacher = "am_michael"
+
+
+def learned_voices(path: Path) -> list[str]:
+    """The teacher voices the student at `path` learned, read from its ONNX encoder's metadata (no PyTorch);
+    [] when there are no graphs to read."""
+    graph = onnx_graphs(path)["encoder"]
+    if not graph.is_file():
+        return []
+    stat = graph.stat()
+    return list(_learned(graph, (stat.st_size, stat.st_mtime_ns)))
+
+
+@lru_cache(maxsize=4)
+def _learned(graph: Path, stamp: tuple[int, int]) -> tuple[str, ...]:
+    import json
+
+    import onnx
+
+    try:
+        props = {p.key: p.value for p in onnx.load(str(graph), load_external_data=False).metadata_props}
+        return tuple(json.loads(props["config"]).get("voices") or ["af_heart"])
+    except Exception:  # a foreign or broken graph: the voice loader says what is wrong
+        return ()
+
+
+def _male_info(available: bool) -> VoiceInfo:
+    info = _info(available)
+    return VoiceInfo(**{**info.__dict__, "id": "student-male", "parameters": None, "description":
+                        "our distilled student in Kokoro am_michael's voice, American male (models/tts_student)",
+                        **NO_SPEED, "available": available,
+                        "install": f"train a student with both teacher voices (python -m flows.distill) and put it "
+                                   f"at {student_checkpoint()}"})
+
+
+MALE_ENTRY = Entry("student-male", _male_info,
+                   lambda: student_checkpoint().is_file() and "am_michael" in learned_voices(student_checkpoint()),
+                   MaleStudentVoice)
