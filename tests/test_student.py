@@ -134,9 +134,31 @@ def test_a_student_of_two_teacher_voices_speaks_in_each_and_the_registry_serves_
     assert voices.voice_info("student-male").available
     female, male = voices.get_voice("student", threads=1), voices.get_voice("student-male", threads=1)
     assert (female.speaker, male.speaker) == (0, 1)
-    assert "`af_heart` and `am_michael` voices" in steps.model_card(student, checkpoint)
     text = "Try this show next."
     assert not np.array_equal(female.synthesize(text), male.synthesize(text))
+    assert "`af_heart` and `am_michael` voices" in steps.model_card(student, checkpoint)
+
+
+def test_a_local_decoder_speaks_its_first_piece_from_a_prefix_of_the_sentence(tmp_path):
+    data_dir = tmp_path / "distill"
+    data_dir.mkdir()
+    (data_dir / "corpus.txt").write_text("Try this show next.\nIt gets into ocean storms.\nWhat happened in 1999?\n")
+    steps.synthesize(data_dir, threads=2)
+    tiny = {"d_model": 32, "n_heads": 2, "enc_layers": 1, "dec_layers": 2, "dur_channels": 32, "dec_window": 2}
+    checkpoint = steps.train(data_dir, preset="tiny", parallel=False, overrides={"model_overrides": tiny})
+    student = load_voice(checkpoint)
+    assert student.acoustic.cfg.decoder_reach() == 2 * (2 + 1)
+    ids = [0] + [50, 83, 156, 16, 102, 68] * 12 + [0]
+    whole, durations = student.from_ids(ids)
+    frames = int(durations.sum())
+    from models.tts_student import prefix_frames
+
+    assert 0 < prefix_frames(student.acoustic.cfg, 8, frames) < frames / 2  # the first piece needs a prefix only
+    assert np.abs(np.concatenate(list(student.pieces(ids, first=8))) - whole).max() < 1e-4
+    onnx_student = OnnxStudent(export_onnx(checkpoint))
+    assert onnx_student.prefix_frames(16, frames) == prefix_frames(student.acoustic.cfg, 16, frames) > 0
+    assert np.abs(np.concatenate(list(onnx_student.pieces(ids))) - whole).max() < 1e-3
+    text = "Try this show next."
 
 
 def test_student_male_is_listed_unavailable_while_the_student_knows_one_voice(tmp_path, monkeypatch):

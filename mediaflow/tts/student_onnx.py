@@ -61,7 +61,12 @@ class OnnxStudent:
             self.parameters = int(meta["parameters"])
             self.checkpoint_sha256 = meta["checkpoint_sha256"]
             self.config = json.loads(meta["config"])
-            learned = json.loads(self.sessions["encoder"].get_modelmeta().custom_metadata_map["config"]).get("voices")
+            acoustic = json.loads(self.sessions["encoder"].get_modelmeta().custom_metadata_map["config"])
+            learned = acoustic.get("voices")
+            # a local decoder (models/tts_student/model.py, StudentConfig.decoder_reach): frames this far
+            # ahead can change a frame's mel; None: any frame can
+            window = int(acoustic.get("dec_window") or 0)
+            self.reach = acoustic["dec_layers"] * (window + acoustic["ff_kernel"] // 2) if window else None
             # the teacher voices, by speaker index; a one-voice student learned the first teacher's (no speaker input)
             self.several, self.voices = bool(learned), list(learned or [DEFAULT_VOICE])
         except (KeyError, ValueError) as exc:
@@ -74,14 +79,30 @@ class OnnxStudent:
     def mel(self, ids: list[int], speed: float = 1.0, speaker: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """ids with their pads → (mel (2T, n_mels), durations (N,) in frames of hop × frames_per_step samples).
         `speaker`: the index of the voice, for a student of several (`voices`)."""
+        frames, where, durations = self.frames(ids, speed, speaker)
+        return self.decode(frames, where), durations
+
+    def frames(self, ids: list[int], speed: float = 1.0, speaker: int = 0):
+        """The encoder and the length regulator: → the decoder's frames (T, d), where (T, 2), durations (N,)."""
         feed = {"ids": np.asarray([ids], dtype=np.int64)}
         if self.several:
             feed["speaker"] = np.asarray([speaker], dtype=np.int64)
         h, log_d = self.sessions["encoder"].run(None, feed)
         durations = durations_from_log(log_d[0], speed)
         frames, where = regulate(h[0], durations)
+        return frames, where, durations
+
+    def decode(self, frames: np.ndarray, where: np.ndarray) -> np.ndarray:
         (mel,) = self.sessions["decoder"].run(None, {"h": frames[None], "where": where[None]})
-        return mel[0], durations
+        return mel[0]
+
+    def prefix_frames(self, first: int, total: int) -> int:
+        """Duration frames to decode for the first `first` mel frames and the CONTEXT after them to come out
+        as in the whole sentence; 0 when that is not fewer than `total` or the decoder sees everything."""
+        if self.reach is None:
+            return 0
+        k = -(-(first + CONTEXT) // self.frames_per_step) + self.reach
+        return k if k < total else 0
 
     # -- the vocoder -------------------------------------------------------------------------------
     def vocode(self, mel: np.ndarray) -> np.ndarray:
@@ -118,8 +139,14 @@ class OnnxStudent:
         frames); the rest of a sentence is one call, because every seam costs 2 × CONTEXT frames of
         vocoding again: 0.2 s then the rest costs 8 % more CPU than one call for an 8 s sentence, 0.5 s
         pieces 23 % (bench/tts.py --lean). Encoding overlaps with the next sentence instead."""
-        mel, _ = self.mel(ids, speed, speaker)
-        start, n = 0, len(mel)
+        frames, where, _ = self.frames(ids, speed, speaker)
+        start = 0
+        head = self.prefix_frames(first, len(frames))
+        if head:  # a local decoder: the first piece from a prefix, before the rest is decoded
+            yield self.vocode(self.decode(frames[:head], where[:head])[: first + CONTEXT])[: first * self.hop]
+            start = first
+        mel = self.decode(frames, where)
+        n = len(mel)
         while start < n:
             end = min(n, start + (first if start == 0 else size))
             lo, hi = max(0, start - CONTEXT), min(n, end + CONTEXT)

@@ -76,14 +76,31 @@ class StudentModel:
         Each piece is vocoded with CONTEXT frames either side, more than the vocoder's receptive field,
         so the pieces join into exactly the audio of one call: streaming costs a little, changes nothing.
         """
-        mel, _ = self.acoustic.infer(torch.as_tensor(ids, dtype=torch.long), speed, speaker)
-        start, n = 0, len(mel)
+        (frames, mask, where), _ = self.acoustic.infer_frames(torch.as_tensor(ids, dtype=torch.long), speed, speaker)
+        start = 0
+        head = prefix_frames(self.acoustic.cfg, first, frames.shape[1])
+        if head:  # a local decoder: the first piece from a prefix, before the rest is decoded
+            mel = self.acoustic.decode(frames[:, :head], mask[:, :head], where[:, :head])[0][0]
+            yield self._vocode(mel[: first + CONTEXT])[: first * self.hop]
+            start = first
+        mel = self.acoustic.decode(frames, mask, where)[0][0]
+        n = len(mel)
         while start < n:
             end = min(n, start + (first if start == 0 else size))
             lo, hi = max(0, start - CONTEXT), min(n, end + CONTEXT)
             audio = self._vocode(mel[lo:hi])
             yield audio[(start - lo) * self.hop: (end - lo) * self.hop]
             start = end
+
+
+def prefix_frames(cfg: StudentConfig, first: int, total: int) -> int:
+    """Duration frames to decode for the first `first` mel frames and the CONTEXT after them to come out as
+    they do in the whole sentence; 0 when that is not fewer than `total` or the decoder sees everything."""
+    reach = cfg.decoder_reach()
+    if reach is None:
+        return 0
+    k = -(-(first + CONTEXT) // cfg.frames_per_step) + reach
+    return k if k < total else 0
 
 
 def read_checkpoint(path: str | Path) -> dict:

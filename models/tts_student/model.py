@@ -13,7 +13,8 @@ emits two 300-sample mel frames per step, so the vocoder sees 80 frames/s while 
 feed-forward convolutions pay for only 40. An FFT block is FastSpeech's: self-attention, then a
 feed-forward made of two 1-D convolutions, each in a pre-norm residual. The encoder has sinusoidal
 positions; the decoder none: each frame is told where it sits inside its phoneme (fraction through,
-and the phoneme's length), which does not depend on how long the sentence is.
+and the phoneme's length), which does not depend on how long the sentence is. With `dec_window` the
+decoder's attention is local, so a sentence's first frames can be decoded from a prefix of it.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ class StudentConfig:
     ff_kernel: int = 3  # the first feed-forward conv sees one position either side
     enc_dropout: float = 0.1  # encoder and duration predictor: a small corpus, and names never seen in it
     dec_dropout: float = 0.0  # the decoder runs per frame, where dropout costs a fifth of a CPU step
+    # A decoder frame attends to frames at most this far away (0: to all). Then the first frames of a
+    # sentence depend only on the frames up to `decoder_reach()` further on, so the first audio can be
+    # decoded and vocoded before the rest of the sentence is.
+    dec_window: int = 0
     dur_channels: int = 128
     dur_kernel: int = 3
     n_mels: int = 80
@@ -51,6 +56,12 @@ class StudentConfig:
     @property
     def n_speakers(self) -> int:
         return max(1, len(self.voices))
+
+    def decoder_reach(self) -> int | None:
+        """How many duration frames after a frame can change the decoder's output for it (None: all)."""
+        if not self.dec_window:
+            return None
+        return self.dec_layers * (self.dec_window + self.ff_kernel // 2)
 
 
 def sinusoids(length: int, dim: int, device=None) -> torch.Tensor:
@@ -85,10 +96,11 @@ class ConvFeedForward(nn.Module):
 
 
 class FFTBlock(nn.Module):
-    def __init__(self, cfg: StudentConfig, dropout: float):
+    def __init__(self, cfg: StudentConfig, dropout: float, window: int = 0):
         super().__init__()
         d = cfg.d_model
         self.n_heads = cfg.n_heads
+        self.window = window  # attend to positions at most this far away (0: all)
         self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
         self.ff = ConvFeedForward(d, cfg.ff_mult * d, cfg.ff_kernel, dropout)
@@ -99,6 +111,9 @@ class FFTBlock(nn.Module):
         B, T, d = x.shape
         q, k, v = self.qkv(self.ln1(x)).view(B, T, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
         attn_mask = mask[:, None, None, :, 0].bool()  # (B, 1, 1, T): keys that exist
+        if self.window:
+            pos = torch.arange(T, device=x.device)
+            attn_mask = attn_mask & ((pos[None, :] - pos[:, None]).abs() <= self.window)  # (B, 1, T, T)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=self.p if self.training else 0.0)
         x = x + self.drop(self.proj(y.transpose(1, 2).reshape(B, T, d)))
         return (x + self.ff(self.ln2(x), mask)) * mask
@@ -154,7 +169,7 @@ class AcousticModel(nn.Module):
         self.encoder = nn.ModuleList(FFTBlock(cfg, cfg.enc_dropout) for _ in range(cfg.enc_layers))
         self.enc_ln = nn.LayerNorm(cfg.d_model)
         self.duration = DurationPredictor(cfg)
-        self.decoder = nn.ModuleList(FFTBlock(cfg, cfg.dec_dropout) for _ in range(cfg.dec_layers))
+        self.decoder = nn.ModuleList(FFTBlock(cfg, cfg.dec_dropout, cfg.dec_window) for _ in range(cfg.dec_layers))
         self.where = nn.Linear(2, cfg.d_model)
         self.dec_ln = nn.LayerNorm(cfg.d_model)
         self.to_mel = nn.Linear(cfg.d_model, cfg.n_mels * cfg.frames_per_step)
@@ -193,11 +208,18 @@ class AcousticModel(nn.Module):
         return mel, mel_mask, log_d
 
     @torch.inference_mode()
-    def infer(self, ids: torch.Tensor, speed: float = 1.0, speaker: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """One utterance: ids (N,) with pads, in voice `speaker` → (mel (2T, n_mels), durations (N,))."""
+    def infer_frames(self, ids: torch.Tensor, speed: float = 1.0, speaker: int = 0):
+        """One utterance: ids (N,) with pads, in voice `speaker` → the decoder's input (frames (1, T, d),
+        frame mask (1, T, 1), where (1, T, 2)) and the durations (N,)."""
         ids = ids[None]
         id_mask = torch.ones(1, ids.shape[1], 1, device=ids.device)
         h = self.encode(ids, id_mask, torch.tensor([speaker], device=ids.device))
         d = durations_from_log(self.duration(h, id_mask), id_mask[..., 0], speed)
-        mel, _ = self.decode(*regulate(h, d))
-        return mel[0], d[0]
+        return regulate(h, d), d[0]
+
+    @torch.inference_mode()
+    def infer(self, ids: torch.Tensor, speed: float = 1.0, speaker: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """One utterance: ids (N,) with pads, in voice `speaker` → (mel (2T, n_mels), durations (N,))."""
+        frames, d = self.infer_frames(ids, speed, speaker)
+        mel, _ = self.decode(*frames)
+        return mel[0], d

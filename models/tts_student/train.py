@@ -75,12 +75,16 @@ PRESETS = {
     # the vocoder (55 minutes on the teacher's mels, then 20 on the acoustic model's latest snapshot). The
     # step limits sit above what an idle machine reaches (~180 and ~330 steps a minute), so the minutes
     # govern. The shipped student: this preset cut to 56/37/15 minutes (docs/benchmarks.md).
+    # Both full presets train a local decoder (dec_window 16 frames, 0.4 s either side; the shipped student of
+    # 2026-11-30 attends to the whole sentence): its first audio needs a prefix of the sentence decoded, not all
+    # of it (26 → 8 ms of the decoder's CPU for a 20-word sentence, measured on the shipped graphs).
     "cpu": dict(threads=1, ac_steps=13_500, ac_minutes=75.0, ac_batch=12, ac_lr=2e-3, voc_steps=18_000,
-                voc_minutes=55.0, gta_steps=6_600, gta_minutes=20.0),
+                voc_minutes=55.0, gta_steps=6_600, gta_minutes=20.0, model_overrides=dict(dec_window=16)),
     # A GPU: the same networks, far more steps, bigger batches (untested here: no GPU on this machine).
     "cuda": dict(device="cuda", ac_steps=60_000, ac_minutes=0.0, ac_batch=48, ac_lr=1e-3, ac_warmup=2000,
                  voc_steps=300_000, voc_minutes=0.0, voc_batch=32, voc_segment=64, voc_lr=5e-4, voc_warmup=2000,
-                 gta_steps=50_000, gta_minutes=0.0, log_every=200, ckpt_minutes=10.0),
+                 gta_steps=50_000, gta_minutes=0.0, log_every=200, ckpt_minutes=10.0,
+                 model_overrides=dict(dec_window=16)),
     # Seconds, for tests: tiny networks, a few steps.
     "tiny": dict(threads=1, ac_steps=30, ac_minutes=0.0, ac_batch=4, ac_warmup=5, ac_lr=3e-3, voc_steps=10,
                  voc_minutes=0.0, voc_batch=2, voc_segment=16, voc_warmup=2, gta_steps=5, log_every=10,
