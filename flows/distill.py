@@ -38,8 +38,8 @@ def train(data_dir: str, preset: str) -> str:
 
 
 @task
-def evaluate(checkpoint: str, limit: int | None) -> dict:
-    return steps.evaluate(checkpoint, limit)
+def evaluate(checkpoint: str, limit: int | None, sentence_set: str, voices: str = "teacher,student,hibari") -> dict:
+    return steps.evaluate(checkpoint, limit, voices=voices, sentence_set=sentence_set)
 
 
 @task
@@ -49,9 +49,10 @@ def register(checkpoint: str, scores: dict) -> str:
 
 
 @flow(name="distill-tts-student")
-def distill_student(data_dir: str | None = None, preset: str = "cpu", sentences: int = 3200,
+def distill_student(data_dir: str | None = None, preset: str = "cpu", sentences: int = 12_000,
                     synth_workers: int = 2, bench_limit: int | None = None, ship: bool = False) -> dict:
-    """corpus → teacher synthesis → mel features → training → benchmark → (optionally) registration."""
+    """corpus → teacher synthesis → mel features → training → benchmark on both held-out sets →
+    (optionally) registration, only when it beats the shipped student on both."""
     data_dir = str(data_dir or steps.default_data_dir())
     write_corpus(data_dir, sentences)
     futures = [synthesize.submit(data_dir, k, synth_workers) for k in range(synth_workers)]
@@ -59,10 +60,18 @@ def distill_student(data_dir: str | None = None, preset: str = "cpu", sentences:
         f.result()
     features(data_dir)
     checkpoint = train(data_dir, preset)
-    scores = evaluate(checkpoint, bench_limit)
-    get_run_logger().info("student: %s", {k: v for k, v in scores.get("student", {}).items() if k != "license"})
+    scores = {s: evaluate(checkpoint, bench_limit, s) for s in steps.HELD_OUT_SETS}
+    for s, rows in scores.items():
+        get_run_logger().info("student on %s: %s", s, {k: v for k, v in rows.get("student", {}).items() if k != "license"})
     if ship:
-        register(checkpoint, scores)
+        shipped = None
+        if steps.SHIPPED.is_file():  # measured in the same way, now, on this machine
+            shipped = {s: evaluate(str(steps.SHIPPED), bench_limit, s, "teacher,student")["student"]
+                       for s in steps.HELD_OUT_SETS}
+        better, why = steps.better_on_both({s: scores[s]["student"] for s in scores}, shipped)
+        get_run_logger().info("ship the new student? %s: %s", better, why)
+        if better:
+            register(checkpoint, scores["bench"])
     return {"checkpoint": checkpoint, "bench": scores}
 
 

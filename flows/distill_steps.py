@@ -5,7 +5,8 @@
                                            #    `voices`: ids, durations, audio (resumable shards)
     features(data_dir)                     # 3. log-mel targets (torchaudio)
     train(data_dir, preset="cpu")          # 4. acoustic model + vocoder (models/tts_student/train.py)
-    evaluate(checkpoint)                   # 5. the yardstick (bench/tts.py) on held-out sentences
+    evaluate(checkpoint, sentence_set=s)   # 5. the yardstick (bench/tts.py) on each held-out set
+    better_on_both(new, shipped)           #    ... and whether it beats the shipped student on both
     register(checkpoint, scores=scores)    # 6. ship it where the voice registry looks, with its model card
     write_samples()                        # 7. teacher, student and hibari side by side in docs/samples/
 
@@ -171,11 +172,20 @@ def _trainer(args: list[str], part: str, out_dir: Path, log) -> subprocess.Popen
 
 
 # -- 5. evaluation ---------------------------------------------------------------------------------------
+HELD_OUT_SETS = ("bench", "own")  # bench/tts.py --set: the benchmark's sentences, our hand-written ones
+
+
 def evaluate(checkpoint: str | Path, limit: int | None = None, voices: str = "teacher,student,hibari",
-             out: str | Path | None = None) -> dict:
-    """The yardstick (`bench/tts.py`) with `checkpoint` as the student; returns {voice: row without sentences}."""
-    out = Path(out or Path(checkpoint).with_name("bench.json"))
-    cmd = [sys.executable, str(ROOT / "bench" / "tts.py"), "--voices", voices, "--out", str(out)]
+             out: str | Path | None = None, sentence_set: str = "bench") -> dict:
+    """The yardstick (`bench/tts.py`) with `checkpoint` as the student, on one held-out set; returns
+    {voice: row without sentences}."""
+    if out is None:  # beside a trained checkpoint; the shipped one's in bench/results, not in the package
+        shipped = Path(checkpoint).resolve() == SHIPPED.resolve()
+        out = (ROOT / "bench" / "results" / f"tts-shipped-{sentence_set}.json" if shipped
+               else Path(checkpoint).with_name(f"bench-{sentence_set}.json"))
+    out = Path(out)
+    cmd = [sys.executable, str(ROOT / "bench" / "tts.py"), "--voices", voices, "--out", str(out),
+           "--set", sentence_set]
     if limit:
         cmd += ["--limit", str(limit)]
     env = {**os.environ, "MEDIAFLOW_TTS_STUDENT": str(Path(checkpoint).resolve())}
@@ -184,6 +194,22 @@ def evaluate(checkpoint: str | Path, limit: int | None = None, voices: str = "te
         raise ModelUnavailable(f"the benchmark failed: {proc.stderr.strip()[-800:]}")
     rows = json.loads(out.read_text())["voices"]
     return {r["voice"]: {k: v for k, v in r.items() if k != "sentences"} for r in rows}
+
+
+def better_on_both(new: dict, old: dict | None) -> tuple[bool, str]:
+    """Whether a new student replaces the shipped one: on every held-out set its Whisper WER is no higher
+    and its MCD against the teacher lower. `new`, `old`: {set: the student's row from `evaluate`};
+    no shipped student (`old` None) means yes. Returns the answer and why, in words."""
+    if old is None:
+        return True, "no student is shipped yet"
+    worse = []
+    for name in HELD_OUT_SETS:
+        n, o = new[name], old[name]
+        if n["wer"] > o["wer"]:
+            worse.append(f"{name}: WER {n['wer']:.2%} > {o['wer']:.2%}")
+        if n["mcd_db"] >= o["mcd_db"]:
+            worse.append(f"{name}: MCD {n['mcd_db']:.2f} dB >= {o['mcd_db']:.2f} dB")
+    return (not worse, "; ".join(worse) or "better on both held-out sets")
 
 
 # -- 6. registration --------------------------------------------------------------------------------------

@@ -170,6 +170,19 @@ def test_student_male_is_listed_unavailable_while_the_student_knows_one_voice(tm
             voices.student.MaleStudentVoice(threads=1)
 
 
+def test_a_new_student_ships_only_when_it_beats_the_shipped_one_on_both_held_out_sets():
+    # the shipped student's rows of 2026-12-03 (bench/tts.py, both sets), and a challenger
+    shipped = {"bench": {"wer": 0.0376, "mcd_db": 1.73}, "own": {"wer": 0.127, "mcd_db": 1.83}}
+    better = {"bench": {"wer": 0.0350, "mcd_db": 1.65}, "own": {"wer": 0.119, "mcd_db": 1.71}}
+    assert steps.better_on_both(better, shipped) == (True, "better on both held-out sets")
+    assert steps.better_on_both(better, None)[0]  # nothing shipped yet
+    own_worse = {**better, "own": {"wer": 0.131, "mcd_db": 1.70}}
+    ok, why = steps.better_on_both(own_worse, shipped)
+    assert not ok and why == "own: WER 13.10% > 12.70%"
+    same_mcd = {**better, "bench": {"wer": 0.0376, "mcd_db": 1.73}}
+    assert steps.better_on_both(same_mcd, shipped) == (False, "bench: MCD 1.73 dB >= 1.73 dB")
+
+
 # -- the shipped student ----------------------------------------------------------------------------
 def test_the_shipped_model_card_is_what_the_card_writer_says_of_the_shipped_checkpoint():
     shipped = steps.SHIPPED
