@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from mediaflow.audio import atomic_copy, atomic_write_bytes
 from mediaflow.errors import DependencyMissing, InvalidInput, ModelUnavailable
 from models.tts_student import corpus, data
@@ -120,6 +122,21 @@ def synthesize(
 
 def shards(data_dir: str | Path | None = None) -> list[Path]:
     return sorted((Path(data_dir or default_data_dir()) / "shards").glob("*.npz"))
+
+
+def progress(data_dir: str | Path | None = None) -> dict:
+    """How far the teacher has got: shards written of those the corpus needs, and hours of speech per voice."""
+    data_dir = Path(data_dir or default_data_dir())
+    needed = -(-len(read_corpus(data_dir)) // SHARD_SIZE)
+    hours: dict[str, float] = {}
+    for path in shards(data_dir):
+        with np.load(path) as z:
+            voice = str(z["voice"][0]) if "voice" in z.files else data.DEFAULT_VOICE
+            hours[voice] = hours.get(voice, 0.0) + float(z["n_audio"].sum()) / 24_000 / 3600
+    done = len(shards(data_dir))
+    return {"shards": done, "of": needed, "hours": {v: round(h, 3) for v, h in sorted(hours.items())},
+            "total_hours": round(sum(hours.values()), 3),
+            "estimated_total_hours": round(sum(hours.values()) * needed / done, 3) if done else None}
 
 
 # -- 3. features --------------------------------------------------------------------------------------
@@ -326,11 +343,11 @@ def write_samples(out_dir: str | Path = SAMPLES, voice_ids=("teacher", "student"
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m flows.distill_steps corpus|synth|samples [--part K --parts N]`: steps run by hand."""
+    """`python -m flows.distill_steps corpus|synth|status|samples [--part K --parts N]`: steps run by hand."""
     import argparse
 
     ap = argparse.ArgumentParser(description=main.__doc__)
-    ap.add_argument("step", choices=["corpus", "synth", "samples"])
+    ap.add_argument("step", choices=["corpus", "synth", "status", "samples"])
     ap.add_argument("--data", default=None)
     ap.add_argument("--part", type=int, default=0)
     ap.add_argument("--parts", type=int, default=1)
@@ -338,6 +355,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.step == "corpus":
         print(write_corpus(args.data))
+    elif args.step == "status":
+        print(json.dumps(progress(args.data)))
     elif args.step == "samples":
         print("\n".join(str(p) for p in write_samples()))
     else:

@@ -115,6 +115,9 @@ def test_a_student_of_two_teacher_voices_speaks_in_each_and_the_registry_serves_
     from models.tts_student.data import read_shard
 
     assert [{u["voice"] for u in read_shard(p)} for p in steps.shards(data_dir)] == [{"af_heart"}, {"am_michael"}]
+    done = steps.progress(data_dir)
+    assert (done["shards"], done["of"]) == (2, 2) and set(done["hours"]) == {"af_heart", "am_michael"}
+    assert 0 < done["hours"]["am_michael"] < 0.01 and done["estimated_total_hours"] == done["total_hours"]
     steps.features(data_dir)
     checkpoint = steps.train(data_dir, preset="tiny", parallel=False)
     student = load_voice(checkpoint)
