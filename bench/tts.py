@@ -58,12 +58,21 @@ FIRST_AUDIO_TEXT = (  # 20 words
 DEFAULT_VOICES = "teacher,piper-joe,hibari"  # and "student" once its checkpoint exists
 
 
+def sentence_set() -> str:
+    return os.environ.get(SET_ENV, "bench")
+
+
+def _suffix() -> str:
+    """'' for the benchmark's sentences, '_<set>' for another set: its audio and JSON keep apart."""
+    return "" if sentence_set() == "bench" else f"_{sentence_set()}"
+
+
 def audio_dir() -> Path:
-    return RESULTS / ("tts_audio_own" if os.environ.get(SET_ENV) == "own" else "tts_audio")
+    return RESULTS / f"tts_audio{_suffix()}"
 
 
 def load_sentences(limit: int | None = None) -> list[str]:
-    path = SENTENCE_SETS[os.environ.get(SET_ENV, "bench")]
+    path = SENTENCE_SETS[sentence_set()]
     lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
     out = [ln for ln in lines if ln and not ln.startswith("#")]
     return out[:limit] if limit else out
@@ -500,7 +509,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.set:  # the workers inherit it
         os.environ[SET_ENV] = args.set
-    args.out = args.out or str(RESULTS / ("tts_own.json" if os.environ.get(SET_ENV) == "own" else "tts.json"))
+    args.out = args.out or str(RESULTS / f"tts{_suffix()}.json")
     if args.student:  # the synthesis workers inherit it
         os.environ["MEDIAFLOW_TTS_STUDENT"] = str(Path(args.student).resolve())
     if args.worker:

@@ -106,7 +106,9 @@ def synthesize(
         if path.is_file():
             continue
         voice = voices[k % len(voices)]
-        teacher = teachers.get(voice) or teachers.setdefault(voice, KokoroTeacher(voice, threads=threads))
+        if voice not in teachers:
+            teachers[voice] = KokoroTeacher(voice, threads=threads)
+        teacher = teachers[voice]
         t0 = time.perf_counter()
         items = []
         for text in lines[k * SHARD_SIZE: (k + 1) * SHARD_SIZE]:
@@ -129,11 +131,12 @@ def progress(data_dir: str | Path | None = None) -> dict:
     data_dir = Path(data_dir or default_data_dir())
     needed = -(-len(read_corpus(data_dir)) // SHARD_SIZE)
     hours: dict[str, float] = {}
-    for path in shards(data_dir):
+    written = shards(data_dir)
+    for path in written:
         with np.load(path) as z:
             voice = str(z["voice"][0]) if "voice" in z.files else data.DEFAULT_VOICE
-            hours[voice] = hours.get(voice, 0.0) + float(z["n_audio"].sum()) / 24_000 / 3600
-    done = len(shards(data_dir))
+            hours[voice] = hours.get(voice, 0.0) + float(z["n_audio"].sum()) / data.MelConfig.sample_rate / 3600
+    done = len(written)
     return {"shards": done, "of": needed, "hours": {v: round(h, 3) for v, h in sorted(hours.items())},
             "total_hours": round(sum(hours.values()), 3),
             "estimated_total_hours": round(sum(hours.values()) * needed / done, 3) if done else None}
@@ -258,7 +261,7 @@ def model_card(voice, path: Path, scores: dict | None = None) -> str:
     Paths are the repository's or the data dir's own names, never where the training machine kept them."""
     meta = voice.meta
     settings, trained_on = meta.get("train_settings", {}), meta.get("data", {})
-    learned = list(getattr(voice, "voices", None) or ["af_heart"])
+    learned = voice.voices
     taught = (f"`{learned[0]}` voice" if len(learned) == 1 else
               " and ".join(f"`{v}`" for v in learned) + " voices (one learned speaker vector each)")
     lines = [

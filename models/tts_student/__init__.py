@@ -27,11 +27,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from models.tts_student.data import DEFAULT_VOICE
 from models.tts_student.export import FORMAT, VERSION, unpack
 from models.tts_student.model import AcousticModel, StudentConfig
 from models.tts_student.vocoder import Vocoder, VocoderConfig
 
-DEFAULT_VOICE = "af_heart"  # the teacher voice a one-voice student learned
 CONTEXT = 32  # mel frames either side of a streamed piece; the vocoder sees 27 (7-wide convolutions × 9) + 2 (iSTFT)
 
 

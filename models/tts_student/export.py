@@ -128,9 +128,6 @@ def export_onnx(checkpoint: Path, opset: int = 17) -> dict[str, Path]:
             h = self.acoustic.encode(ids, mask, speaker)
             return h, self.acoustic.duration(h, mask)
 
-    several = acoustic.speaker is not None
-    enc_args = (torch.zeros(1, 12, dtype=torch.long),) + ((torch.zeros(1, dtype=torch.long),) if several else ())
-
     class Decoder(Part):
         def forward(self, h, where):
             return self.acoustic.decode(h, torch.ones_like(where[..., :1]), where)[0]
@@ -145,6 +142,8 @@ def export_onnx(checkpoint: Path, opset: int = 17) -> dict[str, Path]:
             return torch.exp(mag).clamp(max=1e2), phase
 
     n, t = 12, 30
+    several = acoustic.speaker is not None  # then the encoder takes the voice's index too
+    enc_args = (torch.zeros(1, n, dtype=torch.long),) + ((torch.zeros(1, dtype=torch.long),) if several else ())
     graphs = {
         "encoder": (Encoder(), enc_args, ["ids", "speaker"][:len(enc_args)], ["h", "log_d"],
                     {"ids": {1: "N"}, "h": {1: "N"}, "log_d": {1: "N"}}),

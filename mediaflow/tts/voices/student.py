@@ -20,6 +20,7 @@ import hashlib
 import importlib.util
 import logging
 import os
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
@@ -28,6 +29,7 @@ import numpy as np
 
 from mediaflow.errors import DependencyMissing, ModelUnavailable
 from mediaflow.tts.frontend import prepare
+from mediaflow.tts.student_onnx import DEFAULT_VOICE
 from mediaflow.tts.voices.base import NO_SPEED, Entry, ReferenceSpeed, Voice, VoiceInfo
 
 log = logging.getLogger("mediaflow.tts.student")
@@ -78,7 +80,7 @@ class StudentVoice(Voice):
     A student of several teacher voices speaks in the one named `teacher` (its `speaker` index)."""
 
     voice_id = "student"
-    teacher = "af_heart"
+    teacher = DEFAULT_VOICE
 
     def __init__(self, threads: int):
         self.path = student_checkpoint()
@@ -199,18 +201,16 @@ def _learned(graph: Path, stamp: tuple[int, int]) -> tuple[str, ...]:
 
     try:
         props = {p.key: p.value for p in onnx.load(str(graph), load_external_data=False).metadata_props}
-        return tuple(json.loads(props["config"]).get("voices") or ["af_heart"])
+        return tuple(json.loads(props["config"]).get("voices") or [DEFAULT_VOICE])
     except Exception:  # a foreign or broken graph: the voice loader says what is wrong
         return ()
 
 
 def _male_info(available: bool) -> VoiceInfo:
-    info = _info(available)
-    return VoiceInfo(**{**info.__dict__, "id": "student-male", "parameters": None, "description":
-                        "our distilled student in Kokoro am_michael's voice, American male (models/tts_student)",
-                        **NO_SPEED, "available": available,
-                        "install": f"train a student with both teacher voices (python -m flows.distill) and put it "
-                                   f"at {student_checkpoint()}"})
+    return replace(_info(available), id="student-male", parameters=None, **NO_SPEED,
+                   description="our distilled student in Kokoro am_michael's voice, American male (models/tts_student)",
+                   install=f"train a student with both teacher voices (python -m flows.distill) and put it at "
+                           f"{student_checkpoint()}")
 
 
 MALE_ENTRY = Entry("student-male", _male_info,
