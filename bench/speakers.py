@@ -1,7 +1,7 @@
 """Speaker diarization benchmark: DER and speakers found, on real and built conversations.
 
-    .venv/bin/python bench/speakers.py [--sets sample,real,tts,room] [--no-speed] [--separability]
-                                       [--out bench/results/speakers.json]
+    .venv/bin/python bench/speakers.py [--sets sample,real,tts,room,solo] [--no-speed] [--separability]
+                                       [--own-vad] [--dense-pieces N] [--out bench/results/speakers.json]
 
 Sets (each conversation is `tune` or `held-out`; the settings in `mediaflow.diarize` were chosen on
 `tune` only):
@@ -40,11 +40,18 @@ comparison), how alike the true speakers are to the encoder: the lowest mean cos
 pieces of one speaker, the highest mean cosine across two speakers, and the highest cosine between
 two speakers' centroids. It shows whether a count is possible at all before any criterion is tuned.
 
+As in the pipeline, each conversation is diarized with the speech probabilities its transcription
+kept (`mediaflow.vad`; the bench transcribes it first); `--own-vad` runs the speaker step's own VAD
+pass instead, as a backfill of old episodes does. `--dense-pieces 0` reads every other piece from the
+start (the built conversations are shorter than the method's `dense_pieces`, so by default they are
+read whole): the check that sparse reading keeps counts and turns.
+
 Speed and memory (`--no-speed` skips them): every built conversation placed end to end and repeated
-to 60 minutes, written as 16 kHz WAV, and diarized from the file in a fresh subprocess with the
-models loaded first: CPU seconds of the process and its ffmpeg child per hour of audio, wall time,
-RSS once loaded and its peak while diarizing (sampled every 20 ms); the same for 5 minutes, to show
-that memory does not grow with length. Results go to bench/results/speakers.json with the
+to 60 minutes, written as 16 kHz WAV, transcribed to keep its speech probabilities, and diarized
+from the file in a fresh subprocess with the models loaded first, once with the kept probabilities
+and once with its own VAD pass: CPU seconds of the process and its ffmpeg child per hour of audio,
+the share of pieces embedded, wall time, RSS once loaded and its peak while diarizing (sampled every
+20 ms); the same for 5 minutes, to show that memory does not grow with length. Results go to bench/results/speakers.json with the
 machine and load; built audio and the wheel are cached in ~/.cache/mediaflow/bench-speakers.
 """
 
@@ -403,11 +410,24 @@ def tts_conversations(turns_per_voice: int = 5) -> list[Conversation]:
 # -- running ---------------------------------------------------------------------------------------
 
 
-def score(conv: Conversation, num_speakers: int | None = None) -> dict:
+def kept_speech(source) -> np.ndarray:
+    """The speech probabilities the transcription step keeps for the speaker step (as in the pipeline),
+    of an array or a file."""
+    from mediaflow.config import Settings
+    from mediaflow.resources import get_transcriber
+    from mediaflow.vad import SpeechTrack
+
+    track = SpeechTrack()
+    get_transcriber(Settings()).transcribe(source, speech=track)
+    return track.array()
+
+
+def score(conv: Conversation, num_speakers: int | None = None, own_vad: bool = False, options=None) -> dict:
     from mediaflow.diarize import diarize
 
+    speech = None if own_vad else kept_speech(conv.audio)
     t = time.process_time()
-    d = diarize(conv.audio, num_speakers=num_speakers)
+    d = diarize(conv.audio, num_speakers=num_speakers, speech=speech, options=options)
     cpu = time.process_time() - t
     hyp = [(t.start, t.end, t.speaker) for t in d.turns]
     one = [(s, e, "one") for s, e, _ in hyp]
@@ -440,17 +460,32 @@ def _speed_child(path: str) -> None:
 
     from mediaflow.diarize import _encoder, diarize
 
+    from mediaflow import diarize as D
+
+    calls = {"embed": 0, "put_aside": 0, "audio": 0}
+
+    def counted(name, f):
+        def run(*a):
+            calls[name] += 1
+            return f(*a)
+        return run
+
+    D._embed = counted("embed", D._embed)
+    D._Pieces.put_aside = counted("put_aside", D._Pieces.put_aside)
+    D._Pieces.audio = counted("audio", D._Pieces.audio)
     _encoder(), get_vad_model()  # loading is not per hour
+    speech = np.load(path + ".speech.npy").astype(np.float32) if Path(path + ".speech.npy").exists() else None
     load_peak, loaded, peak[0] = peak[0], me.memory_info().rss, 0
     r0, c0, w0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN), time.time()
-    d = diarize(path)
+    d = diarize(path, speech=speech)
     r1, c1 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     done.set()
     sampler.join()
     cpu = sum(b.ru_utime + b.ru_stime - a.ru_utime - a.ru_stime for a, b in ((r0, r1), (c0, c1)))
     print(json.dumps({"cpu_s": cpu, "wall_s": time.time() - w0, "peak_rss_mb": peak[0] / 2**20,
                       "loaded_rss_mb": loaded / 2**20, "load_peak_rss_mb": load_peak / 2**20,
-                      "speakers": len(d.speakers), "turns": len(d.turns), "seconds": d.duration_s}))
+                      "speakers": len(d.speakers), "turns": len(d.turns), "seconds": d.duration_s,
+                      "embedded_share": round(calls["embed"] / max(1, calls["embed"] - calls["audio"] + calls["put_aside"]), 3)}))
 
 
 def speed(convs: list[Conversation]) -> list[dict]:
@@ -463,14 +498,22 @@ def speed(convs: list[Conversation]) -> list[dict]:
             path = Path(tmp) / f"{minutes}min.wav"
             path.write_bytes(encode(audio, SAMPLE_RATE, "wav"))
             del audio
-            out = subprocess.run([sys.executable, __file__, "--speed-child", str(path)], capture_output=True,
-                                 text=True, check=True).stdout
-            r = json.loads(out.strip().splitlines()[-1])
-            rows.append({"minutes": minutes, "cpu_s_per_hour": round(r["cpu_s"] / r["seconds"] * 3600, 1),
-                         "wall_s_per_hour": round(r["wall_s"] / r["seconds"] * 3600, 1),
-                         "peak_rss_mb": round(r["peak_rss_mb"]), "loaded_rss_mb": round(r["loaded_rss_mb"]),
-                         "load_peak_rss_mb": round(r["load_peak_rss_mb"]),
-                         "speakers": r["speakers"]})
+            speech = kept_speech(path)
+            kept = Path(str(path) + ".speech.npy")
+            for vad in ("kept", "own"):  # the pipeline's path, and a backfill's (no kept probabilities)
+                if vad == "kept":
+                    np.save(kept, speech.astype(np.float16))  # as the pipeline stores them
+                else:
+                    kept.unlink(missing_ok=True)
+                out = subprocess.run([sys.executable, __file__, "--speed-child", str(path)], capture_output=True,
+                                     text=True, check=True).stdout
+                r = json.loads(out.strip().splitlines()[-1])
+                rows.append({"minutes": minutes, "vad": vad,
+                             "cpu_s_per_hour": round(r["cpu_s"] / r["seconds"] * 3600, 1),
+                             "wall_s_per_hour": round(r["wall_s"] / r["seconds"] * 3600, 1),
+                             "peak_rss_mb": round(r["peak_rss_mb"]), "loaded_rss_mb": round(r["loaded_rss_mb"]),
+                             "load_peak_rss_mb": round(r["load_peak_rss_mb"]), "speakers": r["speakers"],
+                             "embedded_share": r["embedded_share"]})
     return rows
 
 
@@ -558,6 +601,10 @@ def main() -> None:
     ap.add_argument("--out", default=str(RESULTS / "speakers.json"))
     ap.add_argument("--separability", action="store_true",
                     help="also print how far apart the true voices are in the encoder's space (the method's pieces and 3 s ones)")
+    ap.add_argument("--own-vad", action="store_true",
+                    help="diarize with the speaker step's own VAD pass (a backfill), not the probabilities transcription keeps")
+    ap.add_argument("--dense-pieces", type=int,
+                    help="read every piece only this far (the method's default: DiarizeOptions.dense_pieces); 0: sparse from the start")
     ap.add_argument("--speed-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.speed_child:
@@ -566,10 +613,12 @@ def main() -> None:
 
     load0 = os.getloadavg()[0]
     convs = conversations(args.sets.split(","))
-    rows = [score(c) for c in convs]
+    opts = D.DiarizeOptions() if args.dense_pieces is None else D.DiarizeOptions(dense_pieces=args.dense_pieces)
+    rows = [score(c, own_vad=args.own_vad, options=opts) for c in convs]
     # the count given (as from a feed's podcast:person tags): how well the pieces are assigned alone
-    rows += [score(c, c.speakers) for c in convs if c.set == "sample"]
-    print(f"method {D.METHOD}, SAME_SPEAKER {D.SAME_SPEAKER}, collar {COLLAR} s\n")
+    rows += [score(c, c.speakers, own_vad=args.own_vad, options=opts) for c in convs if c.set == "sample"]
+    print(f"method {D.METHOD}, SAME_SPEAKER {D.SAME_SPEAKER}, collar {COLLAR} s, "
+          f"VAD {'own' if args.own_vad else 'kept by transcription'}, dense_pieces {opts.dense_pieces}\n")
     print(table(rows))
     summ = summary(rows)
     print()
@@ -587,10 +636,11 @@ def main() -> None:
                   f"{r['centroid_cos_max']:.3f} |")
     sp = [] if args.no_speed else speed([c for c in convs if c.set in ("real", "tts")] or convs)
     for r in sp:
-        print(f"{r['minutes']} min from a file: {r['cpu_s_per_hour']} CPU s per hour of audio, "
+        print(f"{r['minutes']} min from a file, VAD {r['vad']}, {r['embedded_share']:.0%} of pieces embedded: "
+              f"{r['cpu_s_per_hour']} CPU s per hour of audio, "
               f"{r['wall_s_per_hour']} s wall per hour; RSS {r['loaded_rss_mb']} MB loaded, peak "
               f"{r['peak_rss_mb']} MB while diarizing ({r['load_peak_rss_mb']} MB while loading)")
-    out = {"method": D.METHOD, "same_speaker": D.SAME_SPEAKER, "options": vars(D.DiarizeOptions()),
+    out = {"method": D.METHOD, "same_speaker": D.SAME_SPEAKER, "options": vars(opts), "own_vad": args.own_vad,
            "collar_s": COLLAR, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
            "load_before": round(load0, 2), "load_after": round(os.getloadavg()[0], 2),
            "date": time.strftime("%Y-%m-%d"), "rows": rows, "summary": summ, "speed": sp, "separability": sep}

@@ -19,7 +19,9 @@ import numpy as np
 from mediaflow.audio import SAMPLE_RATE, LoudnessMeter, stream_pcm
 from mediaflow.cache import cache_root
 from mediaflow.errors import ModelUnavailable
+from mediaflow import vad
 from mediaflow.transcript import Segment, Transcript, Word
+from mediaflow.vad import SpeechTrack
 
 _SEAM_MARGIN_S = 5.0  # segments ending this close to a window's end are redone in the next window
 _MAX_CUE_S = 12.0  # longest subtitle cue before a segment is split at a pause or comma
@@ -147,12 +149,14 @@ class Transcriber:
         max_duration_s: float | None = None,
         meter: LoudnessMeter | None = None,
         fine_progress: bool = False,
+        speech: SpeechTrack | None = None,
     ) -> Transcript:
         """Transcribe a file (streamed) or a 16 kHz float32 array into a `Transcript`.
 
         `progress(seconds_done)` is called as each window is finished; with `fine_progress` (a person
         watching a bar) also as each batch of speech inside a window is, in smaller batches so there
-        are several: a little slower, and the bar moves.
+        are several: a little slower, and the bar moves. `speech`, when given, receives the VAD's
+        speech probabilities over the whole audio (for the speaker step).
         """
         if isinstance(source, np.ndarray):
             windows: Iterable[np.ndarray] = _split(source, self.window_s)
@@ -160,7 +164,7 @@ class Transcriber:
             windows = stream_pcm(source, self.window_s, max_duration_s=max_duration_s)
         state = {"language": self.language, "probability": 1.0, "duration": 0.0}
         state["fine"] = fine_progress and progress is not None
-        segments = list(self._stream(windows, state, progress, meter))
+        segments = list(self._stream(windows, state, progress, meter, speech))
         return Transcript(
             segments=segments,
             language=state["language"] or "en",
@@ -179,9 +183,10 @@ class Transcriber:
         state.update(language=self.language, probability=1.0, duration=0.0, spoken={})
         yield from self._stream(stream_pcm(source, self.window_s, max_duration_s=max_duration_s), state, None, None)
 
-    def _stream(self, windows, state, progress, meter) -> Iterator[Segment]:
+    def _stream(self, windows, state, progress, meter, speech: SpeechTrack | None = None) -> Iterator[Segment]:
         carry = np.zeros(0, dtype=np.float32)
         offset = 0.0
+        at = 0  # the buffer's first sample in the whole audio
         next_id = 0
         for window, last in _with_last(_merge_short_tail(windows, self.window_s / 4)):
             if meter is not None:
@@ -189,7 +194,7 @@ class Transcriber:
             state["duration"] += len(window) / SAMPLE_RATE
             buf = np.concatenate([carry, window]) if len(carry) else window
             start = offset
-            segs = self._run(buf, state, (lambda t: progress(start + t)) if state.get("fine") else None)
+            segs, probs = self._run(buf, state, (lambda t: progress(start + t)) if state.get("fine") else None)
             buf_s = len(buf) / SAMPLE_RATE
             cut = buf_s
             if not last:
@@ -210,14 +215,20 @@ class Transcriber:
                     piece.id = next_id
                     next_id += 1
                     yield _shift(piece, offset)
-            carry = buf[int(cut * SAMPLE_RATE):].copy() if not last else carry[:0]
+            keep = int(cut * SAMPLE_RATE) if not last else len(buf)
+            if speech is not None:
+                speech.add(probs, at, keep)
+            carry = buf[keep:].copy() if not last else carry[:0]
+            at += keep
             offset += cut
             if progress is not None:
                 progress(offset)
 
-    def _run(self, audio: np.ndarray, state: dict, on_segment: Progress | None = None) -> list[Segment]:
+    def _run(self, audio: np.ndarray, state: dict, on_segment: Progress | None = None
+             ) -> tuple[list[Segment], np.ndarray]:
+        """The segments of one buffer, and the speech probabilities faster-whisper's VAD computed on it."""
         if len(audio) < SAMPLE_RATE // 10:
-            return []
+            return [], np.zeros(0, np.float32)
         batch_size = self.batch_size
         if on_segment is not None:  # at least ~4 batches of ~30 s speech chunks, so progress shows inside a window
             batch_size = max(1, min(batch_size, int(len(audio) / SAMPLE_RATE / 30 / 4)))
@@ -225,19 +236,20 @@ class Transcriber:
         # language mid-way keeps each passage in its own words (locked to the first window's language,
         # base wrote a German half out as English).
         per_chunk = self.language is None and self.task == "transcribe" and self.multilingual
-        fw_segments, info = self.pipeline.transcribe(
-            audio,
-            language=None if per_chunk else state["language"],
-            multilingual=per_chunk,
-            task=self.task,
-            batch_size=batch_size,
-            beam_size=self.beam_size,
-            word_timestamps=True,
-            vad_filter=True,
-            # tiny.en int8 once dropped a 19 s passage when conditioning on previous text
-            condition_on_previous_text=False,
-            initial_prompt=self.prompt,
-        )
+        with vad.recording() as seen:
+            fw_segments, info = self.pipeline.transcribe(
+                audio,
+                language=None if per_chunk else state["language"],
+                multilingual=per_chunk,
+                task=self.task,
+                batch_size=batch_size,
+                beam_size=self.beam_size,
+                word_timestamps=True,
+                vad_filter=True,
+                # tiny.en int8 once dropped a 19 s passage when conditioning on previous text
+                condition_on_previous_text=False,
+                initial_prompt=self.prompt,
+            )
         out = []
         for s in fw_segments:
             words = [
@@ -253,7 +265,7 @@ class Transcriber:
             spoken[info.language] = spoken.get(info.language, 0.0) + sum(s.end - s.start for s in out)
             if state["language"] is None or (per_chunk and max(spoken, key=spoken.get) == info.language):
                 state["language"], state["probability"] = info.language, info.language_probability
-        return out
+        return out, (np.concatenate(seen) if seen else np.zeros(0, np.float32))
 
 
 def _split(audio: np.ndarray, window_s: float) -> Iterator[np.ndarray]:

@@ -4,15 +4,19 @@
 speech) and one voiceprint per speaker. The method, `METHOD`:
 
 1. **Speech regions.** Silero VAD (the ONNX model faster-whisper bundles) gives a speech probability
-   per 32 ms; a region opens above `vad_threshold`, closes after `min_silence_s` below
-   `vad_neg_threshold`, is padded by `speech_pad_s` and dropped under `min_speech_s`.
+   per 32 ms (`mediaflow.vad`: in the pipeline, the ones transcription already computed); a region
+   opens above `vad_threshold`, closes after `min_silence_s` below `vad_neg_threshold`, is padded by
+   `speech_pad_s` and dropped under `min_speech_s`.
 2. **Pieces and embeddings.** A region is cut at its short pauses (`min_pause_s` and more: speakers
    often change there), and each part into equal pieces of about `piece_s`. Every piece is embedded by
    pyannote's speaker embedding (SincNet filters over the waveform, an x-vector TDNN, statistics
    pooling, 512-d; MIT), the ORT-format model compiled into moonshine-voice's library, read out of
    the installed package (`encoder_bytes`). A piece cut shorter than `piece_s` by a pause is embedded
    with the audio around it up to `piece_s`; otherwise pieces do not overlap, so the encoder reads each
-   second of speech about once (~15 ms of CPU per second on one onnxruntime thread).
+   second of speech about once (~10 ms of CPU per second on one onnxruntime thread). Past the first
+   `dense_pieces` (`sparse`), only every other piece is embedded at first; the audio of the others
+   waits in a temporary file, and one is read only when its two neighbours end up with different
+   speakers (or are not next to it), after which the clustering is redone with it (steps 3-4).
 3. **How many speakers.** Agglomerative clustering with centroid linkage: two clusters merge while
    the cosine of their mean embeddings, corrected for their sizes (`_likeness`: a mean of few pieces
    is noisier), is at least `SAME_SPEAKER`. Two stages keep memory bounded: within blocks of
@@ -53,19 +57,21 @@ encoder, another size) are never compared with these.
 from __future__ import annotations
 
 import bisect
+import tempfile
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
 
+from mediaflow import vad
 from mediaflow.audio import SAMPLE_RATE, stream_pcm
 from mediaflow.errors import InputTooLarge, InvalidInput, ModelUnavailable
 from mediaflow.features import decode_vector, encode_vector
 
-METHOD = "xvector-ahc-v4"
+METHOD = "xvector-ahc-v5"
 # SAME_SPEAKER, `rho` and `piece_s` were chosen on bench/speakers.py's tune conversations only, by a rule
 # fixed beforehand (docs/benchmarks.md, "Speakers"): the middle of the thresholds that count them all right.
 SAME_SPEAKER = 0.53
@@ -73,7 +79,7 @@ SAME_SPEAKER = 0.53
 # conversations alone, and the tune solo recordings): 0.686, less 0.05 (docs/benchmarks.md, "Speakers").
 TWO_VOICES = 0.64
 
-_FRAME = 512  # Silero VAD reads 32 ms frames at 16 kHz
+_FRAME = vad.FRAME  # Silero VAD reads 32 ms frames at 16 kHz
 _DIM = 512  # the speaker encoder's embedding
 _MIN_INPUT = 5_000  # samples: the shortest audio the encoder's convolutions accept
 _DECODE_WINDOW_S = 1024 * _FRAME / SAMPLE_RATE  # 32.768 s: a whole number of VAD frames
@@ -104,6 +110,11 @@ class DiarizeOptions:
     flip_margin: float = 0.1  # an isolated piece this close to its neighbours' speaker joins them
     max_gap_s: float = 1.0  # same-speaker pieces closer than this form one turn
     batch_pieces: int = 64  # pieces queued for the encoder (~4 MB of audio)
+    # after the first `dense_pieces`, embed every other piece; one between two neighbours of one speaker
+    # takes theirs unread (the encoder is most of the cost, and a voice rarely changes for one piece and
+    # back). A short recording is read whole: with few pieces each one's evidence counts for the count.
+    sparse: bool = True
+    dense_pieces: int = 240  # ~6 minutes of speech
 
 
 @dataclass(frozen=True)
@@ -196,26 +207,32 @@ def match(voiceprint: np.ndarray, library: dict[str, np.ndarray], threshold: flo
 
 
 def diarize(source: str | Path | np.ndarray, *, max_duration_s: float | None = None,
-            num_speakers: int | None = None, options: DiarizeOptions | None = None) -> Diarization:
+            num_speakers: int | None = None, options: DiarizeOptions | None = None,
+            speech: np.ndarray | None = None) -> Diarization:
     """Who speaks when in `source`: a file (stream-decoded, memory stays flat) or 16 kHz mono float32.
 
     `num_speakers`, when known, replaces the count: the pieces are split into that many speakers
-    (k-means on the centred embeddings). `options` is for experiments; results made with other
-    options than the defaults are not what `METHOD` names.
+    (k-means on the centred embeddings). `speech`: the VAD's probabilities for this audio, one per
+    `vad.FRAME` samples, when the transcription step kept them (`mediaflow.vad`); else the VAD runs
+    here. `options` is for experiments; results made with other options than the defaults are not
+    what `METHOD` names.
     Raises `AudioDecodeError` for what ffmpeg cannot read, `InputTooLarge` past `max_duration_s`.
     """
     opts = options or DiarizeOptions()
     if num_speakers is not None and num_speakers < 1:
         raise InvalidInput(f"num_speakers must be at least 1, not {num_speakers}")
-    pieces, duration = _embed_speech(_windows(source, max_duration_s), opts)
-    labels, sims = _cluster(pieces, opts, num_speakers)
-    return _turns(pieces, labels, sims, duration, opts)
+    pieces, duration = _embed_speech(_windows(source, max_duration_s), opts, speech)
+    try:
+        labels, sims, x = _assign(pieces, opts, num_speakers)
+    finally:
+        pieces.close()
+    return _turns(pieces, labels, sims, x, duration, opts)
 
 
 def embed_pieces(source: str | Path | np.ndarray, options: DiarizeOptions | None = None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The pieces the method clusters, for analysis: start and end times (s) and unit embeddings."""
-    pieces, _ = _embed_speech(_windows(source, None), options or DiarizeOptions())
+    """Every piece the method cuts, for analysis: start and end times (s) and unit embeddings."""
+    pieces, _ = _embed_speech(_windows(source, None), replace(options or DiarizeOptions(), sparse=False))
     return np.asarray(pieces.starts), np.asarray(pieces.ends), pieces.matrix()
 
 
@@ -237,19 +254,40 @@ def _windows(source: str | Path | np.ndarray, max_duration_s: float | None) -> I
 
 @dataclass
 class _Pieces:
-    """What the clustering sees: per piece its span (seconds) and unit embedding."""
+    """What the clustering sees: per piece its span (seconds) and, for the pieces read so far, its
+    unit embedding. The audio of the unread ones waits in a temporary file (memory stays flat)."""
 
     starts: list[float] = field(default_factory=list)
     ends: list[float] = field(default_factory=list)
-    vectors: list[np.ndarray] = field(default_factory=list)  # one (n, _DIM) array per encoder batch
+    read: list[bool] = field(default_factory=list)
+    vectors: list[np.ndarray] = field(default_factory=list)  # one (n, _DIM) array per encoder batch, read pieces
+    unread: dict[int, tuple[int, int]] = field(default_factory=dict)  # piece → (byte offset, samples) in spill
+    spill: object = None  # the temporary file, opened with the first unread piece
 
     def __len__(self) -> int:
         return len(self.starts)
 
     def matrix(self) -> np.ndarray:
+        """The embeddings of the read pieces, in time order."""
         if len(self.vectors) != 1:  # joined once, then shared
             self.vectors = [np.concatenate(self.vectors) if self.vectors else np.zeros((0, _DIM), np.float32)]
         return self.vectors[0]
+
+    def put_aside(self, wave: np.ndarray) -> None:
+        if self.spill is None:
+            self.spill = tempfile.TemporaryFile()
+        self.spill.seek(0, 2)
+        self.unread[len(self.starts)] = (self.spill.tell(), len(wave))
+        self.spill.write(np.ascontiguousarray(wave, np.float32).tobytes())
+
+    def audio(self, i: int) -> np.ndarray:
+        at, n = self.unread[i]
+        self.spill.seek(at)
+        return np.frombuffer(self.spill.read(n * 4), np.float32)
+
+    def close(self) -> None:
+        if self.spill is not None:
+            self.spill.close()
 
 
 class _Regions:
@@ -302,12 +340,11 @@ class _Regions:
         return self.start
 
 
-def _embed_speech(windows: Iterable[np.ndarray], opts: DiarizeOptions) -> tuple[_Pieces, float]:
-    """Stream the audio once: VAD per window, closed regions cut into pieces and embedded.
-    Holds the undecided audio only (from the open region's start, or the padding before now)."""
-    from faster_whisper.vad import get_vad_model
-
-    vad = get_vad_model()
+def _embed_speech(windows: Iterable[np.ndarray], opts: DiarizeOptions, speech: np.ndarray | None = None
+                  ) -> tuple[_Pieces, float]:
+    """Stream the audio once: VAD per window (or `speech`, its probabilities given), closed regions cut
+    into pieces and embedded. Holds the undecided audio only (from the open region's start, or the
+    padding before now)."""
     regions = _Regions(opts)
     pieces = _Pieces()
     queue: list[tuple[float, float, np.ndarray]] = []  # pieces waiting for the encoder: start, end, audio
@@ -322,7 +359,11 @@ def _embed_speech(windows: Iterable[np.ndarray], opts: DiarizeOptions) -> tuple[
 
     def step(chunk: np.ndarray) -> None:
         nonlocal probs, done_vad
-        p = np.asarray(vad(chunk), np.float32).reshape(-1)
+        if speech is None:
+            p = vad.probabilities(chunk)
+        else:  # a track a frame short at the end reads as silence there
+            given = speech[done_vad // _FRAME:(done_vad + len(chunk)) // _FRAME]
+            p = np.pad(given, (0, len(chunk) // _FRAME - len(given)))
         probs = np.concatenate([probs, p])
         found = regions.push(p, done_vad // _FRAME)
         done_vad += len(p) * _FRAME
@@ -338,7 +379,7 @@ def _embed_speech(windows: Iterable[np.ndarray], opts: DiarizeOptions) -> tuple[
             cuts = [(a + m) * _FRAME - s for m in pauses]
             _queue_region(buf[s - buf_at:e - buf_at], s / SAMPLE_RATE, cuts, opts, queue)
             if len(queue) >= opts.batch_pieces:
-                _flush(queue, pieces)
+                _flush(queue, pieces, opts)
 
     for w in windows:
         buf = np.concatenate([buf, w]) if len(buf) else np.array(w, dtype=np.float32)
@@ -354,7 +395,7 @@ def _embed_speech(windows: Iterable[np.ndarray], opts: DiarizeOptions) -> tuple[
     if tail:
         step(np.pad(buf[done_vad - buf_at:], (0, _FRAME - tail)))
     emit(regions.flush(-(-total // _FRAME)), total)
-    _flush(queue, pieces)
+    _flush(queue, pieces, opts)
     return pieces, total / SAMPLE_RATE
 
 
@@ -388,19 +429,29 @@ def _queue_region(x: np.ndarray, at: float, cuts: list[int], opts: DiarizeOption
             queue.append((at + a / SAMPLE_RATE, at + b / SAMPLE_RATE, x[wa:wb].copy()))
 
 
-def _flush(queue: list, pieces: _Pieces) -> None:
-    """Embed the queued pieces, one encoder call each, and append them in time order."""
+def _flush(queue: list, pieces: _Pieces, opts: DiarizeOptions) -> None:
+    """Embed the queued pieces (with `sparse`, every other one after the first `dense_pieces`; the
+    rest are put aside) and append them in time order."""
     if not queue:
         return
-    session = _encoder()
-    out = np.zeros((len(queue), _DIM), np.float32)
-    for i, (_, _, wave) in enumerate(queue):
-        # one at a time: the exported graph's instance norm takes a batch of one only
-        out[i] = session.run(None, {"waveform": wave[None].astype(np.float32)})[0][0]
-    pieces.starts.extend(q[0] for q in queue)
-    pieces.ends.extend(q[1] for q in queue)
-    pieces.vectors.append(_unit(out))
+    out = []
+    for start, end, wave in queue:
+        read = not opts.sparse or len(pieces) < opts.dense_pieces or (len(pieces) - opts.dense_pieces) % 2 == 0
+        if read:
+            out.append(_embed(wave))
+        else:
+            pieces.put_aside(wave)
+        pieces.starts.append(start)
+        pieces.ends.append(end)
+        pieces.read.append(read)
+    if out:
+        pieces.vectors.append(_unit(np.stack(out)))
     queue.clear()
+
+
+def _embed(wave: np.ndarray) -> np.ndarray:
+    # one piece per call: the exported graph's instance norm takes a batch of one only
+    return _encoder().run(None, {"waveform": wave[None].astype(np.float32)})[0][0]
 
 
 _encoder_lock = threading.Lock()
@@ -504,32 +555,35 @@ def _likeness(a: np.ndarray, na: np.ndarray, b: np.ndarray, nb: np.ndarray, rho:
     return cos * np.sqrt(np.outer(fa, fb)) / rho
 
 
-def _cluster(pieces: _Pieces, opts: DiarizeOptions, k: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Each piece's speaker index, and each piece's similarity to each speaker (pieces × speakers).
+def _cluster(x: np.ndarray, dur: np.ndarray, opts: DiarizeOptions, k: int | None, talk: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    """Each piece's speaker index and similarity to each speaker (pieces × speakers), from the unit
+    embeddings `x` and durations `dur` (`talk`: the seconds each stands for, when more than its own);
+    and how to place more pieces (`_similarities`): the centre and the speakers' centroids.
 
     The count comes from `_count` (raw embeddings, one threshold), or is `k`. The pieces are then
     assigned by spherical k-means on embeddings centred on this recording's mean: what all its
     voices share (the room, the microphone, what the encoder gives every voice) drops out, and two similar
     voices that the count could only just tell apart are split along what differs between them.
     """
-    x = pieces.matrix()
     if not len(x):
-        return np.zeros(0, int), np.zeros((0, 0), np.float32)
-    dur = np.asarray(pieces.ends) - np.asarray(pieces.starts)
+        return np.zeros(0, int), np.zeros((0, 0), np.float32), None, np.zeros((0, _DIM), np.float32)
     solid = dur >= opts.min_piece_s
     if not solid.any():
         solid = dur >= dur.max()
     weight = np.where(solid, dur, 0.0).astype(np.float32)
     y = _unit(x - weight @ x / weight.sum())
     if k is None:
-        init = _count(x[solid], dur[solid], opts)
+        talk = dur if talk is None else talk
+        init = _count(x[solid], dur[solid], opts, talk[solid])
         if init.max() == 0 and opts.two_voices > 0:
-            init = _two_voices(x[solid], y[solid], dur[solid], opts)
+            init = _two_voices(x[solid], y[solid], dur[solid], opts, talk[solid])
         k = int(init.max()) + 1
     else:
         k, init = min(k, int(solid.sum())), None
     if k == 1:
-        return np.zeros(len(x), int), (x @ _unit((x[solid] * dur[solid, None]).sum(0)))[:, None]
+        centroids = _unit((x[solid] * dur[solid, None]).sum(0))[None]
+        return np.zeros(len(x), int), x @ centroids.T, None, centroids
     if init is None:
         init = _kmeans(y[solid], dur[solid], k)
     lab = np.full(len(x), -1)
@@ -538,8 +592,54 @@ def _cluster(pieces: _Pieces, opts: DiarizeOptions, k: int | None) -> tuple[np.n
         centroids = np.stack([np.where(lab == c, weight, 0) @ y for c in range(k)])
         centroids = _unit(centroids[np.abs(centroids).sum(1) > 0])
         lab = np.where(solid, np.argmax(y @ centroids.T, axis=1), -1)
-    sims = y @ centroids.T
-    return np.argmax(sims, axis=1), sims
+    centre = weight @ x / weight.sum()
+    sims = _similarities(x, centre, centroids)
+    return np.argmax(sims, axis=1), sims, centre, centroids
+
+
+def _similarities(x: np.ndarray, centre: np.ndarray | None, centroids: np.ndarray) -> np.ndarray:
+    """Pieces' similarity to each speaker: on centred embeddings, or raw ones when there is one speaker."""
+    return (x if centre is None else _unit(x - centre)) @ centroids.T
+
+
+def _assign(pieces: _Pieces, opts: DiarizeOptions, k: int | None, rounds: int = 3
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every piece's speaker, similarities and embedding (a zero row where it stayed unread).
+
+    The read pieces are clustered, each standing also for half of each unread neighbour's seconds
+    (so a speaker's talk is not halved). An unread piece between two read neighbours of one speaker,
+    each within `max_gap_s`, takes theirs; the others are read and the clustering is redone with them,
+    up to `rounds` times; what is still undecided then is read and placed by its similarities."""
+    n = len(pieces)
+    starts, ends = np.asarray(pieces.starts), np.asarray(pieces.ends)
+    dur = ends - starts
+    has = np.asarray(pieces.read, bool)
+    x = np.zeros((n, _DIM), np.float32)
+    x[has] = pieces.matrix()
+    gap_ok = np.zeros(n + 1, bool)  # gap_ok[i]: pieces i-1 and i are within max_gap_s
+    gap_ok[1:n] = starts[1:] - ends[:-1] <= opts.max_gap_s
+    for r in range(rounds + 1):
+        talk = np.where(has, dur, 0.0)
+        for i in np.flatnonzero(~has):  # an unread piece's neighbours are read: they alternate
+            side = [j for j in (i - 1, i + 1) if 0 <= j < n and has[j]]
+            talk[side] += dur[i] / max(1, len(side))
+        lab_read, sims_read, centre, centroids = _cluster(x[has], dur[has], opts, k, talk[has])
+        labels, sims = np.zeros(n, int), np.zeros((n, sims_read.shape[1]), np.float32)
+        labels[has], sims[has] = lab_read, sims_read
+        todo = []
+        for i in np.flatnonzero(~has):
+            if 0 < i < n - 1 and gap_ok[i] and gap_ok[i + 1] and labels[i - 1] == labels[i + 1]:
+                labels[i], sims[i] = labels[i - 1], (sims[i - 1] + sims[i + 1]) / 2
+            else:
+                todo.append(i)
+        if not todo:
+            break
+        x[todo] = _unit(np.stack([_embed(pieces.audio(i)) for i in todo]))
+        has[todo] = True
+        if r == rounds:
+            sims[todo] = _similarities(x[todo], centre, centroids)
+            labels[todo] = np.argmax(sims[todo], axis=1)
+    return labels, sims, x
 
 
 def _kmeans(y: np.ndarray, dur: np.ndarray, k: int) -> np.ndarray:
@@ -553,7 +653,8 @@ def _speaker_talk(talk: np.ndarray, opts: DiarizeOptions) -> np.ndarray:
     return talk >= min(max(opts.min_speaker_s, opts.min_speaker_share * talk.sum()), opts.speaker_s)
 
 
-def _two_voices(x: np.ndarray, y: np.ndarray, dur: np.ndarray, opts: DiarizeOptions) -> np.ndarray:
+def _two_voices(x: np.ndarray, y: np.ndarray, dur: np.ndarray, opts: DiarizeOptions,
+                talk: np.ndarray | None = None) -> np.ndarray:
     """The pieces `_count` took for one speaker (raw `x`, centred `y`) split in two: labels 0/1 when the
     halves are less alike than `two_voices` and each talks enough to be a speaker, else all 0."""
     none = np.zeros(len(x), int)
@@ -564,12 +665,13 @@ def _two_voices(x: np.ndarray, y: np.ndarray, dur: np.ndarray, opts: DiarizeOpti
     sums = np.stack([w[lab == c].sum(0) for c in (0, 1)])
     counts = np.array([cnt[lab == c].sum() for c in (0, 1)])
     alike = _likeness(sums[:1], counts[:1], sums[1:], counts[1:], opts.rho)[0, 0]
-    if alike >= opts.two_voices or not _speaker_talk(np.bincount(lab, weights=dur, minlength=2), opts).all():
+    talk = dur if talk is None else talk
+    if alike >= opts.two_voices or not _speaker_talk(np.bincount(lab, weights=talk, minlength=2), opts).all():
         return none
     return lab if lab[0] == 0 else 1 - lab
 
 
-def _count(x: np.ndarray, dur: np.ndarray, opts: DiarizeOptions) -> np.ndarray:
+def _count(x: np.ndarray, dur: np.ndarray, opts: DiarizeOptions, talk: np.ndarray | None = None) -> np.ndarray:
     """Speakers by agglomerative clustering of the raw embeddings, in two stages so memory stays
     bounded: within blocks of consecutive pieces, then over the blocks' clusters. Clusters with too
     little speech are not speakers: their pieces join the nearest one that is. Returns each piece's
@@ -585,7 +687,7 @@ def _count(x: np.ndarray, dur: np.ndarray, opts: DiarizeOptions) -> np.ndarray:
             sub_sums.append(wb[lab == c].sum(0))
             sub_cnt.append(cb[lab == c].sum())
     lab = _ahc(np.stack(sub_sums), np.array(sub_cnt), opts.same_speaker, opts.rho)[sub_of]
-    talk = np.bincount(lab, weights=dur)
+    talk = np.bincount(lab, weights=dur if talk is None else talk)
     big = _speaker_talk(talk, opts)
     if not big.any():
         big = talk >= talk.max()
@@ -596,11 +698,11 @@ def _count(x: np.ndarray, dur: np.ndarray, opts: DiarizeOptions) -> np.ndarray:
 # -- turns -------------------------------------------------------------------------------------------
 
 
-def _turns(pieces: _Pieces, labels: np.ndarray, sims: np.ndarray, duration: float,
+def _turns(pieces: _Pieces, labels: np.ndarray, sims: np.ndarray, x: np.ndarray, duration: float,
            opts: DiarizeOptions) -> Diarization:
+    """`x`: each piece's unit embedding, a zero row for a piece left unread (it adds nothing to a voiceprint)."""
     if not len(labels):
         return Diarization([], {}, METHOD, round(duration, 3))
-    x = pieces.matrix()
     starts, ends = np.asarray(pieces.starts), np.asarray(pieces.ends)
     labels = labels.copy()
     for i in range(1, len(labels) - 1):  # an isolated flip the evidence barely supports

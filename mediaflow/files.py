@@ -112,6 +112,12 @@ def chapters_mp3(episode_id: str, settings: Settings) -> Path:
     return write_id3_chapters(src, out, [Chapter(**c) for c in data], title=ep.title, duration=ep.duration_s)
 
 
+def speech_path(ep, settings: Settings) -> Path:
+    """Where an episode's speech probabilities (`mediaflow.vad`) are kept: a derived file named after the
+    audio they were computed on (audio is named by its content), so new audio never reads old ones."""
+    return settings.data_path / "derived" / f"{ep.id}-speech-{Path(ep.audio_path).stem[:16]}.npy"
+
+
 def delete_episode(episode_id: str, settings: Settings) -> None:
     """Remove an episode, its transcript, chapters, features and every file made from it.
 

@@ -15,16 +15,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 from sqlalchemy.exc import IntegrityError
 
+from mediaflow import vad
 from mediaflow.asr import Progress
 from mediaflow.audio import AudioInfo, LoudnessMeter, atomic_copy, probe, sha256_file
 from mediaflow.config import AUDIO_EXTENSIONS, Settings
 from mediaflow.errors import MediaflowError, NotFound
-from mediaflow.files import sweep_stale_temp_files
+from mediaflow.files import speech_path, sweep_stale_temp_files
 from mediaflow.resources import get_store, get_transcriber
 from mediaflow.store import EPISODE_ID_LEN, Episode
 from mediaflow.transcript import Transcript
+from mediaflow.vad import SpeechTrack
 
 
 # -- ingest ----------------------------------------------------------------------------------------
@@ -105,20 +108,23 @@ class TranscribeResult:
     transcript: Transcript
     loudness_dbfs: float | None
     peak_dbfs: float | None
+    speech: np.ndarray | None = None  # the VAD's speech probabilities, kept for the speaker step
 
 
 def transcribe_episode(episode_id: str, settings: Settings, progress: Progress | None = None) -> TranscribeResult:
-    """Transcribe the stored audio of an episode (streamed; loudness measured in the same pass)."""
+    """Transcribe the stored audio of an episode (streamed; loudness measured and the VAD's speech
+    probabilities kept in the same pass)."""
     store = get_store(settings.db_url)
     ep = store.update_episode(episode_id, status="processing", error=None)
-    meter = LoudnessMeter()
+    meter, track = LoudnessMeter(), SpeechTrack()
     transcript = get_transcriber(settings).transcribe(
         settings.data_path / ep.audio_path,
         progress=progress,
         max_duration_s=settings.max_duration_h * 3600,
         meter=meter,
+        speech=track,
     )
-    return TranscribeResult(transcript, meter.loudness_dbfs, meter.peak_dbfs)
+    return TranscribeResult(transcript, meter.loudness_dbfs, meter.peak_dbfs, track.array())
 
 
 def store_transcript(episode_id: str, result: TranscribeResult, settings: Settings) -> Episode:
@@ -126,6 +132,8 @@ def store_transcript(episode_id: str, result: TranscribeResult, settings: Settin
     becomes the one measured by decoding: a header can overstate it (a truncated MP3 keeps its Xing count)."""
     store = get_store(settings.db_url)
     measured = {"duration_s": result.transcript.duration} if result.transcript.duration > 0 else {}
+    if result.speech is not None and len(result.speech):
+        vad.save(speech_path(store.get_episode(episode_id), settings), result.speech)
     store.save_transcript(
         episode_id, result.transcript, status="processing",
         loudness_dbfs=result.loudness_dbfs, peak_dbfs=result.peak_dbfs, **measured,

@@ -257,12 +257,16 @@ def _other(segs: list[Segment], i: int, direction: int) -> str | None:
 # -- per episode, with the store --------------------------------------------------------------------
 def identify(episode_id: str, settings: Settings) -> Speakers:
     """Diarize the stored audio, name the speakers, enroll the named ones under the show; stored."""
-    from mediaflow import diarize
+    from mediaflow import diarize, vad
+    from mediaflow.files import speech_path
     from mediaflow.resources import get_store
 
     store = get_store(settings.db_url)
     ep = store.get_episode(episode_id)
-    diar = diarize.diarize(settings.data_path / ep.audio_path, max_duration_s=settings.max_duration_h * 3600)
+    # the transcription step's speech probabilities, when it kept them for this audio (else the VAD runs again)
+    speech = vad.load(speech_path(ep, settings), ep.duration_s) if ep.duration_s else None
+    diar = diarize.diarize(settings.data_path / ep.audio_path, max_duration_s=settings.max_duration_h * 3600,
+                           speech=speech)
     speakers = Speakers(diar)
     transcript = store.get_transcript(episode_id)
     people = candidates(ep.persons, ep.description)

@@ -190,10 +190,9 @@ def test_two_voices_as_alike_as_two_people_in_one_room_are_split_in_two(two_voic
         lo, hi = (mid, hi) if pulled(mid)[1] > 0.59 else (lo, mid)
     y, alike = pulled(lo)
     assert SAME_SPEAKER < alike < D.TWO_VOICES
-    pieces = D._Pieces(list(st), list(en), [y])
-    once, _ = D._cluster(pieces, replace(D.DiarizeOptions(), two_voices=0), None)
+    once = D._cluster(y, dur, replace(D.DiarizeOptions(), two_voices=0), None)[0]
     assert once.max() == 0  # the count alone: one speaker
-    labels, _ = D._cluster(pieces, D.DiarizeOptions(), None)
+    labels = D._cluster(y, dur, D.DiarizeOptions(), None)[0]
     assert labels.max() == 1
     agree = np.mean([(lab == labels[0]) == (w == who[0]) for lab, w in zip(labels, who)])
     assert agree >= 0.9, agree
@@ -346,3 +345,50 @@ def test_the_encoder_is_found_in_any_of_the_packages_libraries_and_refused_when_
     (fake / "moonshine.dll").write_bytes(b"MZ" + damaged + b"\0" * 64)
     with pytest.raises(ModelUnavailable, match="moonshine-voice==0.0.49"):
         D.encoder_bytes()
+
+
+def test_transcription_keeps_the_vads_probabilities_and_diarization_reads_them(two_voices):
+    """The transcriber hands on what faster-whisper's VAD computed (changing nothing it does), on the
+    audio's own frame grid across windows; diarizing with them finds the same speakers."""
+    from mediaflow.asr import Transcriber
+    from mediaflow.vad import FRAME, SpeechTrack, probabilities
+
+    audio, ref = two_voices
+    asr = Transcriber()
+    plain = asr.transcribe(audio)
+    track = SpeechTrack()
+    kept = asr.transcribe(audio, speech=track)
+    assert kept.to_dict() == plain.to_dict() and plain.text
+    probs = track.array()
+    assert len(probs) == -(-len(audio) // FRAME)
+    assert np.array_equal(probs, probabilities(np.pad(audio, (0, FRAME - len(audio) % FRAME)))[:len(probs)])
+
+    windowed = SpeechTrack()
+    Transcriber(window_s=12.0).transcribe(audio, speech=windowed)  # three windows with their carry
+    assert len(windowed.array()) == len(probs)
+    assert np.mean((windowed.array() >= 0.5) == (probs >= 0.5)) > 0.97
+
+    d = diarize(audio, speech=probs)
+    assert d.speakers == ["S1", "S2"]
+    assert der(ref, [(t.start, t.end, t.speaker) for t in d.turns])["der"] < 0.1
+
+
+def test_a_long_recording_is_read_every_other_piece_with_the_same_turns(three_voices, monkeypatch):
+    """Past `dense_pieces`, every other piece is embedded; one between two neighbours of different
+    speakers is read after all. The voices and turns stay what reading everything gives."""
+    from dataclasses import replace
+
+    from mediaflow import diarize as D
+
+    audio, ref = three_voices
+    read = []
+    embed = D._embed
+    monkeypatch.setattr(D, "_embed", lambda wave: read.append(len(wave)) or embed(wave))
+    pieces = len(D.embed_pieces(audio)[0])
+    read.clear()
+    d = diarize(audio, options=replace(D.DiarizeOptions(), dense_pieces=6))
+    assert 0.5 * pieces < len(read) < pieces  # some skipped, the ones at changes of voice read
+    assert len(d.speakers) == 3
+    shares, label_of = _share_right(d, ref)
+    assert len(set(label_of.values())) == 3 and min(shares) >= 0.9, shares
+    assert der(ref, [(t.start, t.end, t.speaker) for t in d.turns])["der"] < 0.1

@@ -82,13 +82,23 @@ def _share_right(found: speakers.Speakers, truth) -> float:
     return right / total
 
 
-def test_speakers_are_found_named_and_recognised_across_episodes(settings, episodes):
+def test_speakers_are_found_named_and_recognised_across_episodes(settings, episodes, monkeypatch):
     from flows.episodes import process_episode
 
     (first, truth1), (second, truth2) = episodes
     eid = process_episode(str(first), title="Volcanoes with Sarah Mitchell", show="Earth Weekly")
     found = speakers.load(eid, settings)
     assert len(found.labels) == 2 and _share_right(found, truth1) >= 0.9
+
+    # the speaker step read the speech probabilities the transcription step kept: redone, no VAD runs
+    from mediaflow import vad
+    from mediaflow.files import delete_episode, speech_path
+
+    kept = speech_path(get_store(settings.db_url).get_episode(eid), settings)
+    assert kept.is_file()
+    with monkeypatch.context() as m:
+        m.setattr(vad, "probabilities", lambda audio: pytest.fail("the VAD ran again"))
+        assert speakers.identify(eid, settings).diarization.turns == found.diarization.turns
     host = found.diarization.speaker_at(*truth1[0][:2])
     guest = found.diarization.speaker_at(*truth1[1][:2])
     assert found.names[host].name == "Arthur Pendleton" and found.names[host].source == "introduction"
@@ -117,6 +127,10 @@ def test_speakers_are_found_named_and_recognised_across_episodes(settings, episo
     assert speakers.load(eid3, settings).names == {}
     assert [r["display_name"] for r in speakers.summary(get_store(settings.db_url).get_transcript(eid3),
                                                         speakers.load(eid3, settings))] == ["Speaker 1", "Speaker 2"]
+    kept3 = speech_path(get_store(settings.db_url).get_episode(eid3), settings)
+    assert kept3.is_file()
+    delete_episode(eid3, settings)
+    assert not kept3.exists()  # an episode's kept probabilities go with it
 
 
 def _reencoded(path: Path) -> Path:
