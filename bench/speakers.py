@@ -440,7 +440,7 @@ def score(conv: Conversation, num_speakers: int | None = None, own_vad: bool = F
             "cpu_s": round(cpu, 2), "note": conv.note, "count_given": num_speakers is not None}
 
 
-def _speed_child(path: str) -> None:
+def _speed_child(path: str, every_piece: bool = False) -> None:
     """Run in a subprocess: load the models, diarize a file; print CPU (self + children), wall time
     and RSS (sampled every 20 ms: ru_maxrss would keep the parent's size from before the exec) as JSON."""
     import threading
@@ -477,7 +477,7 @@ def _speed_child(path: str) -> None:
     speech = np.load(path + ".speech.npy").astype(np.float32) if Path(path + ".speech.npy").exists() else None
     load_peak, loaded, peak[0] = peak[0], me.memory_info().rss, 0
     r0, c0, w0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN), time.time()
-    d = diarize(path, speech=speech)
+    d = diarize(path, speech=speech, options=D.DiarizeOptions(sparse=not every_piece))
     r1, c1 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     done.set()
     sampler.join()
@@ -500,15 +500,18 @@ def speed(convs: list[Conversation]) -> list[dict]:
             del audio
             speech = kept_speech(path)
             kept = Path(str(path) + ".speech.npy")
-            for vad in ("kept", "own"):  # the pipeline's path, and a backfill's (no kept probabilities)
+            # the pipeline's path; a backfill's (no kept probabilities); and, for reference in the same
+            # run, the previous method's (own VAD pass, every piece embedded: xvector-ahc-v4)
+            for vad, every in (("kept", False), ("own", False), ("own", True)):
                 if vad == "kept":
                     np.save(kept, speech.astype(np.float16))  # as the pipeline stores them
                 else:
                     kept.unlink(missing_ok=True)
-                out = subprocess.run([sys.executable, __file__, "--speed-child", str(path)], capture_output=True,
-                                     text=True, check=True).stdout
+                out = subprocess.run([sys.executable, __file__, "--speed-child", str(path)]
+                                     + (["--every-piece"] if every else []),
+                                     capture_output=True, text=True, check=True).stdout
                 r = json.loads(out.strip().splitlines()[-1])
-                rows.append({"minutes": minutes, "vad": vad,
+                rows.append({"minutes": minutes, "vad": vad, "every_piece": every,
                              "cpu_s_per_hour": round(r["cpu_s"] / r["seconds"] * 3600, 1),
                              "wall_s_per_hour": round(r["wall_s"] / r["seconds"] * 3600, 1),
                              "peak_rss_mb": round(r["peak_rss_mb"]), "loaded_rss_mb": round(r["loaded_rss_mb"]),
@@ -606,9 +609,10 @@ def main() -> None:
     ap.add_argument("--dense-pieces", type=int,
                     help="read every piece only this far (the method's default: DiarizeOptions.dense_pieces); 0: sparse from the start")
     ap.add_argument("--speed-child", help=argparse.SUPPRESS)
+    ap.add_argument("--every-piece", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.speed_child:
-        return _speed_child(args.speed_child)
+        return _speed_child(args.speed_child, args.every_piece)
     from mediaflow import diarize as D
 
     load0 = os.getloadavg()[0]
@@ -636,7 +640,8 @@ def main() -> None:
                   f"{r['centroid_cos_max']:.3f} |")
     sp = [] if args.no_speed else speed([c for c in convs if c.set in ("real", "tts")] or convs)
     for r in sp:
-        print(f"{r['minutes']} min from a file, VAD {r['vad']}, {r['embedded_share']:.0%} of pieces embedded: "
+        print(f"{r['minutes']} min from a file, VAD {r['vad']}{', every piece (v4)' if r['every_piece'] else ''}, "
+              f"{r['embedded_share']:.0%} of pieces embedded: "
               f"{r['cpu_s_per_hour']} CPU s per hour of audio, "
               f"{r['wall_s_per_hour']} s wall per hour; RSS {r['loaded_rss_mb']} MB loaded, peak "
               f"{r['peak_rss_mb']} MB while diarizing ({r['load_peak_rss_mb']} MB while loading)")

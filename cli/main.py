@@ -36,20 +36,25 @@ def cmd_transcribe(args, settings) -> int:
     from mediaflow.audio import probe
     from mediaflow.resources import get_transcriber
     from mediaflow.transcript import export
+    from mediaflow.vad import SpeechTrack
 
     if args.model:
         settings.asr_model = args.model
     info = probe(args.file, max_bytes=settings.max_upload_bytes, max_duration_s=settings.max_duration_h * 3600)
     bar, update = _progress_bar(info.duration_s)
+    diarizing = args.speakers or args.format == "rttm"
+    track = SpeechTrack() if diarizing else None  # the VAD's probabilities, read again by the speaker step
     with bar:
         transcript = get_transcriber(settings).transcribe(
-            args.file, progress=update, max_duration_s=settings.max_duration_h * 3600, fine_progress=True
+            args.file, progress=update, max_duration_s=settings.max_duration_h * 3600, fine_progress=True,
+            speech=track,
         )
-    if args.speakers or args.format == "rttm":
+    if diarizing:
         from mediaflow import speakers
         from mediaflow.diarize import diarize
 
-        found = speakers.Speakers(diarize(args.file, max_duration_s=settings.max_duration_h * 3600))
+        found = speakers.Speakers(diarize(args.file, max_duration_s=settings.max_duration_h * 3600,
+                                          speech=track.array()))
         found.names.update(speakers.from_introductions(speakers.attribute(transcript, found, names=False),
                                                        speakers.known_names(transcript, None)))
         if args.format == "rttm":
