@@ -46,7 +46,8 @@ other in one room, say) can be counted as one; `num_speakers` then still separat
 
 Memory: the audio is decoded in windows of ~33 s (`mediaflow.audio.stream_pcm`) and only the open
 speech region is kept; what grows with length is one 512-float embedding per piece (~5 MB per
-hour of speech). No speech gives `turns == []`; one voice gives one speaker.
+hour of speech), and on disk the skipped pieces' audio until the end (a temporary file, ~100 MB per
+hour of speech, removed when done). No speech gives `turns == []`; one voice gives one speaker.
 
 `SAME_SPEAKER` is also the threshold of `match`, which finds an enrolled speaker's name from a
 voiceprint: a voiceprint is the mean raw embedding of a speaker's pieces, the vector step 3 compares
