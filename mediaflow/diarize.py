@@ -260,7 +260,6 @@ class _Pieces:
 
     starts: list[float] = field(default_factory=list)
     ends: list[float] = field(default_factory=list)
-    read: list[bool] = field(default_factory=list)
     vectors: list[np.ndarray] = field(default_factory=list)  # one (n, _DIM) array per encoder batch, read pieces
     unread: dict[int, tuple[int, int]] = field(default_factory=dict)  # piece → (byte offset, samples) in spill
     spill: object = None  # the temporary file, opened with the first unread piece
@@ -444,7 +443,6 @@ def _flush(queue: list, pieces: _Pieces, opts: DiarizeOptions) -> None:
             pieces.put_aside(wave)
         pieces.starts.append(start)
         pieces.ends.append(end)
-        pieces.read.append(read)
     if out:
         pieces.vectors.append(_unit(np.stack(out)))
     queue.clear()
@@ -614,7 +612,8 @@ def _assign(pieces: _Pieces, opts: DiarizeOptions, k: int | None, rounds: int = 
     n = len(pieces)
     starts, ends = np.asarray(pieces.starts), np.asarray(pieces.ends)
     dur = ends - starts
-    has = np.asarray(pieces.read, bool)
+    has = np.ones(n, bool)
+    has[list(pieces.unread)] = False
     x = np.zeros((n, _DIM), np.float32)
     x[has] = pieces.matrix()
     gap_ok = np.zeros(n + 1, bool)  # gap_ok[i]: pieces i-1 and i are within max_gap_s
