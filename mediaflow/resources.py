@@ -46,8 +46,10 @@ def _caches():
     import sys
 
     for module, attr, name in _MODEL_CACHES:
-        if module in sys.modules:
-            yield name, getattr(sys.modules[module], attr)
+        # a module another thread is importing sits in sys.modules before its cache is defined
+        cache = getattr(sys.modules.get(module), attr, None)
+        if cache is not None:
+            yield name, cache
 
 
 def loaded_models() -> list[str]:

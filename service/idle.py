@@ -25,14 +25,17 @@ class IdleUnloader:
     def _watch(self) -> None:
         calls, active = resources.model_calls(), time.monotonic()
         while not self._stop.wait(min(30.0, max(0.5, self.idle_s / 4))):
-            now_calls = resources.model_calls()
-            if now_calls != calls or self.busy():
-                calls, active = now_calls, time.monotonic()
-            elif time.monotonic() - active >= self.idle_s and resources.loaded_models():
-                dropped = resources.unload_models()
-                self.unloaded_at = time.time()
-                log.info("models idle for %.0f s: unloaded %s", self.idle_s, ", ".join(dropped))
-                calls = resources.model_calls()
+            try:
+                now_calls = resources.model_calls()
+                if now_calls != calls or self.busy():
+                    calls, active = now_calls, time.monotonic()
+                elif time.monotonic() - active >= self.idle_s and resources.loaded_models():
+                    dropped = resources.unload_models()
+                    self.unloaded_at = time.time()
+                    log.info("models idle for %.0f s: unloaded %s", self.idle_s, ", ".join(dropped))
+                    calls = resources.model_calls()
+            except Exception:  # one bad round must not end the watch for the life of the server
+                log.exception("idle check failed; trying again next round")
 
     def stop(self) -> None:
         self._stop.set()

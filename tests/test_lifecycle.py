@@ -36,17 +36,37 @@ def long_episode(long_speech_wav, tmp_path_factory) -> Path:
     return out
 
 
+_started: list[psutil.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_server_outlives_its_test():
+    """A test that fails half-way leaves no server behind (its Prefect API and flows with it)."""
+    yield
+    while _started:
+        proc = _started.pop()
+        if proc.is_running():
+            tree = [proc, *proc.children(recursive=True)]
+            for p in tree:
+                p.kill()
+            psutil.wait_procs(tree, timeout=20)
+
+
 class Serve:
     """`mediaflow serve` as a user starts it, on a data dir of its own."""
 
     def __init__(self, data: Path, **settings: str):
         self.port = free_port()
+        data.mkdir(parents=True, exist_ok=True)
+        # a file, not a pipe nobody reads while the server runs: a full pipe would stall its logging
+        self.log = data.parent / f"serve-{self.port}.log"
         env = {**os.environ, "MEDIAFLOW_DATA_DIR": str(data), "PREFECT_HOME": str(data / "prefect"),
                "MEDIAFLOW_LEASE_S": "4", **{f"MEDIAFLOW_{k.upper()}": v for k, v in settings.items()}}
         env.pop("PREFECT_API_URL", None)
-        self.proc = psutil.Popen([str(BIN), "serve", "--port", str(self.port)], env=env,
-                                 preexec_fn=_as_from_a_terminal,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        with open(self.log, "wb") as err:
+            self.proc = psutil.Popen([str(BIN), "serve", "--port", str(self.port)], env=env,
+                                     preexec_fn=_as_from_a_terminal, stdout=subprocess.DEVNULL, stderr=err)
+        _started.append(self.proc)
         self.url = f"http://127.0.0.1:{self.port}"
         self.client = httpx.Client(base_url=self.url, timeout=60)
         deadline = time.monotonic() + 120
@@ -55,7 +75,7 @@ class Serve:
                 if self.client.get("/health").status_code == 200:
                     return
             except httpx.TransportError:
-                assert self.proc.poll() is None, self.proc.stderr.read().decode()[-2000:]
+                assert self.proc.poll() is None, self.log.read_text(errors="replace")[-2000:]
             time.sleep(0.2)
         raise AssertionError("mediaflow serve did not answer /health")
 
