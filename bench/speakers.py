@@ -47,7 +47,8 @@ start (the built conversations are shorter than the method's `dense_pieces`, so 
 read whole): the check that sparse reading keeps counts and turns.
 
 Speed and memory (`--no-speed` skips them): every built conversation placed end to end and repeated
-to 60 minutes, written as 16 kHz WAV, transcribed to keep its speech probabilities, and diarized
+to 60 minutes, written as 16 kHz WAV, transcribed in a fresh subprocess to keep its speech
+probabilities (that transcription's CPU is the yardstick: both figures move with the host), and diarized
 from the file in a fresh subprocess with the models loaded first, once with the kept probabilities
 and once with its own VAD pass: CPU seconds of the process and its ffmpeg child per hour of audio,
 the share of pieces embedded, wall time, RSS once loaded and its peak while diarizing (sampled every
@@ -488,6 +489,25 @@ def _speed_child(path: str, every_piece: bool = False) -> None:
                       "embedded_share": round(calls["embed"] / max(1, calls["embed"] - calls["audio"] + calls["put_aside"]), 3)}))
 
 
+def _asr_child(path: str) -> None:
+    """Run in a subprocess: transcribe a file as the pipeline does (models loaded first), keep its
+    speech probabilities beside it, print the transcription's CPU (self + children) and wall time as
+    JSON. The diarization figures are read against it: both move with the host."""
+    from mediaflow.config import Settings
+    from mediaflow.resources import get_transcriber
+    from mediaflow.vad import SpeechTrack
+
+    tr = get_transcriber(Settings())
+    tr.transcribe(np.zeros(SAMPLE_RATE, np.float32))  # loads Whisper and the VAD
+    track = SpeechTrack()
+    r0, c0, w0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN), time.time()
+    t = tr.transcribe(path, speech=track)
+    r1, c1 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = sum(b.ru_utime + b.ru_stime - a.ru_utime - a.ru_stime for a, b in ((r0, r1), (c0, c1)))
+    np.save(path + ".speech.npy", track.array().astype(np.float16))  # as the pipeline stores them
+    print(json.dumps({"cpu_s": cpu, "wall_s": time.time() - w0, "seconds": t.duration}))
+
+
 def speed(convs: list[Conversation]) -> list[dict]:
     joined = np.concatenate([c.audio for c in convs])
     rows = []
@@ -498,13 +518,17 @@ def speed(convs: list[Conversation]) -> list[dict]:
             path = Path(tmp) / f"{minutes}min.wav"
             path.write_bytes(encode(audio, SAMPLE_RATE, "wav"))
             del audio
-            speech = kept_speech(path)
             kept = Path(str(path) + ".speech.npy")
+            out = subprocess.run([sys.executable, __file__, "--asr-child", str(path)],
+                                 capture_output=True, text=True, check=True).stdout
+            asr = json.loads(out.strip().splitlines()[-1])
+            asr_cpu_h = asr["cpu_s"] / asr["seconds"] * 3600
+            speech = np.load(kept)
             # the pipeline's path; a backfill's (no kept probabilities); and, for reference in the same
             # run, the previous method's (own VAD pass, every piece embedded: xvector-ahc-v4)
             for vad, every in (("kept", False), ("own", False), ("own", True)):
                 if vad == "kept":
-                    np.save(kept, speech.astype(np.float16))  # as the pipeline stores them
+                    np.save(kept, speech)
                 else:
                     kept.unlink(missing_ok=True)
                 out = subprocess.run([sys.executable, __file__, "--speed-child", str(path)]
@@ -513,6 +537,8 @@ def speed(convs: list[Conversation]) -> list[dict]:
                 r = json.loads(out.strip().splitlines()[-1])
                 rows.append({"minutes": minutes, "vad": vad, "every_piece": every,
                              "cpu_s_per_hour": round(r["cpu_s"] / r["seconds"] * 3600, 1),
+                             "asr_cpu_s_per_hour": round(asr_cpu_h, 1),
+                             "share_of_asr": round(r["cpu_s"] / r["seconds"] * 3600 / asr_cpu_h, 3),
                              "wall_s_per_hour": round(r["wall_s"] / r["seconds"] * 3600, 1),
                              "peak_rss_mb": round(r["peak_rss_mb"]), "loaded_rss_mb": round(r["loaded_rss_mb"]),
                              "load_peak_rss_mb": round(r["load_peak_rss_mb"]), "speakers": r["speakers"],
@@ -609,8 +635,11 @@ def main() -> None:
     ap.add_argument("--dense-pieces", type=int,
                     help="read every piece only this far (the method's default: DiarizeOptions.dense_pieces); 0: sparse from the start")
     ap.add_argument("--speed-child", help=argparse.SUPPRESS)
+    ap.add_argument("--asr-child", help=argparse.SUPPRESS)
     ap.add_argument("--every-piece", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.asr_child:
+        return _asr_child(args.asr_child)
     if args.speed_child:
         return _speed_child(args.speed_child, args.every_piece)
     from mediaflow import diarize as D
@@ -642,7 +671,8 @@ def main() -> None:
     for r in sp:
         print(f"{r['minutes']} min from a file, VAD {r['vad']}{', every piece (v4)' if r['every_piece'] else ''}, "
               f"{r['embedded_share']:.0%} of pieces embedded: "
-              f"{r['cpu_s_per_hour']} CPU s per hour of audio, "
+              f"{r['cpu_s_per_hour']} CPU s per hour of audio ({r['share_of_asr']:.0%} of transcription's "
+              f"{r['asr_cpu_s_per_hour']}), "
               f"{r['wall_s_per_hour']} s wall per hour; RSS {r['loaded_rss_mb']} MB loaded, peak "
               f"{r['peak_rss_mb']} MB while diarizing ({r['load_peak_rss_mb']} MB while loading)")
     out = {"method": D.METHOD, "same_speaker": D.SAME_SPEAKER, "options": vars(opts), "own_vad": args.own_vad,
