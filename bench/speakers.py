@@ -457,11 +457,9 @@ def _speed_child(path: str, every_piece: bool = False) -> None:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    from faster_whisper.vad import get_vad_model
-
-    from mediaflow.diarize import _encoder, diarize
-
     from mediaflow import diarize as D
+    from mediaflow import vad
+    from mediaflow.diarize import _encoder, diarize
 
     calls = {"embed": 0, "put_aside": 0, "audio": 0}
 
@@ -474,7 +472,7 @@ def _speed_child(path: str, every_piece: bool = False) -> None:
     D._embed = counted("embed", D._embed)
     D._Pieces.put_aside = counted("put_aside", D._Pieces.put_aside)
     D._Pieces.audio = counted("audio", D._Pieces.audio)
-    _encoder(), get_vad_model()  # loading is not per hour
+    _encoder(), vad.model()  # loading is not per hour
     speech = np.load(path + ".speech.npy").astype(np.float32) if Path(path + ".speech.npy").exists() else None
     load_peak, loaded, peak[0] = peak[0], me.memory_info().rss, 0
     r0, c0, w0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN), time.time()
