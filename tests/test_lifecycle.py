@@ -48,7 +48,10 @@ def _no_server_outlives_its_test():
         if proc.is_running():
             tree = [proc, *proc.children(recursive=True)]
             for p in tree:
-                p.kill()
+                try:
+                    p.kill()
+                except psutil.NoSuchProcess:  # gone on its own meanwhile
+                    pass
             psutil.wait_procs(tree, timeout=20)
 
 
