@@ -441,6 +441,15 @@ def score(conv: Conversation, num_speakers: int | None = None, own_vad: bool = F
             "cpu_s": round(cpu, 2), "note": conv.note, "count_given": num_speakers is not None}
 
 
+def _usage() -> tuple:
+    return resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+
+
+def _cpu_since(before: tuple) -> float:
+    """CPU seconds of this process and its children (ffmpeg) since `_usage()` gave `before`."""
+    return sum(b.ru_utime + b.ru_stime - a.ru_utime - a.ru_stime for a, b in zip(before, _usage()))
+
+
 def _speed_child(path: str, every_piece: bool = False) -> None:
     """Run in a subprocess: load the models, diarize a file; print CPU (self + children), wall time
     and RSS (sampled every 20 ms: ru_maxrss would keep the parent's size from before the exec) as JSON."""
@@ -475,12 +484,11 @@ def _speed_child(path: str, every_piece: bool = False) -> None:
     _encoder(), vad.model()  # loading is not per hour
     speech = np.load(path + ".speech.npy").astype(np.float32) if Path(path + ".speech.npy").exists() else None
     load_peak, loaded, peak[0] = peak[0], me.memory_info().rss, 0
-    r0, c0, w0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN), time.time()
+    before, w0 = _usage(), time.time()
     d = diarize(path, speech=speech, options=D.DiarizeOptions(sparse=not every_piece))
-    r1, c1 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = _cpu_since(before)
     done.set()
     sampler.join()
-    cpu = sum(b.ru_utime + b.ru_stime - a.ru_utime - a.ru_stime for a, b in ((r0, r1), (c0, c1)))
     print(json.dumps({"cpu_s": cpu, "wall_s": time.time() - w0, "peak_rss_mb": peak[0] / 2**20,
                       "loaded_rss_mb": loaded / 2**20, "load_peak_rss_mb": load_peak / 2**20,
                       "speakers": len(d.speakers), "turns": len(d.turns), "seconds": d.duration_s,
@@ -488,22 +496,17 @@ def _speed_child(path: str, every_piece: bool = False) -> None:
 
 
 def _asr_child(path: str) -> None:
-    """Run in a subprocess: transcribe a file as the pipeline does (models loaded first), keep its
-    speech probabilities beside it, print the transcription's CPU (self + children) and wall time as
-    JSON. The diarization figures are read against it: both move with the host."""
-    from mediaflow.config import Settings
-    from mediaflow.resources import get_transcriber
-    from mediaflow.vad import SpeechTrack
+    """Run in a subprocess: transcribe a file as the pipeline does (models loaded first), store its
+    speech probabilities beside it as the pipeline does, print the transcription's CPU seconds as JSON.
+    The diarization figures are read against it: both move with the host."""
+    from mediaflow import vad
 
-    tr = get_transcriber(Settings())
-    tr.transcribe(np.zeros(SAMPLE_RATE, np.float32))  # loads Whisper and the VAD
-    track = SpeechTrack()
-    r0, c0, w0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN), time.time()
-    t = tr.transcribe(path, speech=track)
-    r1, c1 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = sum(b.ru_utime + b.ru_stime - a.ru_utime - a.ru_stime for a, b in ((r0, r1), (c0, c1)))
-    np.save(path + ".speech.npy", track.array().astype(np.float16))  # as the pipeline stores them
-    print(json.dumps({"cpu_s": cpu, "wall_s": time.time() - w0, "seconds": t.duration}))
+    kept_speech(np.zeros(SAMPLE_RATE, np.float32))  # loads Whisper and the VAD
+    before = _usage()
+    speech = kept_speech(path)
+    cpu = _cpu_since(before)
+    vad.save(path + ".speech.npy", speech)
+    print(json.dumps({"cpu_s": cpu}))
 
 
 def speed(convs: list[Conversation]) -> list[dict]:
@@ -519,14 +522,13 @@ def speed(convs: list[Conversation]) -> list[dict]:
             kept = Path(str(path) + ".speech.npy")
             out = subprocess.run([sys.executable, __file__, "--asr-child", str(path)],
                                  capture_output=True, text=True, check=True).stdout
-            asr = json.loads(out.strip().splitlines()[-1])
-            asr_cpu_h = asr["cpu_s"] / asr["seconds"] * 3600
-            speech = np.load(kept)
+            asr_cpu_h = json.loads(out.strip().splitlines()[-1])["cpu_s"] / (n / SAMPLE_RATE) * 3600
+            stored = kept.read_bytes()
             # the pipeline's path; a backfill's (no kept probabilities); and, for reference in the same
             # run, the previous method's (own VAD pass, every piece embedded: xvector-ahc-v4)
             for vad, every in (("kept", False), ("own", False), ("own", True)):
                 if vad == "kept":
-                    np.save(kept, speech)
+                    kept.write_bytes(stored)
                 else:
                     kept.unlink(missing_ok=True)
                 out = subprocess.run([sys.executable, __file__, "--speed-child", str(path)]
