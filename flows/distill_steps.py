@@ -329,12 +329,15 @@ SAMPLE_TEXTS = (  # three held-out benchmark sentences: what the student never h
 )
 
 
-def write_samples(out_dir: str | Path = SAMPLES, voice_ids=("teacher", "student", "hibari"),
-                  texts=SAMPLE_TEXTS) -> list[Path]:
-    """{voice}-{n}.wav (16-bit mono) for each voice and text, for listening side by side."""
+def write_samples(out_dir: str | Path = SAMPLES, voice_ids=None, texts=SAMPLE_TEXTS) -> list[Path]:
+    """{voice}-{n}.wav (16-bit mono) for each voice and text, for listening side by side; by default the
+    teacher, the student and hibari, and the male teacher beside the male student once it is learned."""
     from mediaflow.audio import encode
-    from mediaflow.tts.voices import get_voice
+    from mediaflow.tts.voices import REGISTRY, get_voice
 
+    if voice_ids is None:
+        voice_ids = ("teacher", "student", "hibari") + (
+            ("kokoro-michael", "student-male") if REGISTRY["student-male"].available() else ())
     paths = []
     for voice_id in voice_ids:
         voice = get_voice(voice_id, threads=2)
@@ -346,20 +349,30 @@ def write_samples(out_dir: str | Path = SAMPLES, voice_ids=("teacher", "student"
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m flows.distill_steps corpus|synth|status|samples [--part K --parts N]`: steps run by hand."""
+    """`python -m flows.distill_steps corpus|synth|status|features|train|samples`: steps run by hand.
+
+    `train --preset cpu --set ac_minutes=60 --set ...` passes trainer settings through (models/tts_student/train.py).
+    """
     import argparse
 
     ap = argparse.ArgumentParser(description=main.__doc__)
-    ap.add_argument("step", choices=["corpus", "synth", "status", "samples"])
+    ap.add_argument("step", choices=["corpus", "synth", "status", "features", "train", "samples"])
     ap.add_argument("--data", default=None)
     ap.add_argument("--part", type=int, default=0)
     ap.add_argument("--parts", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--preset", default="cpu", choices=["cpu", "cuda", "tiny"])
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a trainer setting (repeatable)")
     args = ap.parse_args(argv)
     if args.step == "corpus":
         print(write_corpus(args.data))
     elif args.step == "status":
         print(json.dumps(progress(args.data)))
+    elif args.step == "features":
+        print(features(args.data), "shards with mels")
+    elif args.step == "train":
+        overrides = dict(kv.split("=", 1) for kv in args.set)
+        print(train(args.data, args.preset, overrides=overrides, log=lambda m: print(m, flush=True)))
     elif args.step == "samples":
         print("\n".join(str(p) for p in write_samples()))
     else:
