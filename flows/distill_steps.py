@@ -251,8 +251,25 @@ def register(checkpoint: str | Path, target: str | Path = SHIPPED, scores: dict 
 
     export_onnx(Path(path))
     if card:
-        atomic_write_bytes(card, model_card(voice, Path(path), scores).encode())
+        written = model_card(voice, Path(path), scores)
+        old = Path(card).read_text(encoding="utf-8") if Path(card).is_file() else ""
+        atomic_write_bytes(card, (written + kept_sections(old, written)).encode())
     return path
+
+
+def kept_sections(old_card: str, written: str) -> str:
+    """The `## ` sections of an existing card that the card writer does not make (serving, captions, notes
+    written by hand), so registering a new student keeps them after the generated part."""
+    made = {ln for ln in written.splitlines() if ln.startswith("## ")}
+    sections, current = [], None
+    for line in old_card.splitlines():
+        if line.startswith("## "):
+            current = [] if line in made else [line]
+            sections.append(current)
+        elif current is not None and current:
+            current.append(line)
+    kept = "\n".join("\n".join(sec).rstrip("\n") for sec in sections if sec)
+    return "\n" + kept + "\n" if kept else ""
 
 
 # -- 7. model card and samples ------------------------------------------------------------------------------
