@@ -71,7 +71,7 @@ def distill_student(data_dir: str | None = None, preset: str = "cpu", sentences:
         better, why = steps.better_on_both({s: scores[s]["student"] for s in scores}, shipped)
         get_run_logger().info("ship the new student? %s: %s", better, why)
         if better:
-            register(checkpoint, scores["bench"])
+            register(checkpoint, scores)
     return {"checkpoint": checkpoint, "bench": scores}
 
 

@@ -316,13 +316,17 @@ def model_card(voice, path: Path, scores: dict | None = None) -> str:
         lines.append(f"| {r['step']} | {r['minutes']} | {v.get('mel_l1', float('nan')):.4f} | "
                      f"{v.get('dur', float('nan')):.4f} |")
     if scores:
+        # {voice: row} for the benchmark's sentences, or {held-out set: {voice: row}} for several
+        by_set = scores if set(scores) <= set(HELD_OUT_SETS) else {"bench": scores}
         lines += ["", "## Measured (`bench/tts.py`, held-out sentences)", "",
-                  "| voice | params | RTF (median) | first audio, 20 words | WER | MCD vs teacher |",
-                  "|---|---|---|---|---|---|"]
-        for name, row in scores.items():
-            lines.append(f"| {name} | {_fmt(row.get('parameters'), 1e6, ' M')} | {_fmt(row.get('rtf_median'))} | "
-                         f"{_fmt(row.get('first_audio_s'), 1, ' s')} | {_fmt(row.get('wer'), 0.01, ' %')} | "
-                         f"{_fmt(row.get('mcd_db'), 1, ' dB')} |")
+                  "| held-out set | voice | params | RTF (median) | first audio, 20 words | WER | MCD vs its teacher |",
+                  "|---|---|---|---|---|---|---|"]
+        for set_name, rows in by_set.items():
+            for name, row in rows.items():
+                lines.append(
+                    f"| {set_name} | {name} | {_fmt(row.get('parameters'), 1e6, ' M')} | {_fmt(row.get('rtf_median'))} | "
+                    f"{_fmt(row.get('first_audio_s'), 1, ' s')} | {_fmt(row.get('wer'), 0.01, ' %')} | "
+                    f"{_fmt(row.get('mcd_db'), 1, ' dB')} |")
     return "\n".join(lines) + "\n"
 
 

@@ -98,7 +98,7 @@ def test_a_tiny_student_trained_on_teacher_speech_lowers_its_loss_and_loads(tmp_
     shipped = steps.register(checkpoint, tmp_path / "shipped" / "student.pt", scores, card)
     assert shipped.is_file() and all(p.is_file() for p in onnx_graphs(shipped).values())  # served without torch
     text = card.read_text()
-    assert f"{voice.parameters / 1e6:.2f} M parameters" in text and "| student |" in text and "4 %" in text
+    assert f"{voice.parameters / 1e6:.2f} M parameters" in text and "| bench | student |" in text and "4 %" in text
     acoustic_rows = [ln for ln in text.splitlines() if ln.startswith("| acoustic | 30 |")]
     assert acoustic_rows and "mel_l1" in acoustic_rows[0]  # steps and the final validation loss
     assert "2 teacher utterances for training and 1 for validation" in text  # the data it learned from
@@ -146,7 +146,12 @@ def test_a_student_of_two_teacher_voices_speaks_in_each_and_the_registry_serves_
     assert (female.speaker, male.speaker) == (0, 1)
     text = "Try this show next."
     assert not np.array_equal(female.synthesize(text), male.synthesize(text))
-    assert "`af_heart` and `am_michael` voices" in steps.model_card(student, checkpoint)
+    row = {"wer": 0.05, "mcd_db": 1.8}
+    card = steps.model_card(student, checkpoint, {"bench": {"student": row, "student-male": row},
+                                                   "own": {"student": row, "student-male": row}})
+    assert "`af_heart` and `am_michael` voices" in card
+    assert {ln.split(" | ")[0] + " | " + ln.split(" | ")[1] for ln in card.splitlines() if "5 %" in ln} == {
+        "| bench | student", "| bench | student-male", "| own | student", "| own | student-male"}
 
 
 def test_a_local_decoder_speaks_its_first_piece_from_a_prefix_of_the_sentence(tmp_path):
