@@ -18,6 +18,7 @@ from mediaflow.tts.student_onnx import OnnxStudent, count_parameters
 from mediaflow.tts.voices.student import RUNTIME_ENV, onnx_graphs
 from models.tts_student import CheckpointError, corpus, load_voice
 from models.tts_student.export import export_onnx
+from models.tts_student.model import AcousticModel
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,6 +87,20 @@ def test_a_tiny_student_trained_on_teacher_speech_lowers_its_loss_and_loads(tmp_
     voice = load_voice(checkpoint)
     audio, durations = voice.from_ids([0, 50, 83, 156, 16, 0])
     assert audio.dtype == np.float32 and len(audio) == durations.sum() * 600
+    # a warm start for a two-voice student: the old weights, and a speaker table at zero, so voice 0 is the old one
+    from dataclasses import replace
+
+    from models.tts_student import train
+
+    two = AcousticModel(replace(voice.acoustic.cfg, voices=["af_heart", "am_michael"]))
+    train.init_from = str(checkpoint)
+    try:
+        train.warm_start(two, "acoustic", log=lambda m: None)
+    finally:
+        train.init_from = ""
+    old_state, new_state = voice.acoustic.state_dict(), two.state_dict()
+    assert all(torch.equal(old_state[k], new_state[k]) for k in old_state)
+    assert not two.speaker.weight.any()
     # exported to ONNX, it speaks the same without PyTorch
     graphs = export_onnx(checkpoint)
     assert graphs == onnx_graphs(checkpoint) and all(p.is_file() for p in graphs.values())

@@ -66,6 +66,9 @@ gta_lr = 3e-4
 model_overrides: dict = {}
 vocoder_overrides: dict = {}
 export_dtype = "int8"  # int8 | fp16 | fp32
+# a student.pt to start from instead of random weights (a warm start: each tensor whose name and shape match;
+# a new speaker table starts at zero, so the first voice speaks as the old student did)
+init_from = ""
 
 SETTINGS = [k for k, v in list(globals().items()) if not k.startswith("_") and k.islower()
             and isinstance(v, (int, float, str, dict))]
@@ -241,11 +244,15 @@ def run(which: str, train: list[dict], val: list[dict], log=print, voices: list[
         with torch.no_grad():  # start the output at the average frame: the first steps are not wasted on it
             model.to_mel.bias.copy_(torch.from_numpy(np.concatenate([u["mel"] for u in train[:200]]).mean(0)
                                                      .astype(np.float32)).repeat(cfg.frames_per_step))
+        if init_from and not ckpt_path.is_file():
+            warm_start(model, "acoustic", log)
         batches = acoustic_batches(train, ac_batch, rng)
         loss_fn = lambda b: acoustic_loss(model, b)  # noqa: E731
     else:
         cfg, steps, minutes, peak, warmup = vocoder_config(), voc_steps, voc_minutes, voc_lr, voc_warmup
         model = Vocoder(cfg)
+        if which == "vocoder" and init_from and not ckpt_path.is_file():
+            warm_start(model, "vocoder", log)
         if which == "gta":  # start from the trained vocoder, on the acoustic model's mels
             steps, minutes, peak, warmup = gta_steps, gta_minutes, gta_lr, 50
             while not (out / "acoustic.pt").is_file():  # side by side with the acoustic run: its first snapshot
@@ -319,6 +326,20 @@ def run(which: str, train: list[dict], val: list[dict], log=print, voices: list[
         log(f"{which} {history[-1]}")
     save()
     return ckpt_path
+
+
+def warm_start(model: torch.nn.Module, which: str, log=print) -> None:
+    """Copy `init_from`'s weights of this part into `model` wherever a name and shape match."""
+    from models.tts_student import read_checkpoint
+
+    state = export_mod.unpack(read_checkpoint(init_from)[which])
+    own = model.state_dict()
+    matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(matched, strict=False)
+    if getattr(model, "speaker", None) is not None and "speaker.weight" not in matched:
+        with torch.no_grad():
+            model.speaker.weight.zero_()
+    log(f"{which}: warm start from {Path(init_from).name}: {len(matched)} of {len(own)} tensors")
 
 
 def _to(batch: dict) -> dict:
