@@ -298,7 +298,9 @@ def model_card(voice, path: Path, scores: dict | None = None) -> str:
         f"in {_data_dir_name(settings.get('data_dir', meta.get('data_dir')))}: `corpus.txt`, generated sentences "
         "with the benchmark's held out (`models/tts_student/corpus.py`), and `shards/`, what the teacher said.",
         f"- preset `{settings.get('preset', '?')}`, device `{settings.get('device', '?')}`, "
-        f"{settings.get('threads', '?')} thread(s) per part.", "",
+        f"{settings.get('threads', '?')} thread(s) per part"
+        + (f"; warm-started from `{Path(settings['init_from']).name}`, the student shipped before it (its weights "
+           "wherever they fit, a new speaker table at zero)." if settings.get("init_from") else "."), "",
         "## Training", "",
         "| part | steps | minutes | final validation loss |", "|---|---|---|---|",
     ]
