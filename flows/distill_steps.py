@@ -260,7 +260,7 @@ def register(checkpoint: str | Path, target: str | Path = SHIPPED, scores: dict 
 def kept_sections(old_card: str, written: str) -> str:
     """The `## ` sections of an existing card that the card writer does not make (serving, captions, notes
     written by hand), so registering a new student keeps them after the generated part."""
-    made = {ln for ln in written.splitlines() if ln.startswith("## ")}
+    made = {ln for ln in written.splitlines() if ln.startswith("## ")} | {MEASURED}  # never an old student's scores
     sections, current = [], None
     for line in old_card.splitlines():
         if line.startswith("## "):
@@ -273,6 +273,9 @@ def kept_sections(old_card: str, written: str) -> str:
 
 
 # -- 7. model card and samples ------------------------------------------------------------------------------
+MEASURED = "## Measured (`bench/tts.py`, held-out sentences)"
+
+
 def model_card(voice, path: Path, scores: dict | None = None) -> str:
     """Markdown: what the student is, what it learned from, how training went, what it measures.
     Paths are the repository's or the data dir's own names, never where the training machine kept them."""
@@ -320,7 +323,7 @@ def model_card(voice, path: Path, scores: dict | None = None) -> str:
     if scores:
         # {voice: row} for the benchmark's sentences, or {held-out set: {voice: row}} for several
         by_set = scores if set(scores) <= set(HELD_OUT_SETS) else {"bench": scores}
-        lines += ["", "## Measured (`bench/tts.py`, held-out sentences)", "",
+        lines += ["", MEASURED, "",
                   "| held-out set | voice | params | RTF (median) | first audio, 20 words | WER | MCD vs its teacher |",
                   "|---|---|---|---|---|---|---|"]
         for set_name, rows in by_set.items():
