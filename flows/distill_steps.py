@@ -266,7 +266,7 @@ def kept_sections(old_card: str, written: str) -> str:
         if line.startswith("## "):
             current = [] if line in made else [line]
             sections.append(current)
-        elif current is not None and current:
+        elif current:
             current.append(line)
     kept = "\n".join("\n".join(sec).rstrip("\n") for sec in sections if sec)
     return "\n" + kept + "\n" if kept else ""
@@ -302,8 +302,8 @@ def model_card(voice, path: Path, scores: dict | None = None) -> str:
         "with the benchmark's held out (`models/tts_student/corpus.py`), and `shards/`, what the teacher said.",
         f"- preset `{settings.get('preset', '?')}`, device `{settings.get('device', '?')}`, "
         f"{settings.get('threads', '?')} thread(s) per part"
-        + (f"; warm-started from `{Path(settings['init_from']).name}`, the student shipped before it (its weights "
-           "wherever they fit, a new speaker table at zero)." if settings.get("init_from") else "."), "",
+        + (f"; warm-started from `{Path(settings['init_from']).name}` (its weights wherever they fit, a new "
+           "speaker table at zero)." if settings.get("init_from") else "."), "",
         "## Training", "",
         "| part | steps | minutes | final validation loss |", "|---|---|---|---|",
     ]
