@@ -388,6 +388,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--parts", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--preset", default="cpu", choices=["cpu", "cuda", "tiny"])
+    ap.add_argument("--out", default=None, help="the training run's folder (default: DATA/run-PRESET)")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a trainer setting (repeatable)")
     args = ap.parse_args(argv)
     if args.step == "corpus":
@@ -398,7 +399,7 @@ def main(argv: list[str] | None = None) -> None:
         print(features(args.data), "shards with mels")
     elif args.step == "train":
         overrides = dict(kv.split("=", 1) for kv in args.set)
-        print(train(args.data, args.preset, overrides=overrides, log=lambda m: print(m, flush=True)))
+        print(train(args.data, args.preset, args.out, overrides=overrides, log=lambda m: print(m, flush=True)))
     elif args.step == "samples":
         print("\n".join(str(p) for p in write_samples()))
     else:

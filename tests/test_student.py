@@ -79,8 +79,8 @@ def test_a_tiny_student_trained_on_teacher_speech_lowers_its_loss_and_loads(tmp_
     # the steps as run by hand: `python -m flows.distill_steps features|train ...`
     steps.main(["features", "--data", str(data_dir)])
     assert len(list((data_dir / "mels").glob("*.npz"))) == 1
-    steps.main(["train", "--data", str(data_dir), "--preset", "tiny", "--set", "ac_steps=30"])
-    checkpoint = data_dir / "run-tiny" / "student.pt"
+    steps.main(["train", "--data", str(data_dir), "--preset", "tiny", "--out", str(tmp_path / "run"), "--set", "ac_steps=30"])
+    checkpoint = tmp_path / "run" / "student.pt"
     history = torch.load(checkpoint.with_name("acoustic.pt"), weights_only=True)["history"]
     losses = [row["train"]["mel_l1"] for row in history if "train" in row]
     assert len(losses) >= 3 and losses[-1] < 0.9 * losses[0], losses
