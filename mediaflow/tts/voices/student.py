@@ -38,9 +38,9 @@ STUDENT_ENV = "MEDIAFLOW_TTS_STUDENT"
 RUNTIME_ENV = "MEDIAFLOW_TTS_STUDENT_RUNTIME"
 GRAPHS = ("encoder", "decoder", "vocoder")  # models/tts_student/export.py writes `<stem>.<part>.onnx` beside it
 SAMPLE_RATE = 24_000
-PARAMETERS = 3_860_627  # of the shipped checkpoint; update with it
-# bench/tts.py, 109 held-out sentences, 2 threads, load average 0.9-1.8; the shipped checkpoint only
-SPEED = ReferenceSpeed(rtf=0.0082, cpu_rtf=0.0109, first_audio_s=0.03, measured="2026-11-30, otherwise idle")
+PARAMETERS = 3_860_883  # of the shipped checkpoint (two voices); update with it
+# bench/tts.py, 109 held-out sentences, 2 threads, nothing else running; the shipped checkpoint only
+SPEED = ReferenceSpeed(rtf=0.0065, cpu_rtf=0.0084, first_audio_s=0.012, measured="2026-12-03, otherwise idle")
 
 
 def shipped_checkpoint() -> Path:
