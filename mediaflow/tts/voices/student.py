@@ -207,7 +207,7 @@ def _learned(graph: Path, stamp: tuple[int, int]) -> tuple[str, ...]:
 
 
 def _male_info(available: bool) -> VoiceInfo:
-    return replace(_info(available), id="student-male", parameters=None, **NO_SPEED,
+    return replace(_info(available), id="student-male", **NO_SPEED,  # the same checkpoint: the same parameters
                    description="our distilled student in Kokoro am_michael's voice, American male (models/tts_student)",
                    install=f"train a student with both teacher voices (python -m flows.distill) and put it at "
                            f"{student_checkpoint()}")
