@@ -108,7 +108,11 @@ class OnnxStudent:
     def vocode(self, mel: np.ndarray) -> np.ndarray:
         """mel (M, n_mels) → M × hop samples, clipped to [-1, 1]."""
         mag, phase = self.sessions["vocoder"].run(None, {"mel": np.ascontiguousarray(mel[None], dtype=np.float32)})
-        return np.clip(self._istft(mag[0] * np.exp(1j * phase[0])), -1, 1).astype(np.float32)
+        # built in complex64 from cos and sin: `mag * np.exp(1j * phase)` is complex128 and its exp took
+        # 40 % of a sentence's synthesis (21 of 48 ms for 8 s of speech); this takes 1 ms
+        spec = np.empty(mag.shape[1:], np.complex64)
+        spec.real, spec.imag = mag[0] * np.cos(phase[0]), mag[0] * np.sin(phase[0])
+        return np.clip(self._istft(spec), -1, 1).astype(np.float32, copy=False)
 
     def _istft(self, spec: np.ndarray) -> np.ndarray:
         """Inverse STFT with "same" padding, as `vocoder.ISTFT`: (n_fft/2+1, M) → M × hop samples."""
