@@ -253,6 +253,8 @@ def route_worker(voice_id: str, repeats: int, threads: int) -> dict:
     os.environ.update(HF_HUB_OFFLINE="1", MEDIAFLOW_DATA_DIR=tempfile.mkdtemp(prefix="bench-tts-route-"),
                       MEDIAFLOW_TTS_THREADS=str(threads))
     os.environ.pop("MEDIAFLOW_API_KEY", None)
+    import flows.episodes  # noqa: F401 - the server's job thread imports it (Prefect: seconds of CPU) at start; here
+    # first, so that import does not land on the first requests measured
     from mediaflow.tts.voices import get_voice
     from service.app import create_app
 

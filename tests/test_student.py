@@ -255,6 +255,9 @@ def test_long_text_is_chunked_by_the_frontend_and_streams_in_pieces_that_join_in
     pieces = list(student.stream(LONG))
     whole = student.synthesize(LONG)
     assert len(pieces) > len(chunks) and np.allclose(np.concatenate(pieces), whole, atol=1e-4)
+    # a caller that keeps the whole file asks for one piece per sentence: fewer model calls, the same audio
+    sentences = list(student.say(LONG, 1.0, pieces=False))
+    assert len(sentences) == len(chunks) and np.array_equal(np.concatenate(sentences), whole)
     seconds_per_word = len(whole) / 24_000 / len(LONG.split())
     assert 0.25 < seconds_per_word < 0.6  # speaking rate: nothing dropped, nothing stuck
     with pytest.raises(InvalidInput):

@@ -240,7 +240,7 @@ async def _speak(text: str, voice_id: str, speed: float, fmt: str, stream: bool,
     try:
         # loading the voice (once), phonemising every sentence (where "nothing speakable" and the bounds on
         # output show up) and the first sentence: one turn, which must come within tts_queue_wait_s
-        voice, chunks, first = await slots.first_turn(_open, voice_id, text, speed, s, release)
+        voice, chunks, first = await slots.first_turn(_open, voice_id, text, speed, stream, s, release)
     except BaseException:
         release()
         raise
@@ -283,12 +283,14 @@ def _captioned(voice_id: str, text: str, speed: float, s: Settings):
     return captioned
 
 
-def _open(voice_id: str, text: str, speed: float, s: Settings,
+def _open(voice_id: str, text: str, speed: float, stream: bool, s: Settings,
           release: Callable[[], None]) -> tuple[voices.Voice, Iterator[np.ndarray], np.ndarray]:
     """The voice, its audio iterator (which releases the request's slot when it ends, is closed or is
-    collected) and the first sentence's audio, for text and speed `_speak` and the schema have checked."""
+    collected) and the first piece's audio, for text and speed `_speak` and the schema have checked.
+    Streamed, a voice's early pieces of a sentence; whole, one piece per sentence (fewer model calls)."""
     voice = voices.get_voice(voice_id, threads=s.tts_threads)
-    chunks = _metered(voice_id, voice.sample_rate, voice.say(text, speed, s.tts_max_audio_s), release)
+    chunks = _metered(voice_id, voice.sample_rate, voice.say(text, speed, s.tts_max_audio_s, pieces=stream),
+                      release)
     return voice, chunks, next(chunks)
 
 

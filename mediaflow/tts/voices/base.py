@@ -58,12 +58,15 @@ class Voice(ABC):
         _check_seconds(len(audio), self.sample_rate, max_seconds)
         return audio
 
-    def say(self, text: str, speed: float, max_seconds: float = MAX_AUDIO_S) -> Iterator[np.ndarray]:
+    def say(self, text: str, speed: float, max_seconds: float = MAX_AUDIO_S,
+            pieces: bool = True) -> Iterator[np.ndarray]:
         """`speak`, bounded: InputTooLarge before anything is made when the text, written out, is over
         `MAX_WORDS` words or would make more than `max_seconds` of audio; raised between sentences if
-        the audio passes `max_seconds` all the same (an estimate is an estimate)."""
+        the audio passes `max_seconds` all the same (an estimate is an estimate). `pieces=False`: one
+        array per sentence (`speak_sentences`), for a caller that keeps the whole file anyway."""
         check_spoken(text, speed, max_seconds)
-        return _bounded(self.speak(text, speed), self.sample_rate, max_seconds)
+        made = self.speak(text, speed) if pieces else self.speak_sentences(text, speed)
+        return _bounded(made, self.sample_rate, max_seconds)
 
     def captioned(self, text: str, speed: float = 1.0, max_chars: int = MAX_CHARS,
                   max_seconds: float = MAX_AUDIO_S) -> Captioned:
@@ -96,9 +99,14 @@ class Voice(ABC):
         """The engine's audio for checked text and speed, as an iterator made after the whole text is
         phonemised (so "nothing speakable" is raised here, not at the first `next`)."""
 
+    def speak_sentences(self, text: str, speed: float) -> Iterator[np.ndarray]:
+        """`speak` with one array per sentence; an engine that streams within a sentence overrides this
+        (its early pieces cost extra model calls that nobody listening to a whole file gains from)."""
+        return self.speak(text, speed)
+
     def speak_whole(self, text: str, speed: float) -> np.ndarray:
-        """`speak`, joined; an engine that does better with the whole text at once overrides this."""
-        return np.concatenate(list(self.speak(text, speed)))
+        """`speak_sentences`, joined; an engine that does better with the whole text at once overrides this."""
+        return np.concatenate(list(self.speak_sentences(text, speed)))
 
     @abstractmethod
     def files(self) -> list[Path]:
