@@ -40,7 +40,7 @@ GRAPHS = ("encoder", "decoder", "vocoder")  # models/tts_student/export.py write
 SAMPLE_RATE = 24_000
 PARAMETERS = 3_860_883  # of the shipped checkpoint (two voices); update with it
 # bench/tts.py, 109 held-out sentences, 2 threads, nothing else running; the shipped checkpoint only
-SPEED = ReferenceSpeed(rtf=0.0065, cpu_rtf=0.0084, first_audio_s=0.012, measured="2026-12-03, otherwise idle")
+SPEED = ReferenceSpeed(rtf=0.0040, cpu_rtf=0.0056, first_audio_s=0.011, measured="2026-12-03, otherwise idle")
 
 
 def shipped_checkpoint() -> Path:
