@@ -103,6 +103,36 @@ def test_a_shared_prefix_is_reused_and_gives_the_same_words(model):
     assert model.generate(llm.chat(system, "What colour is grass?"), max_tokens=4).text == again.text
 
 
+def test_forgetting_keeps_only_the_shared_beginning_and_changes_no_answer(model):
+    system = "You answer with one word."
+    questions = ["What colour is snow?", "What colour is coal?", "What colour is a ripe banana?"]
+    before = [model.generate(llm.chat(system, q), max_tokens=3).text for q in questions]
+    model.forget(keep=llm.chat(system, ""))  # the branches go, the system prompt stays
+    shared = len(model.tokenize(llm.chat(system, "What colour").split("What")[0]))
+    assert shared - 1 <= sum(len(s) for s in model._seqs) <= shared  # one copy of the beginning, nothing else
+    again = [model.generate(llm.chat(system, q), max_tokens=3) for q in questions]
+    assert [g.text for g in again] == before and again[0].reused_tokens >= shared - 1
+    model.forget()
+    assert sum(len(s) for s in model._seqs) == 0
+    assert model.generate(llm.chat(system, questions[0]), max_tokens=3).text == before[0]
+
+
+def test_the_episode_summary_is_about_the_topics_not_the_sponsor_reads(model):
+    from mediaflow.chapters import Chapter, ChapterOptions, summarize_episode
+
+    chapters = [
+        Chapter(0, 60, "Introduction", "Helix Sleep makes mattresses tailored to your body type and sleeping style."),
+        Chapter(60, 600, "Coffee in Yemen", "Monks in Yemen first roasted and brewed coffee to stay awake at night."),
+        Chapter(600, 660, "Sponsors: Helix Sleep", "Helix Sleep offers a discount on its mattresses."),
+        Chapter(660, 1200, "Coffee Houses of London", "London's coffee houses were where merchants read news and traded."),
+        Chapter(1200, 1260, "Closing Remarks", "The host thanks Helix Sleep and asks listeners to subscribe."),
+    ]
+    summary = summarize_episode(chapters, "A Short History of Coffee", None, ChapterOptions(title_method="model"))
+    assert summary and "coffee" in summary.lower() and "helix" not in summary.lower(), summary
+    assert len(summary.split()) <= 70 and llm.invented_names(summary, *(c.summary for c in chapters),
+                                                            *(c.title for c in chapters), "A Short History of Coffee") == []
+
+
 COFFEE_PROMPT = llm.chat("You write chapter titles and summaries.",
                          "Chapter says: " + " ".join(COFFEE) + "\nWrite a title and a one-sentence summary.", "Title:")
 

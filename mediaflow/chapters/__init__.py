@@ -17,11 +17,11 @@ from mediaflow.chapters.cues import cue_scores
 from mediaflow.chapters.segment import METHOD as SEGMENTATION
 from mediaflow.chapters.segment import SegmentOptions, boundaries
 from mediaflow.chapters.sentences import Sentence, from_transcript
-from mediaflow.chapters.titles import TitleOptions, make_titles, name_conventional_chapters
+from mediaflow.chapters.titles import SPONSORS, TitleOptions, make_titles, name_conventional_chapters
 from mediaflow.transcript import Transcript
 
 METHOD = f"{SEGMENTATION}+keyphrase-v2"  # extractive titles
-MODEL_METHOD = f"{SEGMENTATION}+{llm.MODEL_NAME}-titles-summaries-v4"
+MODEL_METHOD = f"{SEGMENTATION}+{llm.MODEL_NAME}-titles-summaries-v5"
 TITLE_METHODS = ("auto", "model", "extractive")
 
 
@@ -144,8 +144,16 @@ def summarize_episode(chapters: list[Chapter], title: str | None = None, descrip
     model = _model()
     if model is None:
         return None
-    return write_episode_summary([c.title for c in chapters], [c.summary for c in chapters], title, description,
+    # the topics, not the parts every episode has: given the introduction's sponsor reads, the model summarised
+    # an episode on dreaming as "Helix Sleep introduces their mattresses"
+    topical = [c for c in chapters if not is_conventional(c.title, opts)] or chapters
+    return write_episode_summary([c.title for c in topical], [c.summary for c in topical], title, description,
                                  model, opts.abstractive)
+
+
+def is_conventional(title: str, opts: ChapterOptions) -> bool:
+    """Whether a chapter title is one of the conventional names (Introduction, Sponsors…, Closing Remarks)."""
+    return title in (opts.intro_title, opts.outro_title) or title.split(":")[0] == SPONSORS
 
 
 def _boundary_time(sents: list[Sentence], i: int) -> float:

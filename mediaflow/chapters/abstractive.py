@@ -22,10 +22,10 @@ SYSTEM = (
     "Summary: one sentence of at most 20 words on what this chapter says\n"
     "Do not reuse the episode's title or an earlier chapter's title. Use only names that appear in the text."
 )
-EPISODE_SYSTEM = (
-    "You summarise podcast episodes. Answer with one plain sentence of at most 30 words saying what the "
-    "episode covers. Use only names that appear in the text."
-)
+EPISODE_SYSTEM = "You summarise podcast episodes. Use only names that appear in the text."
+# asked after the chapter lines: asked first (in the system prompt), the model listed every chapter until cut off
+EPISODE_ASK = ("In one plain sentence of at most 25 words, what is this episode about? Name its main theme, "
+               "not every chapter.")
 
 
 @dataclass
@@ -107,9 +107,11 @@ def write_chapters(
             if g.timed_out:
                 continue
             pending.append((i, f"{prompt} {g.text}", sources))
-        if opts.summaries and (len(pending) >= opts.group or i == len(chapter_texts) - 1):
-            _summarise(pending, summaries, model, opts)
+        if len(pending) >= opts.group or i == len(chapter_texts) - 1:
+            if opts.summaries:
+                _summarise(pending, summaries, model, opts)
             pending = []
+            model.forget(keep=llm.chat(SYSTEM, head))  # these chapters' branches are done with
     if opts.summaries and pending:
         _summarise(pending, summaries, model, opts)
     return out_titles, summaries
@@ -178,7 +180,8 @@ def write_episode_summary(
     user = f"Episode: {title or 'untitled'}\n"
     if description:
         user += f"About: {llm.trim_words(description, opts.description_words)}\n"
-    user += "Chapters:\n" + "\n".join(lines)
+    user += "Chapters:\n" + "\n".join(lines) + "\n" + EPISODE_ASK
+    model.forget()  # nothing cached is shared with this prompt, and a full cache makes every token dearer
     try:
         g = model.generate(llm.chat(EPISODE_SYSTEM, user), max_tokens=opts.episode_summary_tokens,
                            timeout_s=opts.timeout_s, stop=("\n",))

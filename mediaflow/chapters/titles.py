@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MAX_TITLE = 40
+SPONSORS = "Sponsors"  # a chapter of sponsor reads: "Sponsors" or "Sponsors: A, B"
 
 STOPWORDS = frozenset("""
 a about above after again against all also am an and any are aren't as at be because been before being
@@ -206,7 +207,7 @@ def name_conventional_chapters(titles: list[str], chapter_texts: list[list[str]]
             hits = [s for s in sents if _SPONSOR.search(s)]
             if len(hits) >= max(1, 0.3 * len(sents)):
                 names = list(dict.fromkeys(m.group(1).rstrip(".") for s in hits for m in _SPONSOR_NAME.finditer(s)))
-                out[i] = shorten("Sponsors: " + ", ".join(names)) if names else "Sponsors"
+                out[i] = shorten(f"{SPONSORS}: " + ", ".join(names)) if names else SPONSORS
     if opts.intro_title:
         out[0] = opts.intro_title
     if opts.outro_title:
