@@ -154,8 +154,10 @@ class GenerationMemo:
                 self._entries[e["key"]] = e
 
     @staticmethod
-    def key(prompt: str, max_tokens: int, stop: tuple[str, ...]) -> str:
-        return hashlib.sha256("\0".join([MODEL_SHA256, str(max_tokens), *stop, "\0", prompt]).encode()).hexdigest()
+    def key(prompt: str, max_tokens: int, stop: tuple[str, ...], ban_first: tuple[int, ...] = ()) -> str:
+        banned = ["ban", *map(str, sorted(ban_first))] if ban_first else []
+        return hashlib.sha256("\0".join([MODEL_SHA256, str(max_tokens), *stop, "\0", *banned, prompt]).encode()
+                              ).hexdigest()
 
     def get(self, key: str) -> dict | None:
         return self._entries.get(key)
@@ -255,18 +257,25 @@ class LLM:
                     self._seqs[s] = self._seqs[s][:start]
 
     def generate(self, prompt: str, max_tokens: int = 48, timeout_s: float = 30.0,
-                 stop: tuple[str, ...] = (), draft: int = DRAFT) -> Generation:
+                 stop: tuple[str, ...] = (), draft: int = DRAFT, ban_first: tuple[int, ...] = ()) -> Generation:
         """Greedy continuation of `prompt` (already in the chat format: see `chat`), at most
         `max_tokens` tokens, cut before the first `stop` string. Past `timeout_s` it stops and says so
-        (`timed_out`). `draft` > 0 verifies prompt-lookup drafts in one batch (the same words, fewer steps)."""
-        return self.generate_batch([prompt], max_tokens, timeout_s, stop, draft)[0]
+        (`timed_out`). `draft` > 0 verifies prompt-lookup drafts in one batch (the same words, fewer steps).
+        `ban_first`: tokens the answer may not begin with (to ask again after a rejected answer)."""
+        return self.generate_batch([prompt], max_tokens, timeout_s, stop, draft, ban_first)[0]
+
+    def first_tokens(self, answer: str) -> tuple[int, ...]:
+        """The token an answer like `answer` begins with, after a space or not (for `ban_first`)."""
+        word = answer.strip()
+        return tuple({self.tokenize(" " + word)[0], self.tokenize(word)[0]}) if word else ()
 
     def generate_batch(self, prompts: list[str], max_tokens: int = 48, timeout_s: float = 30.0,
-                       stop: tuple[str, ...] = (), draft: int = DRAFT) -> list[Generation]:
+                       stop: tuple[str, ...] = (), draft: int = DRAFT,
+                       ban_first: tuple[int, ...] = ()) -> list[Generation]:
         """`generate` for several prompts at once, decoded in lock-step (greedy: each answer is the one
         `generate` would give, up to float rounding in the batched arithmetic). `timeout_s` is for the batch."""
         results: list[Generation | None] = [None] * len(prompts)
-        keys = [GenerationMemo.key(p, max_tokens, stop) for p in prompts]
+        keys = [GenerationMemo.key(p, max_tokens, stop, ban_first) for p in prompts]
         todo = []
         for j, key in enumerate(keys):
             e = self.memo.get(key) if self.memo else None
@@ -285,7 +294,7 @@ class LLM:
                 if len(t) + max_tokens >= N_CTX:
                     raise ValueError(f"prompt of {len(t)} tokens leaves no room for {max_tokens} more in {N_CTX}")
             with self._lock:
-                gens = self._run(toks, max_tokens, deadline, stop, draft)
+                gens = self._run(toks, max_tokens, deadline, stop, draft, ban_first)
             for j, g in zip(part, gens):
                 results[j] = g
                 if self.memo and not g.timed_out:
@@ -294,7 +303,7 @@ class LLM:
 
     # -- the engine (callers hold the lock) --
     def _run(self, toks: list[list[int]], max_tokens: int, deadline: float, stop: tuple[str, ...],
-             draft: int) -> list[Generation]:
+             draft: int, ban_first: tuple[int, ...] = ()) -> list[Generation]:
         C = self._C
         started, cpu0 = time.perf_counter(), time.process_time()
         n = len(toks)
@@ -314,7 +323,7 @@ class LLM:
                 seqs.append(s)
                 reused.append(common)
             pending = {s: t for s, t in zip(seqs, toks)}
-            nxt, timed_out = self._prefill(pending, deadline, need_logits=True)
+            nxt, timed_out = self._prefill(pending, deadline, need_logits=True, ban=ban_first)
             prompt_cpu = time.process_time() - cpu0
             self.stats["prompt_tokens"] += shared + sum(len(t) - c for t, c in zip(toks, reused))
             self.stats["prompt_cpu_s"] += prompt_cpu
@@ -417,7 +426,8 @@ class LLM:
         self._last_use[dst] = self._tick
         return dst, common
 
-    def _prefill(self, pending: dict[int, list[int]], deadline: float, need_logits: bool) -> tuple[dict, bool]:
+    def _prefill(self, pending: dict[int, list[int]], deadline: float, need_logits: bool,
+                 ban: tuple[int, ...] = ()) -> tuple[dict, bool]:
         """Decode each sequence's prompt tokens beyond what it holds, in slices of 64 tokens over all of
         them (a timeout is noticed within a slice). Returns the greedy next token of each, and timed_out."""
         work = [(s, t, i) for s, t in pending.items() for i in range(len(self._seqs[s]), len(t))]
@@ -429,7 +439,7 @@ class LLM:
             chunk = work[i:i + 64]
             entries = [(s, t[j], j) for s, t, j in chunk]
             want = {e for e, (s, _, j) in enumerate(chunk) if need_logits and j == last[s]}
-            preds = self._decode_entries(entries, logits_at=want)
+            preds = self._decode_entries(entries, logits_at=want, ban=ban)
             for s, t, j in chunk:
                 self._seqs[s].append(t[j])
             for s, p in preds.items():
@@ -437,9 +447,10 @@ class LLM:
         return nxt, False
 
     def _decode_entries(self, entries: list[tuple[int, int, int]], all_logits: bool = False,
-                        logits_at: set[int] = frozenset()) -> dict[int, list[int]]:
+                        logits_at: set[int] = frozenset(), ban: tuple[int, ...] = ()) -> dict[int, list[int]]:
         """One llama_decode of (sequence, token, position) entries; the argmax at each entry that asks
-        for logits, by sequence, in order. A full cache drops the least recently used other sequence."""
+        for logits (but for the `ban`ned tokens), by sequence, in order. A full cache drops the least
+        recently used other sequence."""
         import numpy as np
 
         C = self._C
@@ -464,6 +475,9 @@ class LLM:
             for i, (s, _, _) in enumerate(entries):
                 if all_logits or i in logits_at:
                     logits = np.ctypeslib.as_array(self._ctx.get_logits(i), shape=(self._n_vocab,))
+                    if ban:
+                        logits = logits.copy()
+                        logits[list(ban)] = -np.inf
                     preds.setdefault(s, []).append(int(logits.argmax()))
             return preds
         finally:
@@ -557,10 +571,21 @@ def _lowercase_lexicon() -> frozenset[str]:
         return frozenset(k for k in json.load(f) if k[:1].islower())
 
 
+def _forms(low: str) -> set[str]:
+    """The word and the stems it may inflect ("reducing" → reduce, "running" → run, "studies" → study):
+    the lexicon lists base forms more often than their inflections."""
+    forms = {low}
+    for suffix in ("s", "es", "ies", "ing", "ed", "er", "ers", "ly"):
+        if len(low) > len(suffix) + 2 and low.endswith(suffix):
+            stem = low[: -len(suffix)]
+            forms |= {stem, stem + "e", stem + "y"}
+            if len(stem) > 2 and stem[-1] == stem[-2]:  # "running" → run
+                forms.add(stem[:-1])
+    return forms
+
+
 def _common_word(low: str) -> bool:
-    lex = _lowercase_lexicon()
-    return any(form in lex for form in (low, low[:-1] if low.endswith("s") else "", low[:-2] if low.endswith("es") else "")
-               if form)
+    return not _forms(low).isdisjoint(_lowercase_lexicon())
 
 
 def _words_in(text: str) -> set[str]:
@@ -576,7 +601,7 @@ def invented_names(text: str, *sources: str) -> list[str]:
     for m in _NAME.finditer(text):
         w = re.sub(r"['’]s$", "", m.group(0)).strip("'’")  # "Pavlov's" is Pavlov
         low = w.lower()
-        if low in _COMMON or low in known:
+        if low in _COMMON or not _forms(low).isdisjoint(known):  # "Reducing" where the text says "reduce"
             continue
         if _common_word(low):  # "Origins" in a title-cased title is no name
             continue

@@ -428,3 +428,50 @@ def test_the_chapters_command_writes_titles_and_summaries_with_the_model(tmp_pat
     assert any("summary" in c for c in doc["chapters"]) or "summary" in doc  # the model wrote something
     if "summary" in doc:
         assert doc["summary"].endswith((".", "!", "?")) and len(doc["summary"].split()) <= 70
+
+
+def test_inflected_common_words_are_not_names_but_real_names_are():
+    # the lexicon lists "reduce", not "reducing": a title-cased verb form is no invented name
+    assert llm.invented_names("Reducing Light Exposure at Night", "") == []
+    assert llm.invented_names("Accelerating Plasticity Through Error Learning", "") == []
+    assert llm.invented_names("Running Studies", "") == []
+    assert llm.invented_names("Siobhan Returns to Paris", "") == ["Siobhan", "Paris"]
+    assert llm.invented_names("Pavlov's Dogs Salivating", "") == ["Pavlov"]
+
+
+def test_an_answer_barred_from_its_first_token_begins_otherwise(model):
+    prompt = llm.chat("Answer with one word.", "Name a colour of the rainbow.")
+    first = model.generate(prompt, max_tokens=3, timeout_s=600)
+    banned = model.first_tokens(first.text)
+    again = model.generate(prompt, max_tokens=3, timeout_s=600, ban_first=banned)
+    assert first.text.strip() and again.text.strip()
+    assert model.tokenize(" " + again.text.strip())[0] not in banned
+    assert model.tokenize(again.text.strip())[0] not in banned
+    assert again.text.strip().split()[0] != first.text.strip().split()[0]
+
+
+def test_a_title_that_repeats_the_episode_title_is_asked_again(model):
+    # The model's commonest rejected answer is the episode's own title; the second ask bars its first token.
+    episode = "Coffee Houses: The Drink That Woke the World"
+    calls = []
+    real = model.generate
+
+    def spy(prompt, **kw):
+        g = real(prompt, **kw)
+        calls.append((kw.get("ban_first", ()), g.text))
+        return g
+
+    model.generate = spy
+    try:
+        titles, _ = write_chapters([COFFEE], [np.eye(2)], ["Coffee Houses & Monks"], [False], episode, None, model,
+                                   AbstractiveOptions(timeout_s=600, summaries=False))
+    finally:
+        del model.generate
+    from mediaflow.chapters.abstractive import accept_title
+    src = (" ".join(COFFEE), episode)
+    first_ok = accept_title(calls[0][1], src, [], episode)
+    if first_ok:  # accepted at once: no second ask
+        assert len(calls) == 1 and titles[0] == first_ok
+    else:
+        assert len(calls) == 2 and calls[1][0]  # asked again, with the first token barred
+        assert titles[0] in (accept_title(calls[1][1], src, [], episode), "Coffee Houses & Monks")

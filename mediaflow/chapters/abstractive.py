@@ -34,6 +34,7 @@ class AbstractiveOptions:
     description_words: int = 30
     earlier_titles: int = 6  # the last this many titles are shown as context (each costs prompt tokens)
     max_tokens: int = 12  # a title: its line ends the answer's first step
+    title_retries: int = 1  # a rejected title is asked again with its first token barred
     summary_tokens: int = 40
     timeout_s: float = 90.0  # one chapter's title, wall clock; past it the extractive title stays
     summaries: bool = True
@@ -93,13 +94,22 @@ def write_chapters(
             pending.append((i, llm.chat(SYSTEM, user, f"Title: {titles[i]}"), sources))
         else:
             prompt = llm.chat(SYSTEM, user, "Title:")
+            banned: tuple[int, ...] = ()
             try:
-                g = model.generate(prompt, max_tokens=opts.max_tokens, timeout_s=opts.timeout_s, stop=("\n",))
+                for attempt in range(1 + opts.title_retries):
+                    g = model.generate(prompt, max_tokens=opts.max_tokens, timeout_s=opts.timeout_s,
+                                       stop=("\n",), ban_first=banned)
+                    t = None if g.timed_out else accept_title(g.text, sources, out_titles[:i], title,
+                                                                cut=g.generated_tokens >= opts.max_tokens)
+                    if t or g.timed_out or not g.text.strip():
+                        break
+                    # Rejected answers are mostly the episode's own title again ("The Bobo Beatdown: Crash
+                    # Course Psychology #12"): ask once more, barring how that answer and the episode's title
+                    # begin (quoted or not), and the model takes its next-likeliest start.
+                    banned += tuple(t for start in _starts(g.text, title) for t in model.first_tokens(start))
             except Exception:
                 llm.count_fallback("title", "error")
                 continue
-            t = None if g.timed_out else accept_title(g.text, sources, out_titles[:i], title,
-                                                        cut=g.generated_tokens >= opts.max_tokens)
             if t:
                 out_titles[i] = t
             else:
@@ -140,6 +150,18 @@ def accept_title(raw: str, sources: tuple[str, ...], earlier: list[str], episode
         if t and t.lower() not in said and not _in_episode_title(t, episode_title):
             return _title_case(t)
     return None
+
+
+def _starts(answer: str, episode_title: str | None) -> list[str]:
+    """How a rejected answer and the episode's title begin, and each of their parts after a colon or a
+    dash, with and without a leading "The" and quotes: the beginnings a second ask bars."""
+    starts = ['"', "'", "“"]
+    for text in (answer, episode_title or ""):
+        for part in re.split(r"[:\-–—|]", llm.clean_answer(text)):
+            part = part.strip().strip(llm._QUOTES).strip()
+            if part:
+                starts += [part, re.sub(r"^(?i:the|a|an)\s+", "", part)]
+    return starts
 
 
 def _in_episode_title(t: str, episode_title: str | None) -> bool:
