@@ -21,7 +21,7 @@ from mediaflow.chapters.titles import SPONSORS, TitleOptions, make_titles, name_
 from mediaflow.transcript import Transcript
 
 METHOD = f"{SEGMENTATION}+keyphrase-v2"  # extractive titles
-MODEL_METHOD = f"{SEGMENTATION}+{llm.MODEL_NAME}-titles-summaries-v7"
+MODEL_METHOD = f"{SEGMENTATION}+{llm.MODEL_NAME}-titles-summaries-v6"
 TITLE_METHODS = ("auto", "model", "extractive")
 
 

@@ -133,7 +133,7 @@ def accept_title(raw: str, sources: tuple[str, ...], earlier: list[str], episode
     the episode's own title ("Trauma and Addiction: Crash Course Psychology #31"), often joined by a colon
     to a title of the chapter ("Bobo Beatdown: Brain Signals and Planning"): of the parts either side of a
     colon, the first that passes `llm.clean_title`, is not an earlier chapter's title and is not a run of
-    the episode title's words is taken, without stock framing (`plain_title`). A part over six words keeps its head (`llm.shorten_title`: "Red
+    the episode title's words is taken. A part over six words keeps its head (`llm.shorten_title`: "Red
     Light Therapy for Sleep, Learning, and Metabolism" → "Red Light Therapy for Sleep"). `cut`: the answer
     ran into the token cap, so its last part is unfinished ("Memory: Contextual vs. State vs") and only a
     head that ends before its last word can be taken."""
@@ -147,35 +147,9 @@ def accept_title(raw: str, sources: tuple[str, ...], earlier: list[str], episode
         part = part.strip().rstrip(".!;:,")
         head = part if quoted else llm.shorten_title(part, cut=cut and i == len(parts) - 1)
         t = llm.clean_title(head, *sources) if head else None
-        if not t or _in_episode_title(t, episode_title):
-            continue
-        t = plain_title(t)
-        if t.lower() not in said and not _in_episode_title(t, episode_title):
+        if t and t.lower() not in said and not _in_episode_title(t, episode_title):
             return _title_case(t)
     return None
-
-
-# The model's stock framings, which creators almost never write (none in 505 creator titles of the dev tune
-# half, which join with "&" 130 times and with "and" 20): "Understanding the Role of Serotonin and Dopamine"
-# is "Serotonin & Dopamine" in their register.
-_FRAME_VERB = re.compile(r"^(?:understanding|exploring|introduction to|introducing|discussing|examining|"
-                         r"(?:an )?overview of)\s+(?:the\s+)?", re.I)
-_FRAME_NOUN = re.compile(r"^(?:the\s+)?(?:role|impact|importance|effects?|science|power|benefits?|basics|influence|"
-                         r"relationship|connection|link|use|concept|process|nature|mechanisms?|function|significance|"
-                         r"dynamics|fundamentals|art|challenges?|understanding)\s+(?:of|between|on)\s+(?:the\s+)?",
-                         re.I)
-_FRAME_TAIL = re.compile(r"\s+(?:and|&)\s+(?:its|their|the)\s+(?:effects?|impacts?|roles?|benefits|importance|"
-                         r"implications|applications?|uses|significance|consequences)$", re.I)
-
-
-def plain_title(t: str) -> str:
-    """A title without the model's stock framing, joined with "&" as creators join theirs: "The Impact of
-    Stress" -> "Stress", "Binaural Beats and Their Effect" -> "Binaural Beats", "Dreams and Memory" ->
-    "Dreams & Memory". A title that is nothing but framing stays as it is."""
-    core = _FRAME_NOUN.sub("", _FRAME_VERB.sub("", _FRAME_TAIL.sub("", t)))
-    if re.search(r"[A-Za-z]{2}", core):
-        t = core[0].upper() + core[1:]
-    return re.sub(r"\s+and\s+", " & ", t)
 
 
 def _starts(answer: str, episode_title: str | None) -> list[str]:
