@@ -65,6 +65,9 @@ class Method:
     rouge_per_predicted_stemmed: bool = True  # today's convention, kept comparable with earlier runs
     rouge_per_creator_stemmed: bool = False  # lower-cased words, no stemming
     torch_threads: int = 1  # 1 measures CPU seconds without thread spin on a shared machine
+    # "ours": the segmenter's chapters; "creator": the creator's own boundaries, only titled (an upper bound
+    # for the titles: what they would score if the segmentation were perfect)
+    boundaries: str = "ours"
 
     def to_dict(self) -> dict:
         return {"chapters_method": CHAPTERS_METHOD, **asdict(self)}
@@ -163,7 +166,7 @@ def texttiling(sents: list[Sentence], block: int = 6) -> list[int]:
 
 
 def model_titles(ep, sents, hyp, cues, cpu_extractive, embedder, method, per_predicted, per_creator,
-                 memo: str | None) -> dict:
+                 memo: str | None, cuts: list[int] | None = None) -> dict:
     """The same chapters titled and summarised by the language model, scored as the extractive titles are.
 
     With `memo`, answers already generated for the same prompts are read from that file (greedy decoding:
@@ -181,7 +184,7 @@ def model_titles(ep, sents, hyp, cues, cpu_extractive, embedder, method, per_pre
     before, stats0 = llm.fallback_counts(), Counter(model.stats)
     t0 = time.process_time()
     chapters = chapterize_sentences(sents, ep["duration"], title=ep["title"] if method.context else None,
-                                    embedder=embedder, options=opts, cues=cues)
+                                    embedder=embedder, options=opts, cues=cues, cuts=cuts)
     t_titles = time.process_time()
     summary = summarize_episode(chapters, ep["title"], None, opts)
     stats = Counter(model.stats)
@@ -240,6 +243,8 @@ def main() -> None:
                     help="model: also title and summarise every episode with the language model")
     ap.add_argument("--memo", default=str(ROOT / "bench" / "results" / "llm_memo.jsonl"),
                     help="the language model's answers kept on disk: reruns read them ('' = always run it)")
+    ap.add_argument("--boundaries", choices=("ours", "creator"), default=METHOD.boundaries,
+                    help="creator: title the creator's own chapters instead of ours (the titles' upper bound)")
     ap.add_argument("--split", choices=("all", "tune", "heldout"), default="all",
                     help="tune: episodes at even positions of each source's file order; heldout: odd ones")
     ap.add_argument("--episodes", default="", help="only these episode ids (comma-separated), after --split")
@@ -251,7 +256,8 @@ def main() -> None:
         sys.exit(f"{root} not found: the chapter benchmark needs ../shared/eval (not shipped with the project)")
     overrides = {k: getattr(args, k) for k in SEGMENT_KNOBS if getattr(args, k) is not None}
     method = replace(METHOD, chapters=replace(METHOD.chapters, segment=replace(METHOD.chapters.segment, **overrides)),
-                     context=not args.no_context, cues=args.cues, torch_threads=args.threads)
+                     context=not args.no_context, cues=args.cues, torch_threads=args.threads,
+                     boundaries=args.boundaries)
     sample = in_sample(root, method)
     print("method:", json.dumps(method.to_dict(), default=float))
     print(f"figures: {sample['note']}")
@@ -301,9 +307,10 @@ def main() -> None:
             cues = cue_scores([s.text for s in sents], fit_table(episodes, exclude=ep))
         elif method.cues == "off":
             cues = np.zeros(n)
+        cuts = ep["ref"] if method.boundaries == "creator" else None
         t0 = time.process_time()
         chapters = chapterize_sentences(sents, ep["duration"], title=ep["title"] if method.context else None,
-                                        embedder=embedder, options=method.chapters, cues=cues)
+                                        embedder=embedder, options=method.chapters, cues=cues, cuts=cuts)
         cpu = time.process_time() - t0
         starts = np.array([s.start for s in sents])
         hyp = [0] + [int(np.argmin(np.abs(starts - c.start))) for c in chapters[1:]]
@@ -332,7 +339,7 @@ def main() -> None:
             row[f"texttiling_f1_{tol:g}s"] = boundary_f1(ep["ref_times"], [starts[i] for i in tt], tol)
         if args.titles == "model":
             row.update(model_titles(ep, sents, hyp, cues, cpu, embedder, method, per_predicted, per_creator,
-                                    args.memo or None))
+                                    args.memo or None, cuts))
         row["creator_titles"], row["run_key"], row["split"] = ep["ref_titles"], run_key, ep["split"]
         with partial.open("a") as f:
             f.write(json.dumps(row, default=float) + "\n")

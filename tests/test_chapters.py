@@ -108,6 +108,22 @@ def test_no_ten_second_chapters_even_when_every_sentence_changes_topic():
     assert all(c.end - c.start >= 30 for c in chapters[:-1])
 
 
+def test_given_boundaries_are_kept_and_only_titled():
+    from mediaflow.chapters import chapterize_sentences
+    from mediaflow.chapters.sentences import from_transcript
+
+    t = stitched()
+    sents = from_transcript(t)
+    cut = next(i for i, s in enumerate(sents) if s.text.startswith("Coffee plants"))
+    # out-of-range and duplicate cuts are dropped; 0 is always a start
+    chapters = chapterize_sentences(sents, t.duration, cuts=[cut, cut, len(sents) + 5, -1])
+    assert [c.start for c in chapters] == [0.0, pytest.approx(sents[cut].start, abs=0.5)]
+    assert chapters[-1].end == pytest.approx(t.duration)
+    said = " ".join(s.text for s in sents[cut:]).lower()
+    assert 0 < len(chapters[1].title) <= MAX_TITLE
+    assert any(w.lower() in said for w in chapters[1].title.split() if len(w) > 3), chapters[1].title
+
+
 def test_empty_and_one_sentence_transcripts():
     assert chapterize(Transcript([], "en", 0.0, "t")) == []
     one = chapterize(Transcript([Segment(0, 0.0, 3.0, "Hello and welcome.")], "en", 3.0, "t"))

@@ -87,8 +87,10 @@ def chapterize_sentences(
     embedder=None,
     options: ChapterOptions | None = None,
     cues=None,
+    cuts: list[int] | None = None,
 ) -> list[Chapter]:
-    """Chapters for timed sentences. `cues` overrides the per-sentence opening log-odds (benchmarks)."""
+    """Chapters for timed sentences. `cues` overrides the per-sentence opening log-odds (benchmarks);
+    `cuts` (indices of the sentences that open a chapter) skips the segmentation: those chapters are only titled."""
     opts = options or ChapterOptions()
     if not sents:
         return []
@@ -100,15 +102,18 @@ def chapterize_sentences(
     emb = embedder.encode([s.text for s in sents])
     context_text = " ".join(t for t in (title, description) if t)
     context = embedder.encode([context_text])[0] if context_text else None
-    cuts = boundaries(
-        emb,
-        np.array([s.start for s in sents]),
-        np.array([s.end for s in sents]),
-        np.array([s.pause_before for s in sents]),
-        context=context,
-        opts=opts.segment,
-        cues=cue_scores([s.text for s in sents]) if cues is None else cues,
-    )
+    if cuts is not None:
+        cuts = sorted({0, *(int(c) for c in cuts if 0 < c < len(sents))})
+    else:
+        cuts = boundaries(
+            emb,
+            np.array([s.start for s in sents]),
+            np.array([s.end for s in sents]),
+            np.array([s.pause_before for s in sents]),
+            context=context,
+            opts=opts.segment,
+            cues=cue_scores([s.text for s in sents]) if cues is None else cues,
+        )
     spans = list(zip(cuts, cuts[1:] + [len(sents)]))
     texts = [[s.text for s in sents[a:b]] for a, b in spans]
     vecs = np.stack([_unit(emb[a:b].mean(0)) for a, b in spans])
