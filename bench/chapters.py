@@ -68,9 +68,6 @@ class Method:
     # "ours": the segmenter's chapters; "creator": the creator's own boundaries, only titled (an upper bound
     # for the titles: what they would score if the segmentation were perfect)
     boundaries: str = "ours"
-    # "show": the model is shown chapter titles the creators wrote for other tune-half episodes of the same
-    # show (as a feed's earlier episodes would give them); "none": no examples
-    title_examples: str = "none"
 
     def to_dict(self) -> dict:
         return {"chapters_method": CHAPTERS_METHOD, **asdict(self)}
@@ -169,7 +166,7 @@ def texttiling(sents: list[Sentence], block: int = 6) -> list[int]:
 
 
 def model_titles(ep, sents, hyp, cues, cpu_extractive, embedder, method, per_predicted, per_creator,
-                 memo: str | None, cuts: list[int] | None = None, examples: list[str] | None = None) -> dict:
+                 memo: str | None, cuts: list[int] | None = None) -> dict:
     """The same chapters titled and summarised by the language model, scored as the extractive titles are.
 
     With `memo`, answers already generated for the same prompts are read from that file (greedy decoding:
@@ -187,7 +184,7 @@ def model_titles(ep, sents, hyp, cues, cpu_extractive, embedder, method, per_pre
     before, stats0 = llm.fallback_counts(), Counter(model.stats)
     t0 = time.process_time()
     chapters = chapterize_sentences(sents, ep["duration"], title=ep["title"] if method.context else None,
-                                    embedder=embedder, options=opts, cues=cues, cuts=cuts, title_examples=examples)
+                                    embedder=embedder, options=opts, cues=cues, cuts=cuts)
     t_titles = time.process_time()
     summary = summarize_episode(chapters, ep["title"], None, opts)
     stats = Counter(model.stats)
@@ -210,27 +207,6 @@ def model_titles(ep, sents, hyp, cues, cpu_extractive, embedder, method, per_pre
         "model_titles": [c.title for c in chapters], "summaries": [c.summary for c in chapters],
         "episode_summary": summary, "llm_fallbacks": fell,
     }
-
-
-_CONVENTIONAL = re.compile(r"\b(intro|introduction|sponsor|sponsors|ad|ads|credits|closing|outro|conclusion)\b", re.I)
-
-
-def show_examples(ep: dict, episodes: list[dict], n: int = 12) -> list[str]:
-    """Creator titles from the other tune-half episodes of `ep`'s show (never a held-out one), taken round-robin
-    across episodes in id order, each episode's from its middle outwards (the openings hold sponsor reads and
-    announcements), the conventional parts left out: what a feed's earlier episodes would offer."""
-    others = sorted((e for e in episodes if e["source"] == ep["source"] and e["split"] == "tune" and e is not ep),
-                    key=lambda e: e["id"])
-    pools = []
-    for e in others:
-        ts = [" ".join(t.split()) for t in e["ref_titles"][1:-1] if not _CONVENTIONAL.search(t)]
-        pools.append(sorted(ts, key=lambda t, ts=ts: abs(ts.index(t) - len(ts) // 2)))
-    out: list[str] = []
-    for k in range(max((len(p) for p in pools), default=0)):
-        for p in pools:
-            if k < len(p) and len(out) < n and p[k] not in out:
-                out.append(p[k])
-    return out
 
 
 def split_of(i: int) -> str:
@@ -269,8 +245,6 @@ def main() -> None:
                     help="the language model's answers kept on disk: reruns read them ('' = always run it)")
     ap.add_argument("--boundaries", choices=("ours", "creator"), default=METHOD.boundaries,
                     help="creator: title the creator's own chapters instead of ours (the titles' upper bound)")
-    ap.add_argument("--title-examples", choices=("none", "show"), default=METHOD.title_examples,
-                    help="show: the model sees creator titles of the show's other tune-half episodes")
     ap.add_argument("--split", choices=("all", "tune", "heldout"), default="all",
                     help="tune: episodes at even positions of each source's file order; heldout: odd ones")
     ap.add_argument("--episodes", default="", help="only these episode ids (comma-separated), after --split")
@@ -283,7 +257,7 @@ def main() -> None:
     overrides = {k: getattr(args, k) for k in SEGMENT_KNOBS if getattr(args, k) is not None}
     method = replace(METHOD, chapters=replace(METHOD.chapters, segment=replace(METHOD.chapters.segment, **overrides)),
                      context=not args.no_context, cues=args.cues, torch_threads=args.threads,
-                     boundaries=args.boundaries, title_examples=args.title_examples)
+                     boundaries=args.boundaries)
     sample = in_sample(root, method)
     print("method:", json.dumps(method.to_dict(), default=float))
     print(f"figures: {sample['note']}")
@@ -303,7 +277,6 @@ def main() -> None:
     for source in dict.fromkeys(ep["source"] for ep in episodes):
         for i, ep in enumerate(e for e in episodes if e["source"] == source):
             ep["split"] = split_of(i)
-    all_episodes = list(episodes)  # the examples come from the tune half whatever is scored
     # --limit counts episodes per source within the split asked for
     if args.split != "all":
         episodes = [ep for ep in episodes if ep["split"] == args.split]
@@ -366,8 +339,7 @@ def main() -> None:
             row[f"texttiling_f1_{tol:g}s"] = boundary_f1(ep["ref_times"], [starts[i] for i in tt], tol)
         if args.titles == "model":
             row.update(model_titles(ep, sents, hyp, cues, cpu, embedder, method, per_predicted, per_creator,
-                                    args.memo or None, cuts,
-                                    show_examples(ep, all_episodes) if method.title_examples == "show" else None))
+                                    args.memo or None, cuts))
         row["creator_titles"], row["run_key"], row["split"] = ep["ref_titles"], run_key, ep["split"]
         with partial.open("a") as f:
             f.write(json.dumps(row, default=float) + "\n")

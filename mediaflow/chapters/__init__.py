@@ -88,11 +88,9 @@ def chapterize_sentences(
     options: ChapterOptions | None = None,
     cues=None,
     cuts: list[int] | None = None,
-    title_examples: list[str] | None = None,
 ) -> list[Chapter]:
     """Chapters for timed sentences. `cues` overrides the per-sentence opening log-odds (benchmarks);
-    `cuts` (indices of the sentences that open a chapter) skips the segmentation: those chapters are only titled;
-    `title_examples`: chapter titles the show's creators wrote elsewhere, the register for the model's titles."""
+    `cuts` (indices of the sentences that open a chapter) skips the segmentation: those chapters are only titled."""
     opts = options or ChapterOptions()
     if not sents:
         return []
@@ -127,7 +125,7 @@ def chapterize_sentences(
     model = _model() if title_method(opts) == "model" else None
     if model is not None:
         titles, summaries = write_chapters(texts, [emb[a:b] for a, b in spans], named, keep, title, description,
-                                           model, opts.abstractive, title_examples)
+                                           model, opts.abstractive)
     starts = [0.0] + [min(_boundary_time(sents, a), end) for a, _ in spans[1:]]
     chapters = [Chapter(round(s, 2), min(round(e, 2), end), t, m)
                 for s, e, t, m in zip(starts, starts[1:] + [end], titles, summaries)]

@@ -33,7 +33,6 @@ class AbstractiveOptions:
     excerpt_words: int = 60  # of the chapter's text the model reads: cost grows with it
     description_words: int = 30
     earlier_titles: int = 6  # the last this many titles are shown as context (each costs prompt tokens)
-    style_examples: int = 12  # at most this many of the show's own chapter titles, shown once per episode
     max_tokens: int = 12  # a title: its line ends the answer's first step
     title_retries: int = 1  # a rejected title is asked again with its first token barred
     summary_tokens: int = 40
@@ -72,7 +71,6 @@ def write_chapters(
     description: str | None,
     model: llm.LLM,
     opts: AbstractiveOptions = AbstractiveOptions(),
-    examples: list[str] | None = None,
 ) -> tuple[list[str], list[str | None]]:
     """(titles, summaries): the model's where they pass validation, else the given titles and None.
     `keep[i]` marks a conventional chapter (Introduction, Sponsors, Closing Remarks): its name stays,
@@ -81,15 +79,10 @@ def write_chapters(
     Titles are written one chapter after another, each seeing the titles before it (PODTILE's context);
     a title's answer stops at its line's end. Every `opts.group` chapters, their summaries are written
     together, in one lock-step batch, each continuing its chapter's prompt and title, which the KV cache
-    still holds: the words a summary costs are decoded several at a time.
-
-    `examples`: titles the show's creators wrote for other episodes, shown as the register to write in."""
+    still holds: the words a summary costs are decoded several at a time."""
     head = f"Episode: {title or 'untitled'}\n"
     if description:
         head += f"About: {llm.trim_words(description, opts.description_words)}\n"
-    shown = list(examples or [])[:opts.style_examples]
-    if shown:
-        head += f"This show's chapter titles look like: {'; '.join(shown)}\n"
     out_titles, summaries = list(titles), [None] * len(titles)
     pending: list[tuple[int, str, tuple[str, ...]]] = []  # (chapter, its prompt so far, sources)
     for i, sents in enumerate(chapter_texts):
@@ -106,8 +99,7 @@ def write_chapters(
                 for attempt in range(1 + opts.title_retries):
                     g = model.generate(prompt, max_tokens=opts.max_tokens, timeout_s=opts.timeout_s,
                                        stop=("\n",), ban_first=banned)
-                    # an example's title copied is no title of this chapter: refused as an earlier one is
-                    t = None if g.timed_out else accept_title(g.text, sources, out_titles[:i] + shown, title,
+                    t = None if g.timed_out else accept_title(g.text, sources, out_titles[:i], title,
                                                                 cut=g.generated_tokens >= opts.max_tokens)
                     if t or g.timed_out or not g.text.strip():
                         break
