@@ -3,6 +3,7 @@
     .venv/bin/python bench/chapters.py [--source crash_course_psych,huberman_lab] [--penalty P ...]
     nice -n 10 .venv/bin/python bench/chapters.py --titles model --limit 2   # + the language model's titles
     nice -n 10 .venv/bin/python bench/chapters.py --titles model --split tune --limit 2   # tune half only
+    nice -n 10 .venv/bin/python bench/chapters.py --titles model --boundaries creator   # titles on the creator's cuts
 
 With `--titles model` each episode is also titled (and summarised) by the language model on the same
 chapters, so both title columns score the same boundaries; `llm_cpu_s_per_hour` is the CPU the model's
