@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from mediaflow.chapters import Chapter, ChapterOptions, chapterize
+from mediaflow.chapters import Chapter, ChapterOptions, chapterize, chapterize_sentences
 from mediaflow.chapters.formats import PODCAST_VERSION, export, parse_youtube, to_podcast, write_id3_chapters
 from mediaflow.chapters.segment import SegmentOptions
+from mediaflow.chapters.sentences import from_transcript
 from mediaflow.chapters.titles import MAX_TITLE
 from mediaflow.errors import InvalidInput
 from mediaflow.transcript import Segment, Transcript
@@ -109,9 +110,6 @@ def test_no_ten_second_chapters_even_when_every_sentence_changes_topic():
 
 
 def test_given_boundaries_are_kept_and_only_titled():
-    from mediaflow.chapters import chapterize_sentences
-    from mediaflow.chapters.sentences import from_transcript
-
     t = stitched()
     sents = from_transcript(t)
     cut = next(i for i, s in enumerate(sents) if s.text.startswith("Coffee plants"))
