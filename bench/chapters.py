@@ -303,12 +303,13 @@ def main() -> None:
             rows.append(done[(ep["source"], ep["id"])])
             continue
         sents, n = ep["sentences"], len(ep["sentences"])
-        cues = None
-        if method.cues == "loo":
+        cues, cuts = None, None
+        if method.boundaries == "creator":  # nothing is segmented, so no cue table is fit
+            cuts = ep["ref"]
+        elif method.cues == "loo":
             cues = cue_scores([s.text for s in sents], fit_table(episodes, exclude=ep))
         elif method.cues == "off":
             cues = np.zeros(n)
-        cuts = ep["ref"] if method.boundaries == "creator" else None
         t0 = time.process_time()
         chapters = chapterize_sentences(sents, ep["duration"], title=ep["title"] if method.context else None,
                                         embedder=embedder, options=method.chapters, cues=cues, cuts=cuts)
