@@ -154,10 +154,13 @@ class GenerationMemo:
                 self._entries[e["key"]] = e
 
     @staticmethod
-    def key(prompt: str, max_tokens: int, stop: tuple[str, ...], ban_first: tuple[int, ...] = ()) -> str:
+    def key(prompt: str, max_tokens: int, stop: tuple[str, ...], ban_first: tuple[int, ...] = (),
+            adapter: str = "") -> str:
+        """`adapter`: what the adapter did to this answer ("" when nothing, so older keys still hold)."""
         banned = ["ban", *map(str, sorted(ban_first))] if ban_first else []
-        return hashlib.sha256("\0".join([MODEL_SHA256, str(max_tokens), *stop, "\0", *banned, prompt]).encode()
-                              ).hexdigest()
+        extra = ["adapter", adapter] if adapter else []
+        return hashlib.sha256("\0".join([MODEL_SHA256, str(max_tokens), *stop, "\0", *banned, *extra, prompt]
+                                         ).encode()).hexdigest()
 
     def get(self, key: str) -> dict | None:
         return self._entries.get(key)
@@ -204,7 +207,7 @@ class LLM:
     lock-step, one batch per step: on a CPU one token costs about as much as a batch of several,
     since every step reads all the weights. `stats` counts tokens and CPU seconds by phase."""
 
-    def __init__(self, path: str | Path, threads: int = 0):
+    def __init__(self, path: str | Path, threads: int = 0, adapter: str | Path | None = None):
         try:
             from ik_llama_cpp import _ctypes_api as C
             from ik_llama_cpp._internals import IkContext, IkModel
@@ -225,14 +228,45 @@ class LLM:
         # One thread by default: on a shared 2-core machine two threads spin at every barrier while the
         # other is descheduled, and generation fell from 4.9 to 0.24 tokens/s (docs/llm.md). Flash
         # attention is slower on this CPU path.
-        self._ctx = IkContext(self._model, n_ctx=KV_CELLS, n_threads=threads or 1, flash_attn=False, n_seq_max=N_SEQ)
+        # With an adapter, llama.cpp may not reuse a step's graph: a graph built with the adapter on would be
+        # run again after it was switched off (and the other way round), giving the other mode's answers.
+        self._ctx = _new_context(self._model, C, IkContext, threads or 1, graph_reuse=not adapter)
         self._n_vocab = self._model.n_vocab
         self._seqs: list[list[int]] = [[] for _ in range(N_SEQ)]  # the tokens each sequence's cells hold
+        self._tags = [False] * N_SEQ  # whether those cells were computed with the adapter on
         self._last_use = [0] * N_SEQ
         self._tick = 0
         self._lock = threading.Lock()
         self.stats: Counter = Counter()  # prompt_tokens, prompt_cpu_s, steps, generated_tokens, gen_cpu_s, ...
         self.memo: GenerationMemo | None = None  # set to skip prompts answered before
+        self._adapter, self._adapter_on, self.adapter_id = None, False, None
+        if adapter:
+            self._load_adapter(Path(adapter))
+
+    def _load_adapter(self, path: Path) -> None:
+        """A LoRA adapter (GGUF, `models/title_adapter`), on only for the calls that ask for it."""
+        lib = self._C._lib
+        lib.llama_lora_adapter_init.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+        lib.llama_lora_adapter_init.restype = ctypes.c_void_p
+        lib.llama_lora_adapter_set.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_float]
+        lib.llama_lora_adapter_set.restype = ctypes.c_int32
+        lib.llama_lora_adapter_remove.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        lib.llama_lora_adapter_remove.restype = ctypes.c_int32
+        handle = lib.llama_lora_adapter_init(self._model._model, str(path).encode("utf-8"))
+        if not handle:
+            raise ModelUnavailable(f"could not load the adapter {path}")
+        self._adapter = handle  # freed with the model
+        self.adapter_id = adapter_id(path)
+
+    def _use_adapter(self, on: bool) -> None:
+        if self._adapter is None or on == self._adapter_on:
+            return
+        lib = self._C._lib
+        rc = (lib.llama_lora_adapter_set(self._ctx.ctx, self._adapter, 1.0) if on
+              else lib.llama_lora_adapter_remove(self._ctx.ctx, self._adapter))
+        if rc != 0:
+            raise RuntimeError(f"could not {'apply' if on else 'remove'} the adapter ({rc})")
+        self._adapter_on = on
 
     def close(self) -> None:
         """Free the context and the model now (at exit, before the bindings' module is torn down)."""
@@ -257,12 +291,15 @@ class LLM:
                     self._seqs[s] = self._seqs[s][:start]
 
     def generate(self, prompt: str, max_tokens: int = 48, timeout_s: float = 30.0,
-                 stop: tuple[str, ...] = (), draft: int = DRAFT, ban_first: tuple[int, ...] = ()) -> Generation:
+                 stop: tuple[str, ...] = (), draft: int = DRAFT, ban_first: tuple[int, ...] = (),
+                 adapter: bool = False) -> Generation:
         """Greedy continuation of `prompt` (already in the chat format: see `chat`), at most
         `max_tokens` tokens, cut before the first `stop` string. Past `timeout_s` it stops and says so
         (`timed_out`). `draft` > 0 verifies prompt-lookup drafts in one batch (the same words, fewer steps).
-        `ban_first`: tokens the answer may not begin with (to ask again after a rejected answer)."""
-        return self.generate_batch([prompt], max_tokens, timeout_s, stop, draft, ban_first)[0]
+        `ban_first`: tokens the answer may not begin with (to ask again after a rejected answer).
+        `adapter`: with the loaded adapter on (if there is one). Cached cells are kept apart by whether
+        they were made with it, so a prompt continues only cells made the way it is run."""
+        return self.generate_batch([prompt], max_tokens, timeout_s, stop, draft, ban_first, adapter)[0]
 
     def first_tokens(self, answer: str) -> tuple[int, ...]:
         """The token an answer like `answer` begins with, after a space or not (for `ban_first`)."""
@@ -270,12 +307,14 @@ class LLM:
         return tuple({self.tokenize(" " + word)[0], self.tokenize(word)[0]}) if word else ()
 
     def generate_batch(self, prompts: list[str], max_tokens: int = 48, timeout_s: float = 30.0,
-                       stop: tuple[str, ...] = (), draft: int = DRAFT,
-                       ban_first: tuple[int, ...] = ()) -> list[Generation]:
+                       stop: tuple[str, ...] = (), draft: int = DRAFT, ban_first: tuple[int, ...] = (),
+                       adapter: bool = False) -> list[Generation]:
         """`generate` for several prompts at once, decoded in lock-step (greedy: each answer is the one
         `generate` would give, up to float rounding in the batched arithmetic). `timeout_s` is for the batch."""
         results: list[Generation | None] = [None] * len(prompts)
-        keys = [GenerationMemo.key(p, max_tokens, stop, ban_first) for p in prompts]
+        adapter = adapter and self._adapter is not None
+        keys = [GenerationMemo.key(p, max_tokens, stop, ban_first, self.adapter_id if adapter else "")
+                for p in prompts]
         todo = []
         for j, key in enumerate(keys):
             e = self.memo.get(key) if self.memo else None
@@ -294,7 +333,7 @@ class LLM:
                 if len(t) + max_tokens >= N_CTX:
                     raise ValueError(f"prompt of {len(t)} tokens leaves no room for {max_tokens} more in {N_CTX}")
             with self._lock:
-                gens = self._run(toks, max_tokens, deadline, stop, draft, ban_first)
+                gens = self._run(toks, max_tokens, deadline, stop, draft, ban_first, adapter)
             for j, g in zip(part, gens):
                 results[j] = g
                 if self.memo and not g.timed_out:
@@ -303,7 +342,7 @@ class LLM:
 
     # -- the engine (callers hold the lock) --
     def _run(self, toks: list[list[int]], max_tokens: int, deadline: float, stop: tuple[str, ...],
-             draft: int, ban_first: tuple[int, ...] = ()) -> list[Generation]:
+             draft: int, ban_first: tuple[int, ...] = (), adapter: bool = False) -> list[Generation]:
         C = self._C
         started, cpu0 = time.perf_counter(), time.process_time()
         n = len(toks)
@@ -311,18 +350,19 @@ class LLM:
             shared = 0
             if n > 1:  # their common beginning once, in one sequence, before they branch
                 lcp = _common_prefix(toks)
-                held = self._longest_match(toks[0][:lcp])[1]
+                held = self._longest_match(toks[0][:lcp], adapter)[1]
                 if lcp > held + 8:
-                    s, _ = self._place(toks[0][:lcp], exclude=set())
+                    s, _ = self._place(toks[0][:lcp], exclude=set(), tag=adapter)
                     self._prefill({s: toks[0][:lcp]}, deadline, need_logits=False)
                     shared = lcp - held
             seqs, reused, taken = [], [], set()
             for t in toks:
-                s, common = self._place(t[:-1], exclude=taken)  # the last token is decoded: its logits are needed
+                s, common = self._place(t[:-1], exclude=taken, tag=adapter)  # the last token is decoded: its logits are needed
                 taken.add(s)
                 seqs.append(s)
                 reused.append(common)
             pending = {s: t for s, t in zip(seqs, toks)}
+            self._use_adapter(adapter)
             nxt, timed_out = self._prefill(pending, deadline, need_logits=True, ban=ban_first)
             prompt_cpu = time.process_time() - cpu0
             self.stats["prompt_tokens"] += shared + sum(len(t) - c for t, c in zip(toks, reused))
@@ -395,10 +435,13 @@ class LLM:
             gens.append(Generation(text.strip(), len(t), c, len(out[s]), seconds, timed_out, cpu))
         return gens
 
-    def _longest_match(self, tokens: list[int]) -> tuple[int, int]:
-        """(sequence, length) of the cached sequence sharing the longest prefix with `tokens`."""
+    def _longest_match(self, tokens: list[int], tag: bool | None = None) -> tuple[int, int]:
+        """(sequence, length) of the cached sequence sharing the longest prefix with `tokens` (of those
+        made with the adapter on, or off, when `tag` says which)."""
         best = (0, -1)
         for s, held in enumerate(self._seqs):
+            if tag is not None and self._tags[s] != tag:
+                held = []
             common = 0
             for a, b in zip(held, tokens):
                 if a != b:
@@ -408,11 +451,11 @@ class LLM:
                 best = (s, common)
         return best
 
-    def _place(self, tokens: list[int], exclude: set[int]) -> tuple[int, int]:
+    def _place(self, tokens: list[int], exclude: set[int], tag: bool = False) -> tuple[int, int]:
         """A sequence for a prompt beginning with `tokens`, holding as much of them as the cache has:
         the matching sequence itself when the prompt continues it, else a free (or least recently used)
         one that the shared cells are copied into. Returns (sequence, tokens already held)."""
-        src, common = self._longest_match(tokens)
+        src, common = self._longest_match(tokens, tag)
         self._tick += 1
         if src not in exclude and common == len(self._seqs[src]) and common > 0:
             self._last_use[src] = self._tick
@@ -423,6 +466,7 @@ class LLM:
         if common > 0:
             self._seq_cp(self._ctx.ctx, src, dst, 0, common)
         self._seqs[dst] = self._seqs[src][:common]
+        self._tags[dst] = tag
         self._last_use[dst] = self._tick
         return dst, common
 
@@ -501,6 +545,24 @@ def _load_repacked(path: str, C, IkModel):
     return model
 
 
+def _new_context(model, C, IkContext, threads: int, graph_reuse: bool):
+    """IkContext as ik-llama-cpp-python makes it (no flash attention: slower on this CPU path), with the
+    setting it does not expose: whether a step may reuse the previous step's graph."""
+    params = C.llama_context_default_params()
+    params.n_ctx = params.n_batch = KV_CELLS
+    params.n_seq_max = N_SEQ
+    params.n_threads = params.n_threads_batch = threads
+    params.flash_attn = False
+    params.graph_reuse = graph_reuse
+    ctx = IkContext.__new__(IkContext)
+    ctx._ctx = C.llama_init_from_model(model.model, params)
+    if not ctx._ctx:
+        raise ModelUnavailable("could not make a context for the language model")
+    ctx._model = model
+    ctx._n_ubatch = C.llama_n_ubatch(ctx._ctx)
+    return ctx
+
+
 def _common_prefix(seqs: list[list[int]]) -> int:
     n = min(len(t) for t in seqs) - 1
     for i in range(n):
@@ -515,6 +577,29 @@ def _close_at_exit(ref) -> None:
         model.close()
 
 
+# -- the title adapter -----------------------------------------------------------------------------
+ADAPTER_ENV = "MEDIAFLOW_TITLE_ADAPTER"
+
+
+def title_adapter_path() -> Path | None:
+    """The LoRA adapter that teaches the model the register of creators' chapter titles: `$MEDIAFLOW_TITLE_ADAPTER`
+    (a path, or `off` for none), else `models/title_adapter/title_adapter.gguf` where shipped (docs/llm.md)."""
+    env = os.environ.get(ADAPTER_ENV, "").strip()
+    if env:
+        return None if env.lower() == "off" else Path(env).expanduser()
+    spec = importlib.util.find_spec("models.title_adapter")
+    path = Path(spec.origin).parent / "title_adapter.gguf" if spec and spec.origin else None
+    return path if path and path.is_file() else None
+
+
+def adapter_id(path: Path | None) -> str | None:
+    """`title-lora-<first 8 hex of its sha256>` for the adapter at `path`, None without one: part of the
+    chapters' method id, so stored chapters are redone when the adapter changes."""
+    if path is None or not path.is_file():  # a missing one named by the environment fails at load, clearly
+        return None
+    return f"title-lora-{hashlib.sha256(path.read_bytes()).hexdigest()[:8]}"
+
+
 @lru_cache(maxsize=1)
 def get_llm(threads: int = 0) -> LLM:
     """The process's model, loaded (and joined, the first time) once; `resources.unload_models` drops it.
@@ -522,7 +607,8 @@ def get_llm(threads: int = 0) -> LLM:
     missing = missing_packages()
     if missing:
         raise DependencyMissing(f"the language model needs the packages: {', '.join(missing)}")
-    model = LLM(ensure_model(), threads=threads or int(os.environ.get("MEDIAFLOW_LLM_THREADS", "0")))
+    model = LLM(ensure_model(), threads=threads or int(os.environ.get("MEDIAFLOW_LLM_THREADS", "0")),
+                adapter=title_adapter_path())
     # the bindings' destructors fail once their module is torn down; weak, so unloading still frees it
     atexit.register(_close_at_exit, weakref.ref(model))
     return model

@@ -98,7 +98,7 @@ def write_chapters(
             try:
                 for attempt in range(1 + opts.title_retries):
                     g = model.generate(prompt, max_tokens=opts.max_tokens, timeout_s=opts.timeout_s,
-                                       stop=("\n",), ban_first=banned)
+                                       stop=("\n",), ban_first=banned, adapter=True)
                     t = None if g.timed_out else accept_title(g.text, sources, out_titles[:i], title,
                                                                 cut=g.generated_tokens >= opts.max_tokens)
                     if t or g.timed_out or not g.text.strip():
@@ -179,7 +179,8 @@ def _summarise(pending: list[tuple[int, str, tuple[str, ...]]], summaries: list[
         return
     try:
         gens = model.generate_batch([f"{p}\nSummary:" for _, p, _ in pending], max_tokens=opts.summary_tokens,
-                                    timeout_s=opts.timeout_s * max(1.0, len(pending) / 2), stop=("\n",))
+                                    timeout_s=opts.timeout_s * max(1.0, len(pending) / 2), stop=("\n",),
+                                    adapter=True)  # trained on the base model's summaries too: the same words
     except Exception:
         for _ in pending:
             llm.count_fallback("summary", "error")

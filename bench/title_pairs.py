@@ -1,0 +1,97 @@
+"""Training pairs for the title adapter: the product's own title prompt for each creator chapter, and
+the creator's title as the answer (models/title_adapter/train.py trains on them).
+
+    .venv/bin/python bench/title_pairs.py --out bench/results/title_pairs.jsonl
+
+Only the tune halves of dev (`bench/chapters.py`'s `split_of`: even positions in each source's file
+order), so the held-out halves still judge the adapter. The chapters are the creators' own (their
+boundaries), the prompt is built exactly as `mediaflow.chapters.abstractive.write_chapters` builds it,
+with the creator's earlier titles as the context. The first and last chapter of each episode are left
+out: the product names them Introduction and Closing Remarks and never asks the model. The pairs hold
+episode text, so they stay in bench/results (ignored by git), never in the project.
+
+Each pair also carries the summary the base model writes after the creator's title (`summary`, None when
+it fails the product's checks): trained on as well, they keep the adapter writing the summaries the base
+model writes (trained on titles alone, its summaries ran on until cut off and a third failed the checks).
+`--part i/n` writes every n-th episode's pairs from the i-th, so two processes share two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from chapter_data import DEV, LOADERS, load  # noqa: E402
+from chapters import split_of  # noqa: E402
+
+from mediaflow import llm  # noqa: E402
+from mediaflow.chapters.abstractive import SYSTEM, AbstractiveOptions, excerpt  # noqa: E402
+from mediaflow.embed import get_embedder  # noqa: E402
+
+
+def pairs_of(ep: dict, emb, opts: AbstractiveOptions, model: llm.LLM | None) -> list[dict]:
+    """One {prompt, target} per inner creator chapter of `ep` (no description: the dev files have none)."""
+    sents, cuts = ep["sentences"], ep["ref"]
+    if len(cuts) != len(ep["ref_titles"]):  # an empty creator chapter: titles and spans would not line up
+        return []
+    spans = list(zip(cuts, cuts[1:] + [len(sents)]))
+    head = f"Episode: {ep['title']}\n"
+    out, sources = [], []
+    for j, (a, b) in enumerate(spans[1:-1], start=1):
+        chapter = [s.text for s in sents[a:b]]
+        text = excerpt(chapter, emb[a:b], opts.excerpt_words)
+        earlier = "; ".join(ep["ref_titles"][max(0, j - opts.earlier_titles):j]) or "none"
+        user = f"{head}Earlier chapters: {earlier}\nChapter {j + 1}: {text}"
+        out.append({"source": ep["source"], "episode": ep["id"], "chapter": j,
+                    "prompt": llm.chat(SYSTEM, user, "Title:"), "target": " " + " ".join(ep["ref_titles"][j].split())})
+        sources.append((text, ep["title"], "", " ".join(chapter)))
+    if model is not None:  # as write_chapters asks: several chapters in one batch, the same limits and checks
+        for i in range(0, len(out), opts.group):
+            part = out[i:i + opts.group]
+            gens = model.generate_batch([f"{r['prompt']}{r['target']}\nSummary:" for r in part],
+                                        max_tokens=opts.summary_tokens, timeout_s=600.0, stop=("\n",))
+            for r, g, src in zip(part, gens, sources[i:i + opts.group]):
+                r["summary"] = None if g.timed_out else llm.clean_sentence(g.text, *src, max_sentences=2)
+                r["summary_raw"] = g.text
+            model.forget()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--eval", default=str(DEV))
+    ap.add_argument("--source", default=",".join(LOADERS))
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "title_pairs.jsonl"))
+    ap.add_argument("--no-summaries", action="store_true", help="titles only (no model run)")
+    ap.add_argument("--part", default="0/1", help="i/n: every n-th tune episode from the i-th")
+    args = ap.parse_args()
+    opts, embedder = AbstractiveOptions(), get_embedder()
+    model = None if args.no_summaries else llm.get_llm()
+    k, n = map(int, args.part.split("/"))
+    rows, seen = [], 0
+    for source in args.source.split(","):
+        for i, ep in enumerate(load(Path(args.eval), [source])):
+            if split_of(i) == "tune":
+                if seen % n == k:
+                    rows += pairs_of(ep, embedder.encode([s.text for s in ep["sentences"]]), opts, model)
+                    print(f"{source}/{ep['id']}: {len(rows)} pairs so far", flush=True)
+                seen += 1
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    os.replace(tmp, out)
+    by = {s: sum(r["source"] == s for r in rows) for s in args.source.split(",")}
+    summaries = sum(r.get("summary") is not None for r in rows)
+    print(f"{len(rows)} pairs ({', '.join(f'{s}: {c}' for s, c in by.items())}), {summaries} with a summary -> {out}")
+
+
+if __name__ == "__main__":
+    main()
