@@ -349,6 +349,7 @@ class LLM:
         started, cpu0 = time.perf_counter(), time.process_time()
         n = len(toks)
         try:
+            self._use_adapter(adapter)  # before any cell is made: they are tagged with it
             shared = 0
             if n > 1:  # their common beginning once, in one sequence, before they branch
                 lcp = _common_prefix(toks)
@@ -359,12 +360,12 @@ class LLM:
                     shared = lcp - held
             seqs, reused, taken = [], [], set()
             for t in toks:
-                s, common = self._place(t[:-1], exclude=taken, tag=adapter)  # the last token is decoded: its logits are needed
+                # the last token is decoded: its logits are needed
+                s, common = self._place(t[:-1], exclude=taken, tag=adapter)
                 taken.add(s)
                 seqs.append(s)
                 reused.append(common)
             pending = {s: t for s, t in zip(seqs, toks)}
-            self._use_adapter(adapter)
             nxt, timed_out = self._prefill(pending, deadline, need_logits=True, ban=ban_first)
             prompt_cpu = time.process_time() - cpu0
             self.stats["prompt_tokens"] += shared + sum(len(t) - c for t, c in zip(toks, reused))
