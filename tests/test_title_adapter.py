@@ -129,12 +129,15 @@ def test_the_shipped_adapter_writes_a_title_and_a_summary_that_pass_the_checks(t
     assert path is not None, "models/title_adapter/title_adapter.gguf is missing"
     m = llm.LLM(llm.ensure_model(), adapter=path)
     m.memo = llm.GenerationMemo(tmp_path / "memo.jsonl")
-    title = m.generate(PROMPT, max_tokens=12, stop=("\n",), adapter=True)
-    assert llm.clean_title(title.text, PROMPT) and len(title.text.split()) <= 6, title.text
-    summary = m.generate(f"{PROMPT} {title.text}\nSummary:", max_tokens=40, stop=("\n",), adapter=True)
+    from mediaflow.chapters.abstractive import SYSTEM
+
+    prompt = llm.chat(SYSTEM, PROMPT.split("<|im_start|>user\n")[1].split("<|im_end|>")[0], "Title:")  # the product's
+    title = m.generate(prompt, max_tokens=12, stop=("\n",), adapter=True)
+    assert llm.clean_title(title.text, prompt) and len(title.text.split()) <= 6, title.text
+    summary = m.generate(f"{prompt} {title.text}\nSummary:", max_tokens=40, stop=("\n",), adapter=True)
     assert summary.reused_tokens >= title.prompt_tokens  # the title's prompt was not read again
-    assert llm.clean_sentence(summary.text, PROMPT), summary.text
-    base = m.generate(PROMPT, max_tokens=12, stop=("\n",))
+    assert llm.clean_sentence(summary.text, prompt), summary.text
+    base = m.generate(prompt, max_tokens=12, stop=("\n",))
     assert not base.cached  # the adapter's answer is not the base model's memo entry
     assert len(m.memo.path.read_text().splitlines()) == 3
     m.close()
