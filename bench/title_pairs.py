@@ -32,7 +32,7 @@ from chapter_data import DEV, LOADERS, load  # noqa: E402
 from chapters import split_of  # noqa: E402
 
 from mediaflow import llm  # noqa: E402
-from mediaflow.chapters.abstractive import SYSTEM, AbstractiveOptions, excerpt  # noqa: E402
+from mediaflow.chapters.abstractive import AbstractiveOptions, episode_head, excerpt, title_prompt  # noqa: E402
 from mediaflow.embed import get_embedder  # noqa: E402
 
 
@@ -42,15 +42,14 @@ def pairs_of(ep: dict, emb, opts: AbstractiveOptions, model: llm.LLM | None) -> 
     if len(cuts) != len(ep["ref_titles"]):  # an empty creator chapter: titles and spans would not line up
         return []
     spans = list(zip(cuts, cuts[1:] + [len(sents)]))
-    head = f"Episode: {ep['title']}\n"
+    head = episode_head(ep["title"], None, opts)
     out, sources = [], []
     for j, (a, b) in enumerate(spans[1:-1], start=1):
         chapter = [s.text for s in sents[a:b]]
         text = excerpt(chapter, emb[a:b], opts.excerpt_words)
-        earlier = "; ".join(ep["ref_titles"][max(0, j - opts.earlier_titles):j]) or "none"
-        user = f"{head}Earlier chapters: {earlier}\nChapter {j + 1}: {text}"
         out.append({"source": ep["source"], "episode": ep["id"], "chapter": j,
-                    "prompt": llm.chat(SYSTEM, user, "Title:"), "target": " " + " ".join(ep["ref_titles"][j].split())})
+                    "prompt": title_prompt(head, ep["ref_titles"][:j], j + 1, text, opts),
+                    "target": " " + " ".join(ep["ref_titles"][j].split())})
         sources.append((text, ep["title"], "", " ".join(chapter)))
     if model is not None:  # as write_chapters asks: several chapters in one batch, the same limits and checks
         for i in range(0, len(out), opts.group):

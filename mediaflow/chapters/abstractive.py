@@ -63,6 +63,21 @@ def excerpt(sentences: list[str], emb: np.ndarray, words: int) -> str:
     return " ".join(text.split()[: words + 20])
 
 
+def episode_head(title: str | None, description: str | None, opts: AbstractiveOptions) -> str:
+    """The lines every chapter prompt of an episode begins with (the KV cache shares them)."""
+    head = f"Episode: {title or 'untitled'}\n"
+    if description:
+        head += f"About: {llm.trim_words(description, opts.description_words)}\n"
+    return head
+
+
+def title_prompt(head: str, earlier: list[str], number: int, text: str, opts: AbstractiveOptions) -> str:
+    """Chapter `number`'s (1-based) title prompt, after the titles given before it; the answer follows `Title:`.
+    bench/title_pairs.py builds the title adapter's training prompts with it too."""
+    shown = "; ".join(earlier[-opts.earlier_titles:] if opts.earlier_titles else []) or "none"
+    return llm.chat(SYSTEM, f"{head}Earlier chapters: {shown}\nChapter {number}: {text}", "Title:")
+
+
 def write_chapters(
     chapter_texts: list[list[str]],
     chapter_embs: list[np.ndarray],
@@ -81,20 +96,16 @@ def write_chapters(
     a title's answer stops at its line's end. Every `opts.group` chapters, their summaries are written
     together, in one lock-step batch, each continuing its chapter's prompt and title, which the KV cache
     still holds: the words a summary costs are decoded several at a time."""
-    head = f"Episode: {title or 'untitled'}\n"
-    if description:
-        head += f"About: {llm.trim_words(description, opts.description_words)}\n"
+    head = episode_head(title, description, opts)
     out_titles, summaries = list(titles), [None] * len(titles)
     pending: list[tuple[int, str, tuple[str, ...]]] = []  # (chapter, its prompt so far, sources)
     for i, sents in enumerate(chapter_texts):
         text = excerpt(sents, chapter_embs[i], opts.excerpt_words)
-        earlier = "; ".join(out_titles[max(0, i - opts.earlier_titles):i]) or "none"
-        user = f"{head}Earlier chapters: {earlier}\nChapter {i + 1}: {text}"
+        prompt = title_prompt(head, out_titles[:i], i + 1, text, opts)
         sources = (text, title or "", description or "", " ".join(sents))
         if keep[i]:  # its name stays: only the summary is asked for
-            pending.append((i, llm.chat(SYSTEM, user, f"Title: {titles[i]}"), sources))
+            pending.append((i, f"{prompt} {titles[i]}", sources))
         else:
-            prompt = llm.chat(SYSTEM, user, "Title:")
             banned: tuple[int, ...] = ()
             try:
                 for attempt in range(1 + opts.title_retries):
