@@ -32,7 +32,8 @@ from chapter_data import DEV, LOADERS, load  # noqa: E402
 from chapters import split_of  # noqa: E402
 
 from mediaflow import llm  # noqa: E402
-from mediaflow.chapters.abstractive import AbstractiveOptions, episode_head, excerpt, title_prompt  # noqa: E402
+from mediaflow.chapters.abstractive import (  # noqa: E402
+    AbstractiveOptions, episode_head, excerpt, title_prompt, write_summaries)
 from mediaflow.embed import get_embedder  # noqa: E402
 
 
@@ -51,15 +52,14 @@ def pairs_of(ep: dict, emb, opts: AbstractiveOptions, model: llm.LLM | None) -> 
                     "prompt": title_prompt(head, ep["ref_titles"][:j], j + 1, text, opts),
                     "target": " " + " ".join(ep["ref_titles"][j].split())})
         sources.append((text, ep["title"], "", " ".join(chapter)))
-    if model is not None:  # as write_chapters asks: several chapters in one batch, the same limits and checks
+    if model is not None:  # as write_chapters asks, by the plain model: several chapters a batch, the same checks
+        summaries: list[str | None] = [None] * len(out)
         for i in range(0, len(out), opts.group):
-            part = out[i:i + opts.group]
-            gens = model.generate_batch([f"{r['prompt']}{r['target']}\nSummary:" for r in part],
-                                        max_tokens=opts.summary_tokens, timeout_s=600.0, stop=("\n",))
-            for r, g, src in zip(part, gens, sources[i:i + opts.group]):
-                r["summary"] = None if g.timed_out else llm.clean_sentence(g.text, *src, max_sentences=2)
-                r["summary_raw"] = g.text
+            write_summaries([(k, out[k]["prompt"] + out[k]["target"], sources[k])
+                             for k in range(i, min(i + opts.group, len(out)))], summaries, model, opts, adapter=False)
             model.forget()
+        for r, s in zip(out, summaries):
+            r["summary"] = s
     return out
 
 

@@ -605,7 +605,14 @@ def adapter_id(path: Path | None, scale: float = ADAPTER_SCALE) -> str | None:
     the chapters' method id, so stored chapters are redone when the adapter or its scale changes."""
     if path is None or not path.is_file():  # a missing one named by the environment fails at load, clearly
         return None
-    return f"title-lora-{hashlib.sha256(path.read_bytes()).hexdigest()[:8]}-x{scale:g}"
+    st = path.stat()
+    return f"title-lora-{_sha8(str(path), st.st_size, st.st_mtime_ns)}-x{scale:g}"
+
+
+@lru_cache(maxsize=8)
+def _sha8(path: str, size: int, mtime_ns: int) -> str:
+    # asked at import (the method id) and again when the model loads: the file is read once
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:8]
 
 
 @lru_cache(maxsize=1)

@@ -21,7 +21,7 @@ from mediaflow.chapters.titles import SPONSORS, TitleOptions, make_titles, name_
 from mediaflow.transcript import Transcript
 
 METHOD = f"{SEGMENTATION}+keyphrase-v2"  # extractive titles
-# v7: titles written with the title adapter (its id names the file), prompts read with it (docs/llm.md)
+# v7: titles and chapter summaries written with the title adapter (its id names the file and the scale; docs/llm.md)
 _ADAPTER = llm.adapter_id(llm.title_adapter_path())
 MODEL_METHOD = f"{SEGMENTATION}+{llm.MODEL_NAME}-titles-summaries-" + (f"v7+{_ADAPTER}" if _ADAPTER else "v6")
 TITLE_METHODS = ("auto", "model", "extractive")

@@ -131,11 +131,11 @@ def write_chapters(
             pending.append((i, f"{prompt} {g.text}", sources))
         if len(pending) >= opts.group or i == len(chapter_texts) - 1:
             if opts.summaries:
-                _summarise(pending, summaries, model, opts)
+                write_summaries(pending, summaries, model, opts)
             pending = []
             model.forget(keep=llm.chat(SYSTEM, head))  # these chapters' branches are done with
     if opts.summaries and pending:
-        _summarise(pending, summaries, model, opts)
+        write_summaries(pending, summaries, model, opts)
     return out_titles, summaries
 
 
@@ -185,14 +185,16 @@ def _in_episode_title(t: str, episode_title: str | None) -> bool:
     return w.strip() != "" and w in words(episode_title or "")
 
 
-def _summarise(pending: list[tuple[int, str, tuple[str, ...]]], summaries: list[str | None], model: llm.LLM,
-               opts: AbstractiveOptions) -> None:
+def write_summaries(pending: list[tuple[int, str, tuple[str, ...]]], summaries: list[str | None], model: llm.LLM,
+                    opts: AbstractiveOptions, adapter: bool = True) -> None:
+    """`summaries[i]` for each (i, prompt and title so far, sources) in `pending`, in one batch, checked (None when
+    refused). `adapter=False`: the plain model's (bench/title_pairs.py teaches the adapter those)."""
     if not pending:
         return
     try:
         gens = model.generate_batch([f"{p}\nSummary:" for _, p, _ in pending], max_tokens=opts.summary_tokens,
                                     timeout_s=opts.timeout_s * max(1.0, len(pending) / 2), stop=("\n",),
-                                    adapter=True)  # taught the base model's own summaries, so it keeps them
+                                    adapter=adapter)  # taught the base model's own summaries, so it keeps them
     except Exception:
         for _ in pending:
             llm.count_fallback("summary", "error")
