@@ -6,9 +6,10 @@ the creator's title as the answer (models/title_adapter/train.py trains on them)
 Only the tune halves of dev (`bench/chapters.py`'s `split_of`: even positions in each source's file
 order), so the held-out halves still judge the adapter. The chapters are the creators' own (their
 boundaries), the prompt is built exactly as `mediaflow.chapters.abstractive.write_chapters` builds it,
-with the creator's earlier titles as the context. The first and last chapter of each episode are left
-out: the product names them Introduction and Closing Remarks and never asks the model. The pairs hold
-episode text, so they stay in bench/results (ignored by git), never in the project.
+with the creator's earlier titles as the context (or the model's own, `--context model` below, as the shipped
+adapter was trained). The first and last chapter of each episode are left out: the product names them
+Introduction and Closing Remarks and never asks the model. The pairs hold episode text, so they stay in
+bench/results (ignored by git), never in the project.
 
 Each pair also carries the summary the base model writes after the creator's title (`summary`, None when
 it fails the product's checks): trained on as well, they keep the adapter writing the summaries the base
