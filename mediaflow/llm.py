@@ -392,7 +392,10 @@ class LLM:
                 if time.perf_counter() > deadline:
                     timed_out = True
                     break
-                k = draft if len(active) == 1 else draft // 2 if len(active) == 2 else 0
+                # Drafts only for a lone sequence: with drafts of two sequences in one decode, after some cache
+                # history, both answers came out as garbage ("Coffee was its its a its origins was first first";
+                # docs/llm.md, *Own titles as context*); a lone sequence's drafts are tested against greedy.
+                k = draft if len(active) == 1 else 0
                 entries, drafts = [], {}
                 for s in active:
                     d = prompt_lookup(pending[s] + out[s], min(k, max_tokens - len(out[s]))) if k else []
