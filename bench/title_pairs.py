@@ -44,10 +44,10 @@ from mediaflow.chapters.abstractive import (  # noqa: E402
 from mediaflow.embed import get_embedder  # noqa: E402
 
 
-def own_titles(ep: dict, spans: list[tuple[int, int]], emb, opts: AbstractiveOptions, model: llm.LLM) -> list[str]:
-    """The titles the model writes for the creator's chapters, each after its own earlier ones; the first and
-    last keep the creator's (the product names them), as does a chapter whose answer is refused."""
-    texts = [[s.text for s in ep["sentences"][a:b]] for a, b in spans]
+def own_titles(ep: dict, spans: list[tuple[int, int]], texts: list[list[str]], emb, opts: AbstractiveOptions,
+               model: llm.LLM) -> list[str]:
+    """The titles the model writes for the creator's chapters (`texts`), each after its own earlier ones; the
+    first and last keep the creator's (the product names them), as does a chapter whose answer is refused."""
     keep = [j in (0, len(spans) - 1) for j in range(len(spans))]
     titles, _ = write_chapters(texts, [emb[a:b] for a, b in spans], list(ep["ref_titles"]), keep, ep["title"],
                                None, model, AbstractiveOptions(**{**vars(opts), "summaries": False}))
@@ -62,11 +62,12 @@ def pairs_of(ep: dict, emb, opts: AbstractiveOptions, model: llm.LLM | None, con
     if len(cuts) != len(ep["ref_titles"]):  # an empty creator chapter: titles and spans would not line up
         return []
     spans = list(zip(cuts, cuts[1:] + [len(sents)]))
+    texts = [[s.text for s in sents[a:b]] for a, b in spans]
     head = episode_head(ep["title"], None, opts)
-    earlier = own_titles(ep, spans, emb, opts, model) if context == "model" else ep["ref_titles"]
+    earlier = own_titles(ep, spans, texts, emb, opts, model) if context == "model" else ep["ref_titles"]
     out, sources = [], []
     for j, (a, b) in enumerate(spans[1:-1], start=1):
-        chapter = [s.text for s in sents[a:b]]
+        chapter = texts[j]
         text = excerpt(chapter, emb[a:b], opts.excerpt_words)
         out.append({"source": ep["source"], "episode": ep["id"], "chapter": j,
                     "prompt": title_prompt(head, earlier[:j], j + 1, text, opts),
@@ -98,12 +99,13 @@ def main() -> None:
     ap.add_argument("--summaries-from", default="", help="comma-separated pair files to copy summaries from")
     args = ap.parse_args()
     opts, embedder = AbstractiveOptions(), get_embedder()
-    copied = None
+    copied = None  # summaries to copy: None asks the plain model, {} leaves them out
     if args.summaries_from:
         copied = {(r["source"], r["episode"], r["chapter"]): r.get("summary")
                   for f in args.summaries_from.split(",") for r in map(json.loads, Path(f).read_text().splitlines())}
-    needs_model = args.context == "model" or not (args.no_summaries or copied is not None)
-    model = llm.get_llm() if needs_model else None
+    elif args.no_summaries:
+        copied = {}
+    model = llm.get_llm() if args.context == "model" or copied is None else None
     k, n = map(int, args.part.split("/"))
     rows, seen = [], 0
     for source in args.source.split(","):
@@ -111,7 +113,7 @@ def main() -> None:
             if split_of(i) == "tune":
                 if seen % n == k:
                     rows += pairs_of(ep, embedder.encode([s.text for s in ep["sentences"]]), opts, model,
-                                     args.context, {} if args.no_summaries and copied is None else copied)
+                                     args.context, copied)
                     print(f"{source}/{ep['id']}: {len(rows)} pairs so far", flush=True)
                 seen += 1
     out = Path(args.out)

@@ -209,8 +209,7 @@ class LLM:
     lock-step, one batch per step: on a CPU one token costs about as much as a batch of several,
     since every step reads all the weights. `stats` counts tokens and CPU seconds by phase."""
 
-    def __init__(self, path: str | Path, threads: int = 0, adapter: str | Path | None = None,
-                 adapter_scale: float | None = None):
+    def __init__(self, path: str | Path, threads: int = 0, adapter: str | Path | None = None):
         try:
             from ik_llama_cpp import _ctypes_api as C
             from ik_llama_cpp._internals import IkContext, IkModel
@@ -243,7 +242,6 @@ class LLM:
         self.stats: Counter = Counter()  # prompt_tokens, prompt_cpu_s, steps, generated_tokens, gen_cpu_s, ...
         self.memo: GenerationMemo | None = None  # set to skip prompts answered before
         self._adapter, self._adapter_on, self.adapter_id = None, False, None
-        self._adapter_scale = ADAPTER_SCALE if adapter_scale is None else adapter_scale
         if adapter:
             self._load_adapter(Path(adapter))
 
@@ -260,13 +258,13 @@ class LLM:
         if not handle:
             raise ModelUnavailable(f"could not load the adapter {path}")
         self._adapter = handle  # freed with the model
-        self.adapter_id = adapter_id(path, self._adapter_scale)
+        self.adapter_id = adapter_id(path)
 
     def _use_adapter(self, on: bool) -> None:
         if self._adapter is None or on == self._adapter_on:
             return
         lib = self._C._lib
-        rc = (lib.llama_lora_adapter_set(self._ctx.ctx, self._adapter, self._adapter_scale) if on
+        rc = (lib.llama_lora_adapter_set(self._ctx.ctx, self._adapter, ADAPTER_SCALE) if on
               else lib.llama_lora_adapter_remove(self._ctx.ctx, self._adapter))
         if rc != 0:
             raise RuntimeError(f"could not {'apply' if on else 'remove'} the adapter ({rc})")
