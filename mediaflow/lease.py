@@ -23,7 +23,7 @@ from mediaflow.store import Episode
 log = logging.getLogger("mediaflow.lease")
 
 OWNER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # this process
-_renewers: dict[str, threading.Event] = {}  # database URL → the running renewer's stop signal
+_renewers: dict[str, tuple[threading.Event, threading.Thread]] = {}  # database URL → its renewer's stop signal, thread
 _lock = threading.Lock()
 
 
@@ -82,11 +82,7 @@ def orphans(settings: Settings) -> list[Episode]:
 
 def keep_renewing(settings: Settings) -> None:
     """Start (once per process and database) the thread that renews this process's leases."""
-    url, every = settings.db_url, settings.lease_s / 4
-    with _lock:
-        if url in _renewers:
-            return
-        stop = _renewers[url] = threading.Event()
+    url, every, stop = settings.db_url, settings.lease_s / 4, threading.Event()
 
     def renew() -> None:
         while not stop.wait(every):
@@ -95,4 +91,22 @@ def keep_renewing(settings: Settings) -> None:
             except Exception as e:  # the database may be briefly away; the next beat tries again
                 log.warning("could not renew leases: %s", str(e).splitlines()[0] if str(e) else type(e).__name__)
 
-    threading.Thread(target=renew, name="mediaflow-lease", daemon=True).start()
+    with _lock:
+        if url in _renewers:
+            return
+        thread = threading.Thread(target=renew, name="mediaflow-lease", daemon=True)
+        _renewers[url] = (stop, thread)
+        thread.start()
+
+
+def stop_renewing(db_url: str, wait_s: float = 5.0) -> bool:
+    """Stop this process's renewer for that database (its leases then run out), e.g. before the database goes
+    away for good; the next `take` there starts a new one. True if a renewer was running and has ended."""
+    with _lock:
+        found = _renewers.pop(db_url, None)
+    if found is None:
+        return False
+    stop, thread = found
+    stop.set()
+    thread.join(wait_s)  # a beat already under way finishes first (or its connection attempt times out)
+    return not thread.is_alive()

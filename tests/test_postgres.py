@@ -159,6 +159,7 @@ def test_process_episode_flow_stores_to_postgres(settings, postgres_url, speech_
         assert store.get_chapters(episode_id)[0] and store.get_features(episode_id).data["keywords"]
         assert episode_id in {e.id for e in store.search_episodes("volcano")[0]}
     finally:
+        lease.stop_renewing(postgres_url)  # else it keeps knocking on the server this test is about to stop
         resources.get_store(postgres_url).engine.dispose()
         resources.get_store.cache_clear()
         config.get_settings.cache_clear()
