@@ -120,7 +120,6 @@ def ensure_model(cache_dir: str | Path | None = None) -> Path:
 # -- running it ------------------------------------------------------------------------------------
 N_SEQ = 16  # branches the KV cache holds side by side (one episode's chapters, a shared prefix)
 KV_CELLS = 4096  # tokens the KV cache holds over all branches (~115 MB)
-DRAFT = 4  # prompt-lookup draft tokens verified per step when one sequence is generating
 
 
 @dataclass
@@ -183,20 +182,6 @@ _LOG_CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_v
 @lru_cache(maxsize=1)
 def _quiet_callback():
     return _LOG_CALLBACK(lambda level, text, data: None)  # kept alive here: llama.cpp holds the pointer
-
-
-def prompt_lookup(context: list[int], k: int, max_n: int = 3, min_n: int = 2) -> list[int]:
-    """Up to `k` draft tokens: what followed the latest earlier occurrence of the context's last n-gram
-    (n = `max_n` down to `min_n`). Summaries and titles copy words from the prompt, so drafts often hold;
-    a one-token match guesses too often wrong to pay for the batch slots it takes."""
-    for n in range(max_n, min_n - 1, -1):
-        if len(context) <= n:
-            continue
-        tail = context[-n:]
-        for i in range(len(context) - n - 1, -1, -1):
-            if context[i:i + n] == tail:
-                return context[i + n:i + n + k]
-    return []
 
 
 class LLM:
@@ -293,15 +278,14 @@ class LLM:
                     self._seqs[s] = self._seqs[s][:start]
 
     def generate(self, prompt: str, max_tokens: int = 48, timeout_s: float = 30.0,
-                 stop: tuple[str, ...] = (), draft: int = DRAFT, ban_first: tuple[int, ...] = (),
-                 adapter: bool = False) -> Generation:
+                 stop: tuple[str, ...] = (), ban_first: tuple[int, ...] = (), adapter: bool = False) -> Generation:
         """Greedy continuation of `prompt` (already in the chat format: see `chat`), at most
         `max_tokens` tokens, cut before the first `stop` string. Past `timeout_s` it stops and says so
-        (`timed_out`). `draft` > 0 verifies prompt-lookup drafts in one batch (the same words, fewer steps).
+        (`timed_out`).
         `ban_first`: tokens the answer may not begin with (to ask again after a rejected answer).
         `adapter`: with the loaded adapter on (if there is one). Cached cells are kept apart by whether
         they were made with it, so a prompt continues only cells made the way it is run."""
-        return self.generate_batch([prompt], max_tokens, timeout_s, stop, draft, ban_first, adapter)[0]
+        return self.generate_batch([prompt], max_tokens, timeout_s, stop, ban_first, adapter)[0]
 
     def first_tokens(self, answer: str) -> tuple[int, ...]:
         """The token an answer like `answer` begins with, after a space or not (for `ban_first`)."""
@@ -309,7 +293,7 @@ class LLM:
         return tuple({self.tokenize(" " + word)[0], self.tokenize(word)[0]}) if word else ()
 
     def generate_batch(self, prompts: list[str], max_tokens: int = 48, timeout_s: float = 30.0,
-                       stop: tuple[str, ...] = (), draft: int = DRAFT, ban_first: tuple[int, ...] = (),
+                       stop: tuple[str, ...] = (), ban_first: tuple[int, ...] = (),
                        adapter: bool = False) -> list[Generation]:
         """`generate` for several prompts at once, decoded in lock-step (greedy: each answer is the one
         `generate` would give, up to float rounding in the batched arithmetic). `timeout_s` is for the batch."""
@@ -335,7 +319,7 @@ class LLM:
                 if len(t) + max_tokens >= N_CTX:
                     raise ValueError(f"prompt of {len(t)} tokens leaves no room for {max_tokens} more in {N_CTX}")
             with self._lock:
-                gens = self._run(toks, max_tokens, deadline, stop, draft, ban_first, adapter)
+                gens = self._run(toks, max_tokens, deadline, stop, ban_first, adapter)
             for j, g in zip(part, gens):
                 results[j] = g
                 if self.memo and not g.timed_out:
@@ -344,7 +328,7 @@ class LLM:
 
     # -- the engine (callers hold the lock) --
     def _run(self, toks: list[list[int]], max_tokens: int, deadline: float, stop: tuple[str, ...],
-             draft: int, ban_first: tuple[int, ...] = (), adapter: bool = False) -> list[Generation]:
+             ban_first: tuple[int, ...] = (), adapter: bool = False) -> list[Generation]:
         C = self._C
         started, cpu0 = time.perf_counter(), time.process_time()
         n = len(toks)
@@ -390,34 +374,13 @@ class LLM:
                 if time.perf_counter() > deadline:
                     timed_out = True
                     break
-                # Drafts only for a lone sequence: with drafts of two sequences in one decode, after some cache
-                # history, both answers came out as garbage ("Coffee was its its a its origins was first first";
-                # docs/llm.md, *Own titles as context*); a lone sequence's drafts are tested against greedy.
-                k = draft if len(active) == 1 else 0
-                entries, drafts = [], {}
-                for s in active:
-                    d = prompt_lookup(pending[s] + out[s], min(k, max_tokens - len(out[s]))) if k else []
-                    drafts[s] = d
-                    pos = len(self._seqs[s])
-                    entries += [(s, tok, pos + i) for i, tok in enumerate([out[s][-1], *d])]
+                entries = [(s, out[s][-1], len(self._seqs[s])) for s in active]
                 preds = self._decode_entries(entries, all_logits=True)
                 self.stats["steps"] += 1
                 still = []
                 for s in active:
-                    p = preds[s]  # argmax after out[-1], after d1, ...
                     self._seqs[s].append(out[s][-1])
-                    m, alive = 0, True
-                    while m < len(drafts[s]) and drafts[s][m] == p[m]:
-                        self._seqs[s].append(drafts[s][m])
-                        alive = emit(s, drafts[s][m])
-                        m += 1
-                        if not alive:
-                            break
-                    self.stats["drafted"] += len(drafts[s])
-                    self.stats["accepted"] += m
-                    if m < len(drafts[s]):  # the rejected drafts leave the cache
-                        self._seq_rm(self._ctx.ctx, s, len(self._seqs[s]), -1)
-                    if alive and emit(s, p[m]):
+                    if emit(s, preds[s][0]):
                         still.append(s)
                 active = still
             gen_cpu = time.process_time() - gen_cpu0

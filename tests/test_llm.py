@@ -133,22 +133,6 @@ def test_the_episode_summary_is_about_the_topics_not_the_sponsor_reads(model):
                                                             *(c.title for c in chapters), "A Short History of Coffee") == []
 
 
-COFFEE_PROMPT = llm.chat("You write chapter titles and summaries.",
-                         "Chapter says: " + " ".join(COFFEE) + "\nWrite a title and a one-sentence summary.", "Title:")
-
-
-def test_prompt_lookup_drafts_give_the_very_words_plain_greedy_decoding_gives(model):
-    plain = model.generate(COFFEE_PROMPT, max_tokens=32, timeout_s=600, draft=0)
-    before = dict(model.stats)
-    drafted = model.generate(COFFEE_PROMPT, max_tokens=32, timeout_s=600, draft=4)
-    steps = model.stats["steps"] - before.get("steps", 0)
-    accepted = model.stats["accepted"] - before.get("accepted", 0)
-    assert not plain.timed_out and not drafted.timed_out
-    assert drafted.text == plain.text and drafted.generated_tokens == plain.generated_tokens == 32
-    # the summary copies the chapter's words: drafts from the prompt hold, so fewer decoding steps ran
-    assert accepted > 0 and steps < 31
-
-
 def test_a_batch_gives_each_prompt_the_words_it_gets_alone(model):
     prompts = [llm.chat("Answer with one word.", q) for q in
                ("What colour is the sky on a clear day?", "What colour is grass?", "What is frozen water called?")]
