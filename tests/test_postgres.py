@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import inspect, text
 
 from conftest import SPEECH_TEXT, wer
-from mediaflow import config, resources
+from mediaflow import config, lease, resources
 from mediaflow.errors import InvalidInput, NotFound
 from mediaflow.store import ChaptersRow, Episode, FeaturesRow, Store, TranscriptRow
 from mediaflow.transcript import Segment, Transcript, Word
