@@ -26,6 +26,7 @@ import threading
 import time
 import weakref
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -375,12 +376,12 @@ class LLM:
                     timed_out = True
                     break
                 entries = [(s, out[s][-1], len(self._seqs[s])) for s in active]
-                preds = self._decode_entries(entries, all_logits=True)
+                preds = self._decode_entries(entries, logits_at=range(len(entries)))
                 self.stats["steps"] += 1
                 still = []
                 for s in active:
                     self._seqs[s].append(out[s][-1])
-                    if emit(s, preds[s][0]):
+                    if emit(s, preds[s]):
                         still.append(s)
                 active = still
             gen_cpu = time.process_time() - gen_cpu0
@@ -455,15 +456,14 @@ class LLM:
             preds = self._decode_entries(entries, logits_at=want, ban=ban)
             for s, t, j in chunk:
                 self._seqs[s].append(t[j])
-            for s, p in preds.items():
-                nxt[s] = p[0]
+            nxt.update(preds)
         return nxt, False
 
-    def _decode_entries(self, entries: list[tuple[int, int, int]], all_logits: bool = False,
-                        logits_at: set[int] = frozenset(), ban: tuple[int, ...] = ()) -> dict[int, list[int]]:
-        """One llama_decode of (sequence, token, position) entries; the argmax at each entry that asks
-        for logits (but for the `ban`ned tokens), by sequence, in order. A full cache drops the least
-        recently used other sequence."""
+    def _decode_entries(self, entries: list[tuple[int, int, int]], logits_at: Collection[int] = (),
+                        ban: tuple[int, ...] = ()) -> dict[int, int]:
+        """One llama_decode of (sequence, token, position) entries; by sequence, the argmax (but for the
+        `ban`ned tokens) at its entry listed in `logits_at` (one at most per sequence). A full cache drops
+        the least recently used other sequence."""
         import numpy as np
 
         C = self._C
@@ -473,7 +473,7 @@ class LLM:
             for i, (s, tok, pos) in enumerate(entries):
                 batch.token[i], batch.pos[i], batch.n_seq_id[i] = tok, pos, 1
                 batch.seq_id[i][0] = s
-                batch.logits[i] = 1 if all_logits or i in logits_at else 0
+                batch.logits[i] = 1 if i in logits_at else 0
             while (rc := self._ctx.decode(batch)) == 1:  # no room in the KV cache
                 busy = {s for s, _, _ in entries}
                 held = [s for s in range(N_SEQ) if s not in busy and self._seqs[s]]
@@ -484,14 +484,14 @@ class LLM:
                 self._seqs[s] = []
             if rc != 0:
                 raise RuntimeError(f"llama_decode failed ({rc})")
-            preds: dict[int, list[int]] = {}
+            preds: dict[int, int] = {}
             for i, (s, _, _) in enumerate(entries):
-                if all_logits or i in logits_at:
+                if i in logits_at:
                     logits = np.ctypeslib.as_array(self._ctx.get_logits(i), shape=(self._n_vocab,))
                     if ban:
                         logits = logits.copy()
                         logits[list(ban)] = -np.inf
-                    preds.setdefault(s, []).append(int(logits.argmax()))
+                    preds[s] = int(logits.argmax())
             return preds
         finally:
             C.llama_batch_free(batch)
